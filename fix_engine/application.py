@@ -1,0 +1,136 @@
+"""A QuickFIX Application whose callbacks can never hang the process.
+
+An exception other than QuickFIX's own escaping a callback hangs QuickFIX, so every callback body is
+guarded: QuickFIX's exceptions pass through (they are how we answer Reject/Logout), anything else is
+logged and turned into the nearest FIX answer by the subclass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fix_engine.quickfix_import import fix
+
+log = logging.getLogger(__name__)
+
+# QuickFIX's own exceptions: raising these from a callback is the documented way to answer.
+QF_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    fix.RejectLogon,
+    fix.UnsupportedMessageType,
+    fix.DoNotSend,
+    fix.FieldNotFound,
+    fix.IncorrectDataFormat,
+    fix.IncorrectTagValue,
+)
+
+
+def session_key(sid: Any) -> str:
+    """Our name for a session: the counterparty's CompID."""
+    return str(sid.getTargetCompID().getValue())
+
+
+def copy_session_id(sid: Any) -> Any:
+    """SessionIDs handed to callbacks are borrowed C++ objects: keep our own copy."""
+    return fix.SessionID(
+        sid.getBeginString().getValue(), sid.getSenderCompID().getValue(), sid.getTargetCompID().getValue(),
+        sid.getSessionQualifier(),
+    )
+
+
+class GuardedApplication(fix.Application):  # type: ignore[misc]
+    """Base for our acceptor and initiator applications. Subclasses override the `on_*` hooks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session_ids: dict[str, Any] = {}
+        self.begin_strings: dict[str, str] = {}
+        self.logged_on: set[str] = set()
+
+    # --- QuickFIX callbacks (guarded) --------------------------------------------------------
+    def onCreate(self, sid: Any) -> None:
+        self._guard("onCreate", self._created, sid)
+
+    def onLogon(self, sid: Any) -> None:
+        self._guard("onLogon", self._logon, sid)
+
+    def onLogout(self, sid: Any) -> None:
+        self._guard("onLogout", self._logout, sid)
+
+    def toAdmin(self, message: Any, sid: Any) -> None:
+        self._guard("toAdmin", self.on_to_admin, message, sid)
+
+    def fromAdmin(self, message: Any, sid: Any) -> None:
+        self._guard("fromAdmin", self.on_from_admin, message, sid)
+
+    def toApp(self, message: Any, sid: Any) -> None:
+        self._guard("toApp", self.on_to_app, message, sid)
+
+    def fromApp(self, message: Any, sid: Any) -> None:
+        try:
+            self.on_from_app(message.toString(), sid)
+        except QF_EXCEPTIONS:
+            raise
+        except Exception as exc:
+            log.exception("fromApp failed on %s", session_key(sid))
+            try:
+                self.on_app_error(message.toString(), sid, exc)
+            except Exception:
+                log.exception("error answer failed")
+
+    def _guard(self, name: str, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except QF_EXCEPTIONS:
+            raise
+        except Exception:
+            log.exception("%s failed", name)
+
+    def _created(self, sid: Any) -> None:
+        key = session_key(sid)
+        self.session_ids[key] = copy_session_id(sid)
+        self.begin_strings[key] = sid.getBeginString().getValue()
+
+    def _logon(self, sid: Any) -> None:
+        key = session_key(sid)
+        self.logged_on.add(key)
+        log.info("logon %s", key)
+        self.on_logon(key)
+
+    def _logout(self, sid: Any) -> None:
+        key = session_key(sid)
+        self.logged_on.discard(key)
+        log.info("logout %s", key)
+        self.on_logout(key)
+
+    # --- hooks -------------------------------------------------------------------------------
+    def on_logon(self, key: str) -> None:
+        pass
+
+    def on_logout(self, key: str) -> None:
+        pass
+
+    def on_to_admin(self, message: Any, sid: Any) -> None:
+        pass
+
+    def on_from_admin(self, message: Any, sid: Any) -> None:
+        pass
+
+    def on_to_app(self, message: Any, sid: Any) -> None:
+        pass
+
+    def on_from_app(self, raw: str, sid: Any) -> None:
+        raise fix.UnsupportedMessageType()
+
+    def on_app_error(self, raw: str, sid: Any, exc: Exception) -> None:
+        pass
+
+    # --- sending -----------------------------------------------------------------------------
+    def send_raw(self, key: str, raw: str) -> bool:
+        """Send a message built as a string (see codec). Thread-safe; the GIL is released inside."""
+        sid = self.session_ids.get(key)
+        if sid is None:
+            log.error("send to unknown session %s dropped", key)
+            return False
+        return bool(fix.Session.sendToTarget(fix.Message(raw, False), sid))

@@ -1,0 +1,227 @@
+"""A scripted FIX client (a real QuickFIX initiator) for the demo, the tests and load generation.
+
+Every message it receives is parsed into a `{tag: value}` dict and queued, so callers can wait for
+the report they expect.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from fix_engine import codec, settings
+from fix_engine.application import GuardedApplication
+from fix_engine.quickfix_import import fix
+
+Msg = dict[int, str]
+
+
+class _ClientApp(GuardedApplication):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inbox: queue.Queue[Msg] = queue.Queue()
+        self.admin: queue.Queue[Msg] = queue.Queue()
+        self.logon_event = threading.Event()
+        self.logout_event = threading.Event()
+        self.logon_fields: list[tuple[int, str]] = []
+
+    def on_logon(self, key: str) -> None:
+        self.logout_event.clear()
+        self.logon_event.set()
+
+    def on_logout(self, key: str) -> None:
+        self.logon_event.clear()
+        self.logout_event.set()
+
+    def on_to_admin(self, message: Any, sid: Any) -> None:
+        if message.getHeader().getField(35) == codec.LOGON:
+            for tag, value in self.logon_fields:
+                message.setField(tag, value)
+
+    def on_from_admin(self, message: Any, sid: Any) -> None:
+        self.admin.put(codec.parse(message.toString()))
+
+    def on_from_app(self, raw: str, sid: Any) -> None:
+        self.inbox.put(codec.parse(raw))
+
+
+class FixClient:
+    def __init__(
+        self,
+        comp_id: str,
+        port: int,
+        var_dir: Path,
+        begin_string: str = codec.FIX44,
+        target: str = "FIXOMS",
+        host: str = "127.0.0.1",
+        logon_fields: list[tuple[int, str]] | None = None,
+        reset_on_logon: bool = False,
+    ) -> None:
+        self.comp_id = comp_id
+        self.begin_string = begin_string
+        self.target = target
+        self.app = _ClientApp()
+        self.app.logon_fields = list(logon_fields or [])
+        var_dir = Path(var_dir) / f"client-{comp_id}"
+        var_dir.mkdir(parents=True, exist_ok=True)
+        dictionary = "FIX44.xml" if begin_string == codec.FIX44 else "FIX42.xml"
+        cfg = var_dir / "client.cfg"
+        cfg.write_text(
+            "\n".join(
+                [
+                    "[DEFAULT]",
+                    "ConnectionType=initiator",
+                    f"SocketConnectHost={host}",
+                    f"SocketConnectPort={port}",
+                    f"FileStorePath={var_dir / 'store'}",
+                    f"FileLogPath={var_dir / 'log'}",
+                    "StartTime=00:00:00",
+                    "EndTime=00:00:00",
+                    "HeartBtInt=30",
+                    "ReconnectInterval=1",
+                    "UseDataDictionary=Y",
+                    f"DataDictionary={settings.resolve_dictionary(dictionary)}",
+                    "ValidateUserDefinedFields=N",
+                    "AllowUnknownMsgFields=Y",
+                    f"ResetOnLogon={'Y' if reset_on_logon else 'N'}",
+                    "[SESSION]",
+                    f"BeginString={begin_string}",
+                    f"SenderCompID={comp_id}",
+                    f"TargetCompID={target}",
+                    "",
+                ]
+            )
+        )
+        self.settings = fix.SessionSettings(str(cfg))
+        # The C++ initiator keeps raw pointers to the factories: they must live as long as it does.
+        self.store_factory = fix.FileStoreFactory(self.settings)
+        self.log_factory = fix.FileLogFactory(self.settings)
+        self.initiator = fix.SocketInitiator(self.app, self.store_factory, self.settings, self.log_factory)
+        self.sid = fix.SessionID(begin_string, comp_id, target)
+        self._seq = 0
+        self.received: list[Msg] = []
+
+    # --- session -----------------------------------------------------------------------------
+    def start(self, wait: float | None = 10.0) -> FixClient:
+        self.initiator.start()
+        if wait and not self.app.logon_event.wait(wait):
+            raise TimeoutError(f"{self.comp_id}: no logon within {wait}s")
+        return self
+
+    def stop(self) -> None:
+        self.initiator.stop()
+
+    @property
+    def logged_on(self) -> bool:
+        return self.app.logon_event.is_set()
+
+    def next_id(self, prefix: str = "C") -> str:
+        self._seq += 1
+        return f"{prefix}{int(time.time() * 1000) % 10_000_000}-{self._seq}"
+
+    # --- sending -----------------------------------------------------------------------------
+    def send(self, msg_type: str, fields: list[tuple[int, str]]) -> None:
+        raw = codec._message(self.begin_string, msg_type, fields)
+        if not fix.Session.sendToTarget(fix.Message(raw, False), self.sid):
+            raise RuntimeError(f"{self.comp_id}: not logged on, message stored")
+
+    def new_order(
+        self,
+        symbol: str,
+        side: str,
+        qty: Decimal | int | str,
+        ord_type: str = "2",
+        price: Decimal | str | None = None,
+        tif: str = "0",
+        cl_ord_id: str | None = None,
+        account: str | None = None,
+        extra: list[tuple[int, str]] | None = None,
+    ) -> str:
+        cl_ord_id = cl_ord_id or self.next_id()
+        fields = [
+            (codec.CL_ORD_ID, cl_ord_id),
+            (codec.HANDL_INST, "1"),
+            (codec.SYMBOL, symbol),
+            (codec.SIDE, side),
+            (codec.ORDER_QTY, str(qty)),
+            (codec.ORD_TYPE, ord_type),
+            (codec.TIF, tif),
+            (codec.TRANSACT_TIME, codec.utc_timestamp()),
+        ]
+        if price is not None:
+            fields.append((codec.PRICE, str(price)))
+        if account:
+            fields.append((codec.ACCOUNT, account))
+        fields.extend(extra or [])
+        self.send(codec.NEW_ORDER_SINGLE, fields)
+        return cl_ord_id
+
+    def cancel(self, orig_cl_ord_id: str, symbol: str, side: str, qty: Decimal | int | str = 0,
+               cl_ord_id: str | None = None) -> str:
+        cl_ord_id = cl_ord_id or self.next_id("X")
+        fields = [
+            (codec.ORIG_CL_ORD_ID, orig_cl_ord_id),
+            (codec.CL_ORD_ID, cl_ord_id),
+            (codec.SYMBOL, symbol),
+            (codec.SIDE, side),
+            (codec.TRANSACT_TIME, codec.utc_timestamp()),
+        ]
+        if self.begin_string == codec.FIX42 or qty:
+            fields.append((codec.ORDER_QTY, str(qty or 1)))
+        self.send(codec.CANCEL_REQUEST, fields)
+        return cl_ord_id
+
+    def status(self, cl_ord_id: str, symbol: str, side: str) -> None:
+        self.send(codec.STATUS_REQUEST, [(codec.CL_ORD_ID, cl_ord_id), (codec.SYMBOL, symbol), (codec.SIDE, side)])
+
+    # --- receiving ---------------------------------------------------------------------------
+    def wait_for(self, match: Callable[[Msg], bool], timeout: float = 10.0) -> Msg:
+        """The first message (received before or now) that matches; skipped ones stay in `received`."""
+        for msg in self.received:
+            if match(msg) and not msg.get(-1):
+                msg[-1] = "seen"
+                return msg
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.comp_id}: no matching message within {timeout}s")
+            try:
+                msg = self.app.inbox.get(timeout=left)
+            except queue.Empty:
+                continue
+            self.received.append(msg)
+            if match(msg):
+                msg[-1] = "seen"
+                return msg
+
+    def reports_for(self, cl_ord_id: str) -> list[Msg]:
+        self.drain()
+        return [m for m in self.received if m.get(codec.CL_ORD_ID) == cl_ord_id
+                or m.get(codec.ORIG_CL_ORD_ID) == cl_ord_id]
+
+    def drain(self, settle: float = 0.0) -> None:
+        if settle:
+            time.sleep(settle)
+        while True:
+            try:
+                self.received.append(self.app.inbox.get_nowait())
+            except queue.Empty:
+                return
+
+    def wait_report(self, cl_ord_id: str, status: str | None = None, exec_type: str | None = None,
+                    timeout: float = 10.0) -> Msg:
+        def match(m: Msg) -> bool:
+            return (
+                m.get(codec.MSG_TYPE) == codec.EXECUTION_REPORT
+                and m.get(codec.CL_ORD_ID) == cl_ord_id
+                and (status is None or m.get(codec.ORD_STATUS) == status)
+                and (exec_type is None or m.get(codec.EXEC_TYPE) == exec_type)
+            )
+
+        return self.wait_for(match, timeout)

@@ -1,0 +1,61 @@
+"""The client acceptor: decodes client requests onto the engine queue and sends the engine's reports.
+
+Implements the `oms.ports.ClientGateway` port. Callbacks only decode and enqueue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fix_engine import codec
+from fix_engine.application import GuardedApplication, session_key
+from fix_engine.quickfix_import import fix
+from oms import commands as c
+from oms.reports import CancelReject, ExecutionReport
+
+log = logging.getLogger(__name__)
+
+
+class ClientGateway(GuardedApplication):
+    def __init__(self, submit: Callable[[c.Command], None]) -> None:
+        super().__init__()
+        self.submit = submit
+
+    def on_logon(self, key: str) -> None:
+        self.submit(c.ClientSessionUp(key))
+
+    def on_logout(self, key: str) -> None:
+        self.submit(c.ClientSessionDown(key))
+
+    def on_from_app(self, raw: str, sid: Any) -> None:
+        key = session_key(sid)
+        try:
+            command = codec.decode_client(raw, key)
+        except codec.UnsupportedMessage:
+            raise fix.UnsupportedMessageType() from None
+        except codec.DecodeError as exc:
+            self._business_reject(raw, key, 5 if exc.tag else 0, exc.text)
+            return
+        self.submit(command)
+
+    def on_app_error(self, raw: str, sid: Any, exc: Exception) -> None:
+        self._business_reject(raw, session_key(sid), 0, f"message not processed: {exc}")
+
+    def _business_reject(self, raw: str, key: str, reason: int, text: str) -> None:
+        fields = codec.parse(raw)
+        msg = codec.encode_business_reject(
+            self.begin_strings.get(key, codec.FIX44), fields.get(codec.MSG_SEQ_NUM, "0"),
+            fields.get(codec.MSG_TYPE, "?"), reason, text,
+        )
+        self.send_raw(key, msg)
+
+    # --- ClientGateway port ------------------------------------------------------------------
+    def send_report(self, report: ExecutionReport) -> None:
+        begin = self.begin_strings.get(report.session, codec.FIX44)
+        self.send_raw(report.session, codec.encode_report(report, begin))
+
+    def send_cancel_reject(self, reject: CancelReject) -> None:
+        begin = self.begin_strings.get(reject.session, codec.FIX44)
+        self.send_raw(reject.session, codec.encode_cancel_reject(reject, begin))

@@ -1,0 +1,316 @@
+"""FIX <-> domain. The only module that knows tag numbers.
+
+Inbound messages are decoded from their string form (one SWIG call, then plain Python), outbound
+messages are built as strings and parsed once by QuickFIX: both are several times cheaper than
+setting fields one by one through SWIG.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from oms import commands as c
+from oms.enums import (
+    CxlRejReason,
+    ExecType,
+    OrdRejReason,
+    OrdStatus,
+    OrdType,
+    Side,
+    TimeInForce,
+)
+from oms.reports import CancelReject, ExecutionReport, VenueCancel, VenueNewOrder
+
+SOH = "\x01"
+
+# Tags (FIX 4.2 / 4.4 share these numbers).
+ACCOUNT, AVG_PX, CL_ORD_ID, CUM_QTY, EXEC_ID, EXEC_TRANS_TYPE = 1, 6, 11, 14, 17, 20
+HANDL_INST, LAST_MKT, LAST_PX, LAST_QTY, MSG_SEQ_NUM, MSG_TYPE = 21, 30, 31, 32, 34, 35
+ORDER_ID, ORDER_QTY, ORD_STATUS, ORD_TYPE, ORIG_CL_ORD_ID, POSS_DUP = 37, 38, 39, 40, 41, 43
+PRICE, REF_SEQ_NUM, SIDE, SYMBOL, TEXT, TIF, TRANSACT_TIME = 44, 45, 54, 55, 58, 59, 60
+POSS_RESEND, STOP_PX, EX_DESTINATION, CXL_REJ_REASON, ORD_REJ_REASON = 97, 99, 100, 102, 103
+MAX_FLOOR, EXPIRE_TIME, EXEC_TYPE, LEAVES_QTY, REF_MSG_TYPE = 111, 126, 150, 151, 372
+BUSINESS_REJECT_REASON, CXL_REJ_RESPONSE_TO, TARGET_STRATEGY = 380, 434, 847
+USERNAME, PASSWORD = 553, 554
+
+NEW_ORDER_SINGLE, CANCEL_REQUEST, REPLACE_REQUEST, STATUS_REQUEST = "D", "F", "G", "H"
+EXECUTION_REPORT, CANCEL_REJECT, BUSINESS_REJECT, LOGON = "8", "9", "j", "A"
+
+FIX42 = "FIX.4.2"
+FIX44 = "FIX.4.4"
+
+# FIX 4.2 has no ExecType Trade/OrderStatus and fewer reject reasons: downgrade at the edge only.
+_FIX42_REJ = {int(r) for r in OrdRejReason if r <= 8}
+_FIX42_CXL = {0, 1, 2, 3}
+
+
+class DecodeError(Exception):
+    """A message that cannot become a domain command. `tag` names the offending field."""
+
+    def __init__(self, text: str, tag: int = 0) -> None:
+        super().__init__(text)
+        self.tag = tag
+        self.text = text
+
+
+def parse(raw: str) -> dict[int, str]:
+    """Tag -> value of a whole message string; for repeated tags the last wins (D/F/G/H have none)."""
+    out: dict[int, str] = {}
+    for part in raw.split(SOH):
+        if part:
+            tag, _, value = part.partition("=")
+            try:
+                out[int(tag)] = value
+            except ValueError:
+                raise DecodeError(f"malformed field {part[:20]!r}") from None
+    return out
+
+
+def utc_timestamp(ts: datetime | None = None) -> str:
+    ts = ts or datetime.now(UTC)
+    return ts.strftime("%Y%m%d-%H:%M:%S.") + f"{ts.microsecond // 1000:03d}"
+
+
+def _dec(fields: dict[int, str], tag: int, name: str) -> Decimal | None:
+    raw = fields.get(tag)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise DecodeError(f"{name}({tag}) is not a number: {raw!r}", tag) from None
+    if not value.is_finite():
+        raise DecodeError(f"{name}({tag}) is not a finite number: {raw!r}", tag)
+    return value
+
+
+def _required(fields: dict[int, str], tag: int, name: str) -> str:
+    value = fields.get(tag)
+    if value is None or value == "":
+        raise DecodeError(f"required field {name}({tag}) missing", tag)
+    return value
+
+
+def _fmt(value: Decimal | None) -> str:
+    if value is None:
+        return ""
+    text = format(value.normalize(), "f")
+    return text
+
+
+# --- client side: decode requests ----------------------------------------------------------------
+def decode_client(raw: str, session: str) -> c.Command:
+    fields = parse(raw)
+    msg_type = fields.get(MSG_TYPE, "")
+    if msg_type == NEW_ORDER_SINGLE:
+        return decode_new_order(fields, session)
+    if msg_type == CANCEL_REQUEST:
+        return c.CancelOrder(
+            session=session,
+            cl_ord_id=_required(fields, CL_ORD_ID, "ClOrdID"),
+            orig_cl_ord_id=_required(fields, ORIG_CL_ORD_ID, "OrigClOrdID"),
+            symbol=fields.get(SYMBOL, ""),
+            side=fields.get(SIDE, ""),
+            order_id=fields.get(ORDER_ID) or None,
+        )
+    if msg_type == STATUS_REQUEST:
+        return c.StatusRequest(session, _required(fields, CL_ORD_ID, "ClOrdID"), fields.get(ORDER_ID) or None)
+    raise UnsupportedMessage(msg_type)
+
+
+class UnsupportedMessage(Exception):
+    pass
+
+
+def decode_new_order(fields: dict[int, str], session: str) -> c.Command:
+    cl_ord_id = _required(fields, CL_ORD_ID, "ClOrdID")
+    symbol = fields.get(SYMBOL, "")
+    side_raw = fields.get(SIDE, "")
+    qty_raw = fields.get(ORDER_QTY, "")
+
+    def invalid(reason: OrdRejReason, text: str) -> c.InvalidOrder:
+        return c.InvalidOrder(session, cl_ord_id, symbol, side_raw, qty_raw, reason, text)
+
+    try:
+        side = Side(side_raw)
+    except ValueError:
+        return invalid(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC, f"Side(54)={side_raw!r} not supported")
+    try:
+        ord_type = OrdType(fields.get(ORD_TYPE, ""))
+    except ValueError:
+        return invalid(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC, f"OrdType(40)={fields.get(ORD_TYPE)!r} not supported")
+    try:
+        tif = TimeInForce(fields.get(TIF, TimeInForce.DAY.value))
+    except ValueError:
+        return invalid(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC, f"TimeInForce(59)={fields.get(TIF)!r} not supported")
+    try:
+        qty = _dec(fields, ORDER_QTY, "OrderQty")
+        price = _dec(fields, PRICE, "Price")
+        stop_px = _dec(fields, STOP_PX, "StopPx")
+        max_floor = _dec(fields, MAX_FLOOR, "MaxFloor")
+    except DecodeError as exc:
+        return invalid(OrdRejReason.INCORRECT_QUANTITY if exc.tag == ORDER_QTY else OrdRejReason.OTHER, exc.text)
+    if qty is None:
+        return invalid(OrdRejReason.INCORRECT_QUANTITY, "OrderQty(38) missing")
+    if not symbol:
+        return invalid(OrdRejReason.UNKNOWN_SYMBOL, "Symbol(55) missing")
+    return c.NewOrder(
+        session=session,
+        cl_ord_id=cl_ord_id,
+        account=fields.get(ACCOUNT, ""),
+        symbol=symbol,
+        side=side,
+        ord_type=ord_type,
+        order_qty=qty,
+        price=price,
+        stop_px=stop_px,
+        time_in_force=tif,
+        max_floor=max_floor,
+        ex_destination=fields.get(EX_DESTINATION) or None,
+        target_strategy=fields.get(TARGET_STRATEGY) or None,
+        poss_resend=fields.get(POSS_RESEND) == "Y",
+    )
+
+
+# --- client side: encode reports -----------------------------------------------------------------
+def _message(begin: str, msg_type: str, body: list[tuple[int, str]]) -> str:
+    # BodyLength/CheckSum are placeholders: QuickFIX recomputes both when it sends.
+    parts = [f"8={begin}", "9=0", f"35={msg_type}"]
+    parts.extend(f"{tag}={value}" for tag, value in body if value != "")
+    parts.append("10=000")
+    return SOH.join(parts) + SOH
+
+
+def encode_report(r: ExecutionReport, begin: str) -> str:
+    exec_type = r.exec_type.value
+    body: list[tuple[int, str]] = [
+        (ORDER_ID, r.order_id),
+        (CL_ORD_ID, r.cl_ord_id),
+        (ORIG_CL_ORD_ID, r.orig_cl_ord_id or ""),
+        (EXEC_ID, r.exec_id),
+        (ORD_STATUS, r.ord_status.value),
+        (ACCOUNT, r.account),
+        (SYMBOL, r.symbol),
+        (SIDE, r.side or "1"),
+        (ORDER_QTY, _fmt(r.order_qty)),
+        (ORD_TYPE, r.ord_type.value if r.ord_type else ""),
+        (PRICE, _fmt(r.price)),
+        (TIF, r.time_in_force.value if r.time_in_force else ""),
+        (LAST_QTY, _fmt(r.last_qty)),
+        (LAST_PX, _fmt(r.last_px)),
+        (LAST_MKT, r.last_mkt),
+        (LEAVES_QTY, _fmt(r.leaves_qty)),
+        (CUM_QTY, _fmt(r.cum_qty)),
+        (AVG_PX, _fmt(r.avg_px)),
+        (TRANSACT_TIME, utc_timestamp()),
+        (TEXT, r.text),
+    ]
+    rej = r.ord_rej_reason
+    if begin == FIX42:
+        exec_trans_type = "0"
+        if r.exec_type is ExecType.TRADE:
+            exec_type = ExecType.FILL.value if r.leaves_qty == 0 else ExecType.PARTIAL_FILL.value
+        elif r.exec_type is ExecType.ORDER_STATUS:
+            exec_trans_type, exec_type = "3", r.ord_status.value
+        body.append((EXEC_TRANS_TYPE, exec_trans_type))
+        if rej is not None and int(rej) not in _FIX42_REJ:
+            rej = OrdRejReason.BROKER_OPTION
+    body.append((EXEC_TYPE, exec_type))
+    if rej is not None:
+        body.append((ORD_REJ_REASON, str(int(rej))))
+    return _message(begin, EXECUTION_REPORT, body)
+
+
+def encode_cancel_reject(r: CancelReject, begin: str) -> str:
+    reason = int(r.reason)
+    if begin == FIX42 and reason not in _FIX42_CXL:
+        reason = int(CxlRejReason.BROKER_OPTION)
+    return _message(
+        begin,
+        CANCEL_REJECT,
+        [
+            (ORDER_ID, r.order_id),
+            (CL_ORD_ID, r.cl_ord_id),
+            (ORIG_CL_ORD_ID, r.orig_cl_ord_id),
+            (ORD_STATUS, r.ord_status.value),
+            (CXL_REJ_RESPONSE_TO, r.response_to.value),
+            (CXL_REJ_REASON, str(reason)),
+            (TEXT, r.text),
+        ],
+    )
+
+
+def encode_business_reject(begin: str, ref_seq_num: str, ref_msg_type: str, reason: int, text: str) -> str:
+    return _message(
+        begin,
+        BUSINESS_REJECT,
+        [(REF_SEQ_NUM, ref_seq_num), (REF_MSG_TYPE, ref_msg_type), (BUSINESS_REJECT_REASON, str(reason)), (TEXT, text)],
+    )
+
+
+# --- venue side (we are the initiator) ----------------------------------------------------------
+def encode_venue_new(m: VenueNewOrder, begin: str) -> str:
+    return _message(
+        begin,
+        NEW_ORDER_SINGLE,
+        [
+            (CL_ORD_ID, m.child_id),
+            (HANDL_INST, "1"),
+            (SYMBOL, m.symbol),
+            (SIDE, m.side.value),
+            (ORDER_QTY, _fmt(m.qty)),
+            (ORD_TYPE, m.ord_type.value),
+            (PRICE, _fmt(m.price) if m.ord_type is not OrdType.MARKET else ""),
+            (TIF, m.time_in_force.value),
+            (TRANSACT_TIME, utc_timestamp()),
+        ],
+    )
+
+
+def encode_venue_cancel(m: VenueCancel, begin: str) -> str:
+    return _message(
+        begin,
+        CANCEL_REQUEST,
+        [
+            (CL_ORD_ID, m.cancel_id),
+            (ORIG_CL_ORD_ID, m.child_id),
+            (SYMBOL, m.symbol),
+            (SIDE, m.side.value),
+            (ORDER_QTY, _fmt(m.qty)),
+            (TRANSACT_TIME, utc_timestamp()),
+        ],
+    )
+
+
+def decode_venue(raw: str, venue: str) -> c.Command | None:
+    fields = parse(raw)
+    msg_type = fields.get(MSG_TYPE)
+    if msg_type == EXECUTION_REPORT:
+        exec_type = ExecType(fields.get(EXEC_TYPE, ExecType.ORDER_STATUS.value))
+        if fields.get(EXEC_TRANS_TYPE) == "3":  # FIX 4.2 status report
+            exec_type = ExecType.ORDER_STATUS
+        return c.VenueReport(
+            venue=venue,
+            cl_ord_id=fields.get(CL_ORD_ID, ""),
+            orig_cl_ord_id=fields.get(ORIG_CL_ORD_ID),
+            venue_order_id=fields.get(ORDER_ID, ""),
+            exec_id=fields.get(EXEC_ID, ""),
+            exec_type=exec_type,
+            ord_status=OrdStatus(fields.get(ORD_STATUS, OrdStatus.NEW.value)),
+            last_qty=_dec(fields, LAST_QTY, "LastQty") or Decimal(0),
+            last_px=_dec(fields, LAST_PX, "LastPx") or Decimal(0),
+            cum_qty=_dec(fields, CUM_QTY, "CumQty") or Decimal(0),
+            leaves_qty=_dec(fields, LEAVES_QTY, "LeavesQty") or Decimal(0),
+            text=fields.get(TEXT, ""),
+        )
+    if msg_type == CANCEL_REJECT:
+        status = fields.get(ORD_STATUS)
+        return c.VenueCancelReject(
+            venue=venue,
+            cl_ord_id=fields.get(CL_ORD_ID, ""),
+            orig_cl_ord_id=fields.get(ORIG_CL_ORD_ID, ""),
+            ord_status=OrdStatus(status) if status else None,
+            text=fields.get(TEXT, ""),
+        )
+    return None

@@ -1,0 +1,128 @@
+"""Session settings: `sessions.cfg` in QuickFIX's own format, with overrides applied at start-up.
+
+Data dictionaries are referred to by bare name (`FIX44.xml`) and resolved to the copies that ship
+with the quickfix package under `<sys.prefix>/share/quickfix/`; ports and paths can be overridden so
+tests run on free ports in temporary directories.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fix_engine.quickfix_import import fix
+
+DICTIONARY_KEYS = ("DataDictionary", "TransportDataDictionary", "AppDataDictionary")
+
+
+def dictionary_dir() -> Path:
+    return Path(sys.prefix) / "share" / "quickfix"
+
+
+def resolve_dictionary(name: str) -> str:
+    path = Path(name)
+    if path.is_absolute() or path.exists():
+        return str(path)
+    shipped = dictionary_dir() / name
+    if not shipped.exists():
+        raise FileNotFoundError(f"FIX data dictionary {name!r} not found (looked in {dictionary_dir()})")
+    return str(shipped)
+
+
+@dataclass
+class SessionOverrides:
+    """What a deployment or a test changes without editing sessions.cfg."""
+
+    var_dir: Path | None = None
+    acceptor_port: int | None = None
+    # venue CompID -> port to connect to
+    venue_ports: dict[str, int] = field(default_factory=dict)
+    venue_host: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    key: str  # the counterparty's CompID: our name for the session
+    begin_string: str
+    sender: str
+    target: str
+    connection_type: str
+    settings: dict[str, str]
+
+
+def load(
+    path: str | os.PathLike[str],
+    overrides: SessionOverrides | None = None,
+    connection_type: str | None = None,
+) -> Any:
+    """Read sessions.cfg and return a quickfix.SessionSettings with overrides applied.
+
+    With `connection_type` ("acceptor"/"initiator") only those sessions are kept: QuickFIX 1.16's
+    SocketAcceptor reads SocketAcceptPort of every session it is given, initiators included.
+    """
+    overrides = overrides or SessionOverrides()
+    if not Path(path).exists():
+        raise FileNotFoundError(f"session settings {path} not found")
+    settings = fix.SessionSettings(str(path))
+    defaults = settings.get()
+    if overrides.var_dir is not None:
+        defaults.setString("FileStorePath", str(Path(overrides.var_dir) / "store"))
+        defaults.setString("FileLogPath", str(Path(overrides.var_dir) / "log"))
+    for key, value in overrides.extra.items():
+        defaults.setString(key, value)
+    _resolve_dicts(defaults)
+    # QuickFIX refuses to redefine a session, so build a fresh settings object with the overrides.
+    out = fix.SessionSettings()
+    out.set(defaults)
+    for sid in settings.getSessions():
+        d = settings.get(sid)
+        if connection_type is not None and d.getString("ConnectionType") != connection_type:
+            continue
+        for key in ("FileStorePath", "FileLogPath", *overrides.extra):
+            if defaults.has(key):
+                d.setString(key, defaults.getString(key))
+        _resolve_dicts(d)
+        target = sid.getTargetCompID().getValue()
+        if d.getString("ConnectionType") == "acceptor" and overrides.acceptor_port is not None:
+            d.setInt("SocketAcceptPort", overrides.acceptor_port)
+        if d.getString("ConnectionType") == "initiator":
+            if target in overrides.venue_ports:
+                d.setInt("SocketConnectPort", overrides.venue_ports[target])
+            if overrides.venue_host:
+                d.setString("SocketConnectHost", overrides.venue_host)
+        out.set(sid, d)
+    for key in ("FileStorePath", "FileLogPath"):
+        if defaults.has(key):
+            Path(defaults.getString(key)).mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _resolve_dicts(d: Any) -> None:
+    for key in DICTIONARY_KEYS:
+        if d.has(key):
+            d.setString(key, resolve_dictionary(d.getString(key)))
+
+
+def sessions(settings: Any) -> list[SessionInfo]:
+    out = []
+    for sid in settings.getSessions():
+        d = settings.get(sid)
+        values = {}
+        for key in ("ConnectionType", "SocketAcceptPort", "SocketConnectHost", "SocketConnectPort", "HeartBtInt"):
+            if d.has(key):
+                values[key] = d.getString(key)
+        out.append(
+            SessionInfo(
+                key=sid.getTargetCompID().getValue(),
+                begin_string=sid.getBeginString().getValue(),
+                sender=sid.getSenderCompID().getValue(),
+                target=sid.getTargetCompID().getValue(),
+                connection_type=d.getString("ConnectionType"),
+                settings=values,
+            )
+        )
+    return sorted(out, key=lambda s: (s.connection_type, s.key))

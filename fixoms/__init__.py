@@ -1,0 +1,1 @@
+"""fixoms: CLI, configuration and wiring (the composition root)."""

@@ -1,0 +1,84 @@
+"""Read models for operators: the blotter and one order's story, straight from the journal's projections."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine as SAEngine
+
+from oms.enums import OrdStatus, Side, reported_status
+from oms.journal import children_t, events_t, orders_t
+
+OPEN_STATUSES = [s.value for s in (OrdStatus.PENDING_NEW, OrdStatus.NEW, OrdStatus.PARTIALLY_FILLED)]
+
+
+def _status(row: Any) -> str:
+    status = reported_status(OrdStatus(row.status), OrdStatus(row.pending) if row.pending else None)
+    return status.name
+
+
+def order_dict(row: Any) -> dict[str, Any]:
+    qty: Decimal = row.order_qty
+    cum: Decimal = row.cum_qty
+    terminal = row.status in {s.value for s in (OrdStatus.FILLED, OrdStatus.CANCELED, OrdStatus.REJECTED,
+                                                  OrdStatus.EXPIRED, OrdStatus.DONE_FOR_DAY)}
+    return {
+        "order_id": row.order_id,
+        "session": row.session,
+        "account": row.account,
+        "cl_ord_id": row.cl_ord_id,
+        "symbol": row.symbol,
+        "side": Side(row.side).name if row.side else "",
+        "ord_type": row.ord_type,
+        "order_qty": str(qty),
+        "price": str(row.price) if row.price is not None else "",
+        "status": _status(row),
+        "cum_qty": str(cum),
+        "leaves_qty": "0" if terminal else str(qty - cum),
+        "avg_px": str((row.notional / cum).quantize(Decimal("0.0001"))) if cum else "0",
+        "text": row.text,
+        "created_at": row.created_at.isoformat() if row.created_at else "",
+    }
+
+
+def list_orders(engine: SAEngine, *, open_only: bool = False, account: str | None = None,
+                symbol: str | None = None, session: str | None = None) -> list[dict[str, Any]]:
+    q = select(orders_t).order_by(orders_t.c.seq)
+    if open_only:
+        q = q.where(orders_t.c.status.in_(OPEN_STATUSES))
+    if account:
+        q = q.where(orders_t.c.account == account)
+    if symbol:
+        q = q.where(orders_t.c.symbol == symbol)
+    if session:
+        q = q.where(orders_t.c.session == session)
+    with engine.connect() as conn:
+        return [order_dict(r) for r in conn.execute(q)]
+
+
+def show_order(engine: SAEngine, order_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(orders_t).where(orders_t.c.order_id == order_id)).first()
+        if row is None:
+            return None
+        out = order_dict(row)
+        out["children"] = [
+            {
+                "child_id": c.child_id,
+                "venue": c.venue,
+                "qty": str(c.qty),
+                "price": str(c.price) if c.price is not None else "",
+                "cum_qty": str(c.cum_qty),
+                "status": OrdStatus(c.status).name,
+                "venue_order_id": c.venue_order_id,
+                "text": c.text,
+            }
+            for c in conn.execute(select(children_t).where(children_t.c.order_id == order_id).order_by(children_t.c.child_id))
+        ]
+        out["events"] = [
+            {"seq": e.seq, "ts": e.ts.isoformat(), "kind": e.kind, "payload": e.payload}
+            for e in conn.execute(select(events_t).where(events_t.c.order_id == order_id).order_by(events_t.c.seq))
+        ]
+        return out

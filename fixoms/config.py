@@ -1,0 +1,97 @@
+"""Configuration: `fixoms.toml` (engine, database, symbols, accounts, simulated venues) + `sessions.cfg`."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass
+class SimVenueConfig:
+    name: str
+    port: int
+    seed: int = 1
+
+
+@dataclass
+class Config:
+    instance: str = "OMS1"
+    sessions_file: Path = Path("sessions.cfg")
+    var_dir: Path = Path("var")
+    database_url: str = "sqlite:///var/fixoms.db"
+    # symbol -> venue that receives it (the static route)
+    symbols: dict[str, str] = field(default_factory=dict)
+    # reference prices the simulated venues quote around
+    reference_prices: dict[str, Decimal] = field(default_factory=dict)
+    # client CompID -> account used when an order carries no Account(1)
+    accounts: dict[str, str] = field(default_factory=dict)
+    sim_venues: list[SimVenueConfig] = field(default_factory=list)
+    admin_socket: Path = Path("var/fixoms.sock")
+    source: Path | None = None
+
+
+DEFAULT_SYMBOLS = {"AAPL": "VENUE-A", "MSFT": "VENUE-A", "IBM": "VENUE-B", "TSLA": "VENUE-B"}
+DEFAULT_PRICES = {"AAPL": Decimal("190.00"), "MSFT": Decimal("410.00"), "IBM": Decimal("150.00"),
+                  "TSLA": Decimal("250.00")}
+
+
+def load(path: str | Path | None = None) -> Config:
+    """Load fixoms.toml; relative paths in it are taken relative to the file's folder."""
+    if path is None:
+        candidate = Path("fixoms.toml")
+        if not candidate.exists():
+            return Config(symbols=dict(DEFAULT_SYMBOLS), reference_prices=dict(DEFAULT_PRICES),
+                          sim_venues=[SimVenueConfig("VENUE-A", 9881), SimVenueConfig("VENUE-B", 9882)])
+        path = candidate
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return from_dict(data, path.parent, path)
+
+
+def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> Config:
+    def rel(value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else base / p
+
+    engine = data.get("engine", {})
+    db = data.get("database", {})
+    cfg = Config(source=source)
+    cfg.instance = str(engine.get("instance", cfg.instance))
+    cfg.sessions_file = rel(engine.get("sessions", "sessions.cfg"))
+    cfg.var_dir = rel(engine.get("var_dir", "var"))
+    cfg.admin_socket = rel(engine.get("admin_socket", str(Path(engine.get("var_dir", "var")) / "fixoms.sock")))
+    url = str(db.get("url", f"sqlite:///{cfg.var_dir / 'fixoms.db'}"))
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        url = f"sqlite:///{rel(url[len('sqlite:///'):])}"
+    cfg.database_url = url
+    symbols = data.get("symbols", {})
+    if not isinstance(symbols, dict):
+        raise ConfigError("[symbols] must be a table of SYMBOL = { venue = ..., reference = ... }")
+    for symbol, spec in symbols.items():
+        if isinstance(spec, str):
+            cfg.symbols[symbol] = spec
+        elif isinstance(spec, dict) and "venue" in spec:
+            cfg.symbols[symbol] = str(spec["venue"])
+            if "reference" in spec:
+                cfg.reference_prices[symbol] = Decimal(str(spec["reference"]))
+        else:
+            raise ConfigError(f"[symbols] {symbol}: needs a venue")
+    cfg.accounts = {str(k): str(v) for k, v in data.get("accounts", {}).items()}
+    for name, spec in data.get("sim_venues", {}).items():
+        try:
+            cfg.sim_venues.append(SimVenueConfig(name, int(spec["port"]), int(spec.get("seed", 1))))
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"[sim_venues.{name}] needs an integer port") from None
+    return cfg

@@ -1,0 +1,148 @@
+"""Commands: what clients, venues and operators ask of the engine (imperative, immutable).
+
+QuickFIX callbacks decode a message into one of these and put it on the engine's queue; nothing
+mutable crosses that boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from oms.enums import ExecType, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    session: str
+    cl_ord_id: str
+    account: str
+    symbol: str
+    side: Side
+    ord_type: OrdType
+    order_qty: Decimal
+    price: Decimal | None = None
+    stop_px: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    expire_time: datetime | None = None
+    max_floor: Decimal | None = None
+    ex_destination: str | None = None
+    target_strategy: str | None = None
+    poss_resend: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidOrder:
+    """A NewOrderSingle that parsed as FIX but carries a value we do not support."""
+
+    session: str
+    cl_ord_id: str
+    symbol: str
+    side: str
+    order_qty: str
+    reason: OrdRejReason
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    session: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    symbol: str = ""
+    side: str = ""
+    order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceOrder:
+    session: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    symbol: str
+    side: Side
+    ord_type: OrdType
+    order_qty: Decimal
+    price: Decimal | None = None
+    time_in_force: TimeInForce | None = None
+    order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    session: str
+    cl_ord_id: str
+    order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSessionUp:
+    session: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSessionDown:
+    session: str
+
+
+@dataclass(frozen=True, slots=True)
+class VenueReport:
+    """An ExecutionReport received from a venue for one of our child orders."""
+
+    venue: str
+    cl_ord_id: str
+    orig_cl_ord_id: str | None
+    venue_order_id: str
+    exec_id: str
+    exec_type: ExecType
+    ord_status: OrdStatus
+    last_qty: Decimal = Decimal(0)
+    last_px: Decimal = Decimal(0)
+    cum_qty: Decimal = Decimal(0)
+    leaves_qty: Decimal = Decimal(0)
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VenueCancelReject:
+    venue: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    ord_status: OrdStatus | None
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VenueSessionUp:
+    venue: str
+
+
+@dataclass(frozen=True, slots=True)
+class VenueSessionDown:
+    venue: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdminCancel:
+    """An operator cancel of one order (by OrderID), as if the client had asked."""
+
+    order_id: str
+    user: str
+    reason: str = "canceled by operator"
+
+
+Command = (
+    NewOrder
+    | InvalidOrder
+    | CancelOrder
+    | ReplaceOrder
+    | StatusRequest
+    | ClientSessionUp
+    | ClientSessionDown
+    | VenueReport
+    | VenueCancelReject
+    | VenueSessionUp
+    | VenueSessionDown
+    | AdminCancel
+)

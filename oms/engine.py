@@ -1,0 +1,482 @@
+"""The engine loop: the one thread that owns order state.
+
+QuickFIX threads and the admin socket only `submit` immutable commands. The loop drains everything
+queued, decides and applies events, commits the batch to the journal once (group commit), and only
+then sends what the batch produced (durable before visible).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from oms import commands as c
+from oms import events as ev
+from oms.enums import (
+    CxlRejReason,
+    CxlRejResponseTo,
+    ExecType,
+    OrdRejReason,
+    OrdStatus,
+    OrdType,
+    TimeInForce,
+)
+from oms.journal import Journal
+from oms.model import Child, Order
+from oms.ports import ClientGateway, Router, VenueConnector
+from oms.reports import CancelReject, ExecutionReport, Outbound, VenueCancel, report, venue_new
+from oms.validation import validate_new
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+MAX_BATCH = 2000
+_STOP = object()
+
+
+@dataclass
+class EngineConfig:
+    instance: str = "OMS1"
+    symbols: frozenset[str] = frozenset()
+    # Account used when a client's NewOrderSingle carries no Account(1), by session.
+    default_accounts: dict[str, str] = field(default_factory=dict)
+    # Seconds to wait before retrying a batch whose commit failed.
+    retry_delay: float = 0.5
+
+
+@dataclass
+class _Batch:
+    events: list[ev.Event] = field(default_factory=list)
+    dirty: dict[str, Order] = field(default_factory=dict)
+    outbound: list[Outbound] = field(default_factory=list)
+
+    def emit(self, order: Order, event: ev.Event) -> None:
+        order.apply(event)
+        self.events.append(event)
+        self.dirty[order.order_id] = order
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Engine:
+    def __init__(
+        self,
+        journal: Journal,
+        router: Router,
+        gateway: ClientGateway,
+        venues: dict[str, VenueConnector],
+        config: EngineConfig,
+    ) -> None:
+        self.journal = journal
+        self.router = router
+        self.gateway = gateway
+        self.venues = venues
+        self.config = config
+        self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.orders: dict[str, Order] = {}
+        self.by_cl_ord_id: dict[tuple[str, str], str] = {}
+        self.by_child: dict[str, tuple[str, str]] = {}
+        self.venue_exec_ids: set[tuple[str, str]] = set()
+        self.venues_up: set[str] = set()
+        self.sessions_up: set[str] = set()
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+        self.batches = 0
+        # Called after each committed batch (tests and the admin socket use it to observe progress).
+        self.on_batch: Callable[[int], None] | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Rebuild in-memory state from the journal's projections."""
+        state = self.journal.load()
+        self.orders = state.orders
+        self.by_cl_ord_id = dict(state.cl_ord_ids)
+        self.venue_exec_ids = state.venue_exec_ids
+        self._seq = state.max_seq
+        self.by_child = {}
+        for order in self.orders.values():
+            for child in order.children.values():
+                self.by_child[child.child_id] = (order.order_id, child.child_id)
+                if child.cancel_id:
+                    self.by_child[child.cancel_id] = (order.order_id, child.child_id)
+        log.info("recovered %d orders (%d open)", len(self.orders), sum(not o.is_terminal for o in self.orders.values()))
+
+    def start(self) -> None:
+        self.recover()
+        self._thread = threading.Thread(target=self._run, name="oms-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread is None:
+            return
+        self.inbox.put(_STOP)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def submit(self, command: c.Command) -> None:
+        """Thread-safe: the only way in."""
+        self.inbox.put(command)
+
+    def _run(self) -> None:
+        retry: list[Any] = []
+        while True:
+            batch = retry or [self.inbox.get()]
+            retry = []
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self.inbox.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = any(item is _STOP for item in batch)
+            work = [item for item in batch if item is not _STOP]
+            if work:
+                retry = self.process(work)
+                if retry:
+                    time.sleep(self.config.retry_delay)
+            if stopping and not retry:
+                return
+
+    # --- one batch ---------------------------------------------------------------------------
+    def process(self, commands: list[Any]) -> list[Any]:
+        """Handle a batch; returns the commands to retry if the journal could not commit it."""
+        b = _Batch()
+        for cmd in commands:
+            try:
+                self._handle(cmd, b)
+            except Exception:  # one bad command must not take the others down
+                log.exception("engine failed on %r", cmd)
+        try:
+            self.journal.commit(b.events, b.dirty.values())
+        except Exception as exc:
+            return self._commit_failed(commands, exc)
+        self.batches += 1
+        self._send(b.outbound)
+        if self.on_batch is not None:
+            self.on_batch(self.batches)
+        return []
+
+    def _commit_failed(self, commands: list[Any], exc: Exception) -> list[Any]:
+        """Fail closed: forget the uncommitted changes, refuse new orders, retry everything else."""
+        log.error("journal commit failed, batch not applied: %s", exc)
+        try:
+            self.recover()
+        except Exception as load_exc:
+            log.error("journal unavailable for reload: %s", load_exc)
+        retry: list[Any] = []
+        refusals: list[Outbound] = []
+        for cmd in commands:
+            if isinstance(cmd, c.NewOrder):
+                refusals.append(
+                    _refusal(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side.value, cmd.order_qty,
+                             OrdRejReason.BROKER_OPTION, "journal unavailable: order not accepted")
+                )
+            else:
+                retry.append(cmd)
+        self._send(refusals)
+        return retry
+
+    def _send(self, outbound: list[Outbound]) -> None:
+        for out in outbound:
+            try:
+                if isinstance(out, ExecutionReport):
+                    self.gateway.send_report(out)
+                elif isinstance(out, CancelReject):
+                    self.gateway.send_cancel_reject(out)
+                elif isinstance(out, VenueCancel):
+                    self.venues[out.venue].send_cancel(out)
+                else:
+                    self.venues[out.venue].send_new(out)
+            except Exception:
+                log.exception("send failed for %r", out)
+
+    def _handle(self, cmd: Any, b: _Batch) -> None:
+        handler = self._handlers.get(type(cmd))
+        if handler is None:
+            log.warning("no handler for %r", cmd)
+            return
+        handler(self, cmd, b)
+
+    # --- client requests ---------------------------------------------------------------------
+    def _on_new(self, cmd: c.NewOrder, b: _Batch) -> None:
+        known = self.by_cl_ord_id.get((cmd.session, cmd.cl_ord_id))
+        if known is not None:
+            if cmd.poss_resend:
+                # A resent order we already have is not a new order: answer with its status.
+                b.outbound.append(report(self.orders[known], ExecType.ORDER_STATUS, cl_ord_id=cmd.cl_ord_id))
+                return
+            text = f"duplicate ClOrdID {cmd.cl_ord_id!r}"
+            b.events.append(ev.RequestRefused(known, cmd.session, cmd.cl_ord_id, "D", text))
+            b.outbound.append(
+                _refusal(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side.value, cmd.order_qty,
+                         OrdRejReason.DUPLICATE_ORDER, text)
+            )
+            return
+        self._seq += 1
+        order_id = f"{self.config.instance}-{self._seq}"
+        account = cmd.account or self.config.default_accounts.get(cmd.session, "")
+        refusal = validate_new(cmd, self.config.symbols)
+        plans = []
+        if refusal is None:
+            accepted = ev.OrderAccepted(
+                order_id, self._seq, cmd.session, account, cmd.cl_ord_id, cmd.symbol, cmd.side,
+                cmd.ord_type, cmd.time_in_force, cmd.order_qty, cmd.price, cmd.stop_px, _now(),
+            )
+            order = Order.from_accepted(accepted)
+            plans = self.router.route(order, order.order_qty, frozenset(self.venues_up))
+            if plans:
+                self._register(order, accepted, b)
+                b.outbound.append(report(order, ExecType.NEW))
+                for plan in plans:
+                    self._route_child(order, plan.venue, plan.qty, plan.price, plan.ord_type, plan.time_in_force, b)
+                return
+            reason, text = OrdRejReason.EXCHANGE_CLOSED, f"no venue available for {cmd.symbol}"
+        else:
+            reason, text = refusal.reason, refusal.text
+        rejected = ev.OrderRejected(
+            order_id, self._seq, cmd.session, account, cmd.cl_ord_id, cmd.symbol, cmd.side, cmd.ord_type,
+            cmd.order_qty, cmd.price, reason, text, _now(),
+        )
+        order = Order.from_rejected(rejected)
+        self._register(order, rejected, b)
+        b.outbound.append(report(order, ExecType.REJECTED))
+
+    def _register(self, order: Order, event: ev.Event, b: _Batch) -> None:
+        self.orders[order.order_id] = order
+        self.by_cl_ord_id[(order.session, order.cl_ord_id)] = order.order_id
+        b.events.append(event)
+        b.dirty[order.order_id] = order
+
+    def _route_child(
+        self,
+        order: Order,
+        venue: str,
+        qty: Decimal,
+        price: Decimal | None,
+        ord_type: OrdType,
+        tif: TimeInForce,
+        b: _Batch,
+    ) -> None:
+        child_id = order.next_child_id()
+        b.emit(order, ev.ChildRouted(order.order_id, child_id, venue, qty, price, ord_type, tif))
+        self.by_child[child_id] = (order.order_id, child_id)
+        b.outbound.append(venue_new(order, order.children[child_id]))
+
+    def _on_invalid(self, cmd: c.InvalidOrder, b: _Batch) -> None:
+        b.events.append(ev.RequestRefused(None, cmd.session, cmd.cl_ord_id, "D", cmd.text))
+        try:
+            qty = Decimal(cmd.order_qty or 0)
+        except ArithmeticError:
+            qty = ZERO
+        b.outbound.append(_refusal(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side, qty, cmd.reason, cmd.text))
+
+    def _find_client_order(self, session: str, cl_ord_id: str, order_id: str | None) -> Order | None:
+        found = self.by_cl_ord_id.get((session, cl_ord_id))
+        if found is None and order_id:
+            found = order_id
+        order = self.orders.get(found) if found else None
+        # Entitlement: a session sees only its own orders; anything else is "unknown".
+        if order is None or order.session != session:
+            return None
+        return order
+
+    def _on_cancel(self, cmd: c.CancelOrder, b: _Batch) -> None:
+        order = self._find_client_order(cmd.session, cmd.orig_cl_ord_id, cmd.order_id)
+
+        def refuse(reason: CxlRejReason, text: str, status: OrdStatus) -> None:
+            b.events.append(ev.RequestRefused(order.order_id if order else None, cmd.session, cmd.cl_ord_id, "F", text))
+            b.outbound.append(
+                CancelReject(cmd.session, order.order_id if order else "NONE", cmd.cl_ord_id, cmd.orig_cl_ord_id,
+                             status, CxlRejResponseTo.CANCEL, reason, text)
+            )
+
+        if order is None:
+            refuse(CxlRejReason.UNKNOWN_ORDER, f"unknown order {cmd.orig_cl_ord_id!r}", OrdStatus.REJECTED)
+        elif (cmd.session, cmd.cl_ord_id) in self.by_cl_ord_id:
+            refuse(CxlRejReason.DUPLICATE_CL_ORD_ID, f"duplicate ClOrdID {cmd.cl_ord_id!r}", order.ord_status)
+        elif order.is_terminal:
+            refuse(CxlRejReason.TOO_LATE_TO_CANCEL, f"order is {order.ord_status.name.lower()}", order.ord_status)
+        elif order.pending is not None:
+            refuse(CxlRejReason.ALREADY_PENDING, f"a {order.pending.name.lower()} request is outstanding",
+                   order.ord_status)
+        else:
+            orig = order.cl_ord_id
+            b.emit(order, ev.CancelRequested(order.order_id, cmd.session, cmd.cl_ord_id))
+            self.by_cl_ord_id[(cmd.session, cmd.cl_ord_id)] = order.order_id
+            b.outbound.append(report(order, ExecType.PENDING_CANCEL, cl_ord_id=cmd.cl_ord_id, orig_cl_ord_id=orig))
+            self._cancel_children(order, b)
+            self._settle(order, b)
+
+    def _on_admin_cancel(self, cmd: c.AdminCancel, b: _Batch) -> None:
+        order = self.orders.get(cmd.order_id)
+        if order is None or order.is_terminal or order.pending is not None:
+            log.warning("operator %s: cannot cancel %s", cmd.user, cmd.order_id)
+            return
+        b.emit(order, ev.CancelRequested(order.order_id, order.session, "", f"{cmd.reason} ({cmd.user})"))
+        self._cancel_children(order, b)
+        self._settle(order, b)
+
+    def _cancel_children(self, order: Order, b: _Batch) -> None:
+        assert order.side is not None
+        for child in order.children.values():
+            if child.done or child.cancel_id:
+                continue
+            cancel_id = f"{child.child_id}~{order.report_seq + 1}"
+            b.emit(order, ev.ChildCancelRequested(order.order_id, child.child_id, cancel_id))
+            self.by_child[cancel_id] = (order.order_id, child.child_id)
+            b.outbound.append(VenueCancel(child.venue, cancel_id, child.child_id, order.symbol, order.side, child.qty))
+
+    def _on_status(self, cmd: c.StatusRequest, b: _Batch) -> None:
+        order = self._find_client_order(cmd.session, cmd.cl_ord_id, cmd.order_id)
+        if order is None:
+            b.outbound.append(
+                _refusal(cmd.session, cmd.cl_ord_id, "", "", ZERO, OrdRejReason.UNKNOWN_ORDER,
+                         f"unknown order {cmd.cl_ord_id!r}", exec_type=ExecType.ORDER_STATUS)
+            )
+            return
+        b.outbound.append(report(order, ExecType.ORDER_STATUS, cl_ord_id=cmd.cl_ord_id, exec_id="0"))
+
+    def _on_session_up(self, cmd: c.ClientSessionUp, b: _Batch) -> None:
+        self.sessions_up.add(cmd.session)
+
+    def _on_session_down(self, cmd: c.ClientSessionDown, b: _Batch) -> None:
+        self.sessions_up.discard(cmd.session)
+
+    # --- venue side --------------------------------------------------------------------------
+    def _child_of(self, *ids: str | None) -> tuple[Order, Child] | None:
+        for cid in ids:
+            if cid and cid in self.by_child:
+                order_id, child_id = self.by_child[cid]
+                order = self.orders[order_id]
+                return order, order.children[child_id]
+        return None
+
+    def _on_venue_report(self, r: c.VenueReport, b: _Batch) -> None:
+        found = self._child_of(r.cl_ord_id, r.orig_cl_ord_id)
+        if found is None:
+            log.warning("venue %s: report for unknown order %s (exec %s)", r.venue, r.cl_ord_id, r.exec_id)
+            return
+        order, child = found
+        et = r.exec_type
+        if et in (ExecType.TRADE, ExecType.PARTIAL_FILL, ExecType.FILL):
+            self._on_fill(order, child, r, b)
+        elif et is ExecType.NEW:
+            if child.status is OrdStatus.PENDING_NEW:
+                b.emit(order, ev.ChildAcked(order.order_id, child.child_id, r.venue_order_id))
+        elif et in (ExecType.CANCELED, ExecType.EXPIRED, ExecType.DONE_FOR_DAY, ExecType.REJECTED):
+            if not child.done:
+                text = r.text or f"{et.name.lower()} by {r.venue}"
+                b.emit(order, ev.ChildDone(order.order_id, child.child_id, et is ExecType.REJECTED, text))
+                self._settle(order, b)
+
+    def _on_fill(self, order: Order, child: Child, r: c.VenueReport, b: _Batch) -> None:
+        key = (r.venue, r.exec_id)
+        if key in self.venue_exec_ids:
+            log.info("venue %s: duplicate exec %s ignored", r.venue, r.exec_id)
+            return
+        qty = r.last_qty
+        room = min(child.qty - child.cum_qty, order.order_qty - order.cum_qty)
+        if qty > room:
+            # Never pass an overfill to the client; the excess is the venue's error to resolve.
+            log.error("venue %s: exec %s overfills %s by %s", r.venue, r.exec_id, child.child_id, qty - room)
+            qty = room
+        if qty <= 0:
+            return
+        self.venue_exec_ids.add(key)
+        exec_id = order.next_exec_id()
+        b.emit(order, ev.ChildFilled(order.order_id, child.child_id, r.venue, r.exec_id, exec_id, qty, r.last_px, _now()))
+        b.outbound.append(report(order, ExecType.TRADE, exec_id=exec_id, last_mkt=r.venue, text=""))
+        self._settle(order, b)
+
+    def _on_venue_cancel_reject(self, r: c.VenueCancelReject, b: _Batch) -> None:
+        found = self._child_of(r.cl_ord_id, r.orig_cl_ord_id)
+        if found is None:
+            return
+        order, child = found
+        if child.done:
+            return
+        b.emit(order, ev.ChildCancelRefused(order.order_id, child.child_id, r.text))
+        if order.pending is OrdStatus.PENDING_CANCEL and not any(
+            ch.cancel_id and not ch.done for ch in order.children.values()
+        ):
+            self._refuse_pending_cancel(order, CxlRejReason.BROKER_OPTION, f"{r.venue} refused cancel: {r.text}", b)
+
+    def _refuse_pending_cancel(self, order: Order, reason: CxlRejReason, text: str, b: _Batch) -> None:
+        cl_ord_id = order.pending_cl_ord_id or ""
+        b.emit(order, ev.CancelRefused(order.order_id, cl_ord_id, text))
+        if cl_ord_id:
+            b.outbound.append(
+                CancelReject(order.session, order.order_id, cl_ord_id, order.cl_ord_id, order.ord_status,
+                             CxlRejResponseTo.CANCEL, reason, text)
+            )
+
+    def _settle(self, order: Order, b: _Batch) -> None:
+        """After any change to an order's children: finish what can be finished."""
+        if order.status is OrdStatus.FILLED and order.pending is OrdStatus.PENDING_CANCEL:
+            self._refuse_pending_cancel(order, CxlRejReason.TOO_LATE_TO_CANCEL, "order is filled", b)
+            return
+        if order.is_terminal or order.working_child_qty > 0 or order.leaves_qty <= 0:
+            return
+        if order.pending is OrdStatus.PENDING_CANCEL:
+            orig = order.cl_ord_id
+            text = order.text if not order.pending_cl_ord_id else "canceled at client request"
+            b.emit(order, ev.OrderCanceled(order.order_id, text))
+            b.outbound.append(report(order, ExecType.CANCELED, orig_cl_ord_id=orig if order.cl_ord_id != orig else None))
+            return
+        if any(not ch.done for ch in order.children.values()):
+            return
+        last = max(order.children.values(), key=lambda ch: ch.child_id, default=None)
+        if order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+            text = "IOC remainder canceled" if order.time_in_force is TimeInForce.IOC else "FOK not filled"
+        else:
+            text = f"{last.venue}: {last.text}" if last else "no venue"
+        b.emit(order, ev.OrderCanceled(order.order_id, text))
+        b.outbound.append(report(order, ExecType.CANCELED))
+
+    def _on_venue_up(self, cmd: c.VenueSessionUp, b: _Batch) -> None:
+        self.venues_up.add(cmd.venue)
+
+    def _on_venue_down(self, cmd: c.VenueSessionDown, b: _Batch) -> None:
+        self.venues_up.discard(cmd.venue)
+
+    _handlers: dict[type, Callable[[Engine, Any, _Batch], None]] = {
+        c.NewOrder: _on_new,
+        c.InvalidOrder: _on_invalid,
+        c.CancelOrder: _on_cancel,
+        c.AdminCancel: _on_admin_cancel,
+        c.StatusRequest: _on_status,
+        c.ClientSessionUp: _on_session_up,
+        c.ClientSessionDown: _on_session_down,
+        c.VenueReport: _on_venue_report,
+        c.VenueCancelReject: _on_venue_cancel_reject,
+        c.VenueSessionUp: _on_venue_up,
+        c.VenueSessionDown: _on_venue_down,
+    }
+
+
+def _refusal(
+    session: str,
+    cl_ord_id: str,
+    symbol: str,
+    side: str,
+    qty: Decimal,
+    reason: OrdRejReason,
+    text: str,
+    exec_type: ExecType = ExecType.REJECTED,
+) -> ExecutionReport:
+    """A Rejected report for a request that never became an order."""
+    return ExecutionReport(
+        session=session, order_id="NONE", cl_ord_id=cl_ord_id, orig_cl_ord_id=None,
+        exec_id=f"R-{time.time_ns()}", exec_type=exec_type, ord_status=OrdStatus.REJECTED, account="",
+        symbol=symbol, side=side, ord_type=None, time_in_force=None, order_qty=qty, price=None,
+        last_qty=ZERO, last_px=ZERO, leaves_qty=ZERO, cum_qty=ZERO, avg_px=ZERO, text=text,
+        ord_rej_reason=reason,
+    )

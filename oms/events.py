@@ -1,0 +1,204 @@
+"""Events: what happened (past tense, immutable). The journal stores them; aggregates change only by them.
+
+Every event names the order it belongs to, so replaying the journal per order rebuilds the state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from oms.enums import OrdRejReason, OrdType, Side, TimeInForce
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAccepted:
+    order_id: str
+    seq: int
+    session: str
+    account: str
+    cl_ord_id: str
+    symbol: str
+    side: Side
+    ord_type: OrdType
+    time_in_force: TimeInForce
+    order_qty: Decimal
+    price: Decimal | None
+    stop_px: Decimal | None
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRejected:
+    """A client order refused before acceptance: it still gets an order row, so the blotter shows it."""
+
+    order_id: str
+    seq: int
+    session: str
+    account: str
+    cl_ord_id: str
+    symbol: str
+    side: Side | None
+    ord_type: OrdType | None
+    order_qty: Decimal
+    price: Decimal | None
+    reason: OrdRejReason
+    text: str
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRouted:
+    order_id: str
+    child_id: str
+    venue: str
+    qty: Decimal
+    price: Decimal | None
+    ord_type: OrdType
+    time_in_force: TimeInForce
+
+
+@dataclass(frozen=True, slots=True)
+class ChildAcked:
+    order_id: str
+    child_id: str
+    venue_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildFilled:
+    """A venue fill, applied once: (venue, venue_exec_id) is unique in the journal."""
+
+    order_id: str
+    child_id: str
+    venue: str
+    venue_exec_id: str
+    exec_id: str
+    last_qty: Decimal
+    last_px: Decimal
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChildCancelRequested:
+    order_id: str
+    child_id: str
+    cancel_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildCancelRefused:
+    order_id: str
+    child_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildDone:
+    """The venue ended the child (canceled, expired, rejected): its unfilled part is no longer working."""
+
+    order_id: str
+    child_id: str
+    rejected: bool
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    order_id: str
+    session: str
+    cl_ord_id: str  # empty for an operator's cancel
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRefused:
+    order_id: str
+    cl_ord_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRefused:
+    """A client request refused without touching any order (duplicate ClOrdID, unknown order...)."""
+
+    order_id: str | None
+    session: str
+    cl_ord_id: str
+    msg_type: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCanceled:
+    order_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderExpired:
+    order_id: str
+    text: str
+
+
+Event = (
+    OrderAccepted
+    | OrderRejected
+    | ChildRouted
+    | ChildAcked
+    | ChildFilled
+    | ChildCancelRequested
+    | ChildCancelRefused
+    | ChildDone
+    | CancelRequested
+    | CancelRefused
+    | RequestRefused
+    | OrderCanceled
+    | OrderExpired
+)
+
+EVENT_TYPES: dict[str, type] = {t.__name__: t for t in Event.__args__}  # type: ignore[attr-defined]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def to_payload(event: Event) -> dict[str, Any]:
+    """The event as JSON-safe data (exact decimals as strings, enums as FIX values)."""
+    return {f.name: _plain(getattr(event, f.name)) for f in dataclasses.fields(event)}
+
+
+def from_payload(kind: str, payload: dict[str, Any]) -> Event:
+    cls = EVENT_TYPES[kind]
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for name, raw in payload.items():
+        hint = str(hints[name])
+        if raw is None:
+            values[name] = None
+        elif "Decimal" in hint:
+            values[name] = Decimal(raw)
+        elif "datetime" in hint:
+            values[name] = datetime.fromisoformat(raw)
+        elif "OrdRejReason" in hint:
+            values[name] = OrdRejReason(raw)
+        elif "Side" in hint:
+            values[name] = Side(raw)
+        elif "OrdType" in hint:
+            values[name] = OrdType(raw)
+        elif "TimeInForce" in hint:
+            values[name] = TimeInForce(raw)
+        else:
+            values[name] = raw
+    return cls(**values)  # type: ignore[no-any-return]

@@ -1,0 +1,384 @@
+"""The journal: append-only events plus the projections (orders, children, executions) they imply,
+written in one transaction per engine batch (group commit). Restart loads the projections.
+
+SQLAlchemy Core only; SQLite (WAL) is the embedded default, PostgreSQL (psycopg 3) the production one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Engine as SAEngine
+
+from oms import events as ev
+from oms.enums import OrdRejReason, OrdStatus, OrdType, Side, TimeInForce
+from oms.model import Child, Order
+
+log = logging.getLogger(__name__)
+
+
+class Dec(TypeDecorator[Decimal]):
+    """Exact decimals on every backend (SQLite's NUMERIC would round-trip through float)."""
+
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Any) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+metadata = MetaData()
+
+events_t = Table(
+    "events",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("instance", String(32), nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("order_id", String(64), index=True),
+    Column("payload", JSON, nullable=False),
+)
+
+orders_t = Table(
+    "orders",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("instance", String(32), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("session", String(128), nullable=False, index=True),
+    Column("account", String(64), nullable=False, index=True),
+    Column("cl_ord_id", String(128), nullable=False),
+    Column("orig_cl_ord_id", String(128)),
+    Column("symbol", String(32), nullable=False, index=True),
+    Column("side", String(1)),
+    Column("ord_type", String(1)),
+    Column("time_in_force", String(1), nullable=False),
+    Column("order_qty", Dec, nullable=False),
+    Column("price", Dec),
+    Column("stop_px", Dec),
+    Column("status", String(1), nullable=False, index=True),
+    Column("pending", String(1)),
+    Column("pending_cl_ord_id", String(128)),
+    Column("cum_qty", Dec, nullable=False),
+    Column("notional", Dec, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("rej_reason", Integer),
+    Column("report_seq", Integer, nullable=False),
+    Column("child_seq", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+children_t = Table(
+    "children",
+    metadata,
+    Column("child_id", String(80), primary_key=True),
+    Column("order_id", String(64), nullable=False, index=True),
+    Column("venue", String(64), nullable=False),
+    Column("qty", Dec, nullable=False),
+    Column("price", Dec),
+    Column("ord_type", String(1), nullable=False),
+    Column("time_in_force", String(1), nullable=False),
+    Column("cum_qty", Dec, nullable=False),
+    Column("notional", Dec, nullable=False),
+    Column("status", String(1), nullable=False),
+    Column("venue_order_id", String(128), nullable=False),
+    Column("cancel_id", String(96), nullable=False),
+    Column("text", Text, nullable=False),
+)
+
+executions_t = Table(
+    "executions",
+    metadata,
+    Column("exec_id", String(80), primary_key=True),
+    Column("order_id", String(64), nullable=False, index=True),
+    Column("child_id", String(80), nullable=False),
+    Column("venue", String(64), nullable=False),
+    Column("venue_exec_id", String(128), nullable=False),
+    Column("last_qty", Dec, nullable=False),
+    Column("last_px", Dec, nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("venue", "venue_exec_id", name="uq_executions_venue_exec"),
+)
+
+cl_ord_ids_t = Table(
+    "cl_ord_ids",
+    metadata,
+    Column("session", String(128), primary_key=True),
+    Column("cl_ord_id", String(128), primary_key=True),
+    Column("order_id", String(64), nullable=False),
+)
+
+
+def make_engine(url: str) -> SAEngine:
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # WAL + NORMAL: a committed transaction survives a killed process (not a power cut).
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=5000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def create_schema(engine: SAEngine) -> None:
+    metadata.create_all(engine)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def order_row(o: Order, instance: str) -> dict[str, Any]:
+    return {
+        "order_id": o.order_id,
+        "instance": instance,
+        "seq": o.seq,
+        "session": o.session,
+        "account": o.account,
+        "cl_ord_id": o.cl_ord_id,
+        "orig_cl_ord_id": o.orig_cl_ord_id,
+        "symbol": o.symbol,
+        "side": o.side.value if o.side else None,
+        "ord_type": o.ord_type.value if o.ord_type else None,
+        "time_in_force": o.time_in_force.value,
+        "order_qty": o.order_qty,
+        "price": o.price,
+        "stop_px": o.stop_px,
+        "status": o.status.value,
+        "pending": o.pending.value if o.pending else None,
+        "pending_cl_ord_id": o.pending_cl_ord_id,
+        "cum_qty": o.cum_qty,
+        "notional": o.notional,
+        "text": o.text,
+        "rej_reason": int(o.rej_reason) if o.rej_reason is not None else None,
+        "report_seq": o.report_seq,
+        "child_seq": o.child_seq,
+        "created_at": o.created_at,
+        "updated_at": o.updated_at or o.created_at,
+    }
+
+
+def child_row(c: Child) -> dict[str, Any]:
+    return {
+        "child_id": c.child_id,
+        "order_id": c.order_id,
+        "venue": c.venue,
+        "qty": c.qty,
+        "price": c.price,
+        "ord_type": c.ord_type.value,
+        "time_in_force": c.time_in_force.value,
+        "cum_qty": c.cum_qty,
+        "notional": c.notional,
+        "status": c.status.value,
+        "venue_order_id": c.venue_order_id,
+        "cancel_id": c.cancel_id,
+        "text": c.text,
+    }
+
+
+def order_from_row(r: Any) -> Order:
+    return Order(
+        order_id=r.order_id,
+        seq=r.seq,
+        session=r.session,
+        account=r.account,
+        cl_ord_id=r.cl_ord_id,
+        symbol=r.symbol,
+        side=Side(r.side) if r.side else None,
+        ord_type=OrdType(r.ord_type) if r.ord_type else None,
+        time_in_force=TimeInForce(r.time_in_force),
+        order_qty=r.order_qty,
+        price=r.price,
+        stop_px=r.stop_px,
+        created_at=r.created_at,
+        status=OrdStatus(r.status),
+        pending=OrdStatus(r.pending) if r.pending else None,
+        pending_cl_ord_id=r.pending_cl_ord_id,
+        orig_cl_ord_id=r.orig_cl_ord_id,
+        cum_qty=r.cum_qty,
+        notional=r.notional,
+        text=r.text,
+        rej_reason=OrdRejReason(r.rej_reason) if r.rej_reason is not None else None,
+        report_seq=r.report_seq,
+        child_seq=r.child_seq,
+        updated_at=r.updated_at,
+    )
+
+
+def child_from_row(r: Any) -> Child:
+    return Child(
+        child_id=r.child_id,
+        order_id=r.order_id,
+        venue=r.venue,
+        qty=r.qty,
+        price=r.price,
+        ord_type=OrdType(r.ord_type),
+        time_in_force=TimeInForce(r.time_in_force),
+        cum_qty=r.cum_qty,
+        notional=r.notional,
+        status=OrdStatus(r.status),
+        venue_order_id=r.venue_order_id,
+        cancel_id=r.cancel_id,
+        text=r.text,
+    )
+
+
+@dataclass
+class LoadedState:
+    orders: dict[str, Order] = field(default_factory=dict)
+    cl_ord_ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    venue_exec_ids: set[tuple[str, str]] = field(default_factory=set)
+    max_seq: int = 0
+
+
+class Journal:
+    """Single-writer journal. Only the engine thread calls `commit`."""
+
+    def __init__(self, engine: SAEngine, instance: str) -> None:
+        self.engine = engine
+        self.instance = instance
+        self._known_orders: set[str] = set()
+        self._known_children: set[str] = set()
+
+    @classmethod
+    def open(cls, url: str, instance: str) -> Journal:
+        return cls(make_engine(url), instance)
+
+    def create_schema(self) -> None:
+        create_schema(self.engine)
+
+    def load(self) -> LoadedState:
+        state = LoadedState()
+        with self.engine.connect() as conn:
+            for r in conn.execute(select(orders_t).where(orders_t.c.instance == self.instance)):
+                state.orders[r.order_id] = order_from_row(r)
+            for r in conn.execute(select(children_t)):
+                order = state.orders.get(r.order_id)
+                if order is not None:
+                    order.children[r.child_id] = child_from_row(r)
+            for r in conn.execute(select(cl_ord_ids_t)):
+                state.cl_ord_ids[(r.session, r.cl_ord_id)] = r.order_id
+            for r in conn.execute(select(executions_t.c.venue, executions_t.c.venue_exec_id)):
+                state.venue_exec_ids.add((r.venue, r.venue_exec_id))
+            max_seq = conn.execute(
+                select(func.max(orders_t.c.seq)).where(orders_t.c.instance == self.instance)
+            ).scalar()
+        state.max_seq = int(max_seq or 0)
+        self._known_orders = set(state.orders)
+        self._known_children = {cid for o in state.orders.values() for cid in o.children}
+        return state
+
+    def commit(self, events: list[ev.Event], dirty: Iterable[Order]) -> None:
+        """Write a batch in one transaction. Raises on failure; nothing of the batch is then stored."""
+        now = _now()
+        event_rows: list[dict[str, Any]] = []
+        exec_rows: list[dict[str, Any]] = []
+        clord_rows: list[dict[str, Any]] = []
+        for e in events:
+            event_rows.append(
+                {
+                    "instance": self.instance,
+                    "ts": now,
+                    "kind": type(e).__name__,
+                    "order_id": getattr(e, "order_id", None),
+                    "payload": ev.to_payload(e),
+                }
+            )
+            if isinstance(e, ev.ChildFilled):
+                exec_rows.append(
+                    {
+                        "exec_id": e.exec_id,
+                        "order_id": e.order_id,
+                        "child_id": e.child_id,
+                        "venue": e.venue,
+                        "venue_exec_id": e.venue_exec_id,
+                        "last_qty": e.last_qty,
+                        "last_px": e.last_px,
+                        "ts": e.ts,
+                    }
+                )
+            elif isinstance(e, ev.OrderAccepted | ev.OrderRejected):
+                clord_rows.append({"session": e.session, "cl_ord_id": e.cl_ord_id, "order_id": e.order_id})
+            elif isinstance(e, ev.CancelRequested) and e.cl_ord_id:
+                clord_rows.append({"session": e.session, "cl_ord_id": e.cl_ord_id, "order_id": e.order_id})
+        new_orders, upd_orders, new_children, upd_children = [], [], [], []
+        for o in dirty:
+            o.updated_at = now
+            (upd_orders if o.order_id in self._known_orders else new_orders).append(order_row(o, self.instance))
+            for c in o.children.values():
+                (upd_children if c.child_id in self._known_children else new_children).append(child_row(c))
+        with self.engine.begin() as conn:
+            if event_rows:
+                conn.execute(insert(events_t), event_rows)
+            if new_orders:
+                conn.execute(insert(orders_t), new_orders)
+            if upd_orders:
+                conn.execute(_update_by_key(orders_t, "order_id"), [_keyed(r, "order_id") for r in upd_orders])
+            if new_children:
+                conn.execute(insert(children_t), new_children)
+            if upd_children:
+                conn.execute(
+                    _update_by_key(children_t, "child_id"), [_keyed(r, "child_id") for r in upd_children]
+                )
+            if exec_rows:
+                conn.execute(insert(executions_t), exec_rows)
+            if clord_rows:
+                conn.execute(insert(cl_ord_ids_t), clord_rows)
+        self._known_orders.update(r["order_id"] for r in new_orders)
+        self._known_children.update(r["child_id"] for r in new_children)
+
+    def events_for(self, order_id: str) -> list[ev.Event]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(events_t.c.kind, events_t.c.payload)
+                .where(events_t.c.order_id == order_id)
+                .order_by(events_t.c.seq)
+            )
+            return [ev.from_payload(r.kind, r.payload) for r in rows]
+
+
+def _update_by_key(table: Table, key: str) -> Any:
+    # Bind names must differ from column names in an UPDATE ... SET.
+    cols = {c.name: bindparam("b_" + c.name) for c in table.columns if c.name != key}
+    return table.update().where(table.c[key] == bindparam("b_" + key)).values(**cols)
+
+
+def _keyed(row: dict[str, Any], key: str) -> dict[str, Any]:
+    return {"b_" + k: v for k, v in row.items()}

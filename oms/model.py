@@ -1,0 +1,204 @@
+"""The order aggregate (a client's parent order) and its venue children.
+
+State changes only through `Order.apply(event)`; the engine decides, the events record, the aggregate
+follows. Invariants (checked by `Order.check`): CumQty <= OrderQty; CumQty + LeavesQty = OrderQty while
+the order works; parent CumQty + working child quantity <= OrderQty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from oms import events as ev
+from oms.enums import TERMINAL, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce, reported_status
+from oms.state_machine import Transition, next_status
+
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class Child:
+    child_id: str
+    order_id: str
+    venue: str
+    qty: Decimal
+    price: Decimal | None
+    ord_type: OrdType
+    time_in_force: TimeInForce
+    cum_qty: Decimal = ZERO
+    notional: Decimal = ZERO
+    status: OrdStatus = OrdStatus.PENDING_NEW
+    venue_order_id: str = ""
+    cancel_id: str = ""
+    text: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def working_qty(self) -> Decimal:
+        return ZERO if self.done else self.qty - self.cum_qty
+
+    @property
+    def avg_px(self) -> Decimal:
+        return self.notional / self.cum_qty if self.cum_qty else ZERO
+
+
+@dataclass(slots=True)
+class Order:
+    order_id: str
+    seq: int
+    session: str
+    account: str
+    cl_ord_id: str
+    symbol: str
+    side: Side | None
+    ord_type: OrdType | None
+    time_in_force: TimeInForce
+    order_qty: Decimal
+    price: Decimal | None
+    stop_px: Decimal | None
+    created_at: datetime
+    status: OrdStatus = OrdStatus.PENDING_NEW
+    pending: OrdStatus | None = None
+    pending_cl_ord_id: str | None = None
+    orig_cl_ord_id: str | None = None
+    cum_qty: Decimal = ZERO
+    notional: Decimal = ZERO
+    last_qty: Decimal = ZERO
+    last_px: Decimal = ZERO
+    text: str = ""
+    rej_reason: OrdRejReason | None = None
+    report_seq: int = 0
+    child_seq: int = 0
+    updated_at: datetime | None = None
+    children: dict[str, Child] = field(default_factory=dict)
+
+    # --- derived -----------------------------------------------------------------------------
+    @property
+    def ord_status(self) -> OrdStatus:
+        return reported_status(self.status, self.pending)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def leaves_qty(self) -> Decimal:
+        return ZERO if self.is_terminal else self.order_qty - self.cum_qty
+
+    @property
+    def avg_px(self) -> Decimal:
+        return (self.notional / self.cum_qty).quantize(Decimal("0.000001")) if self.cum_qty else ZERO
+
+    @property
+    def working_child_qty(self) -> Decimal:
+        return sum((c.working_qty for c in self.children.values()), ZERO)
+
+    @property
+    def unrouted_qty(self) -> Decimal:
+        return self.leaves_qty - self.working_child_qty
+
+    def next_exec_id(self) -> str:
+        self.report_seq += 1
+        return f"{self.order_id}-{self.report_seq}"
+
+    def next_child_id(self) -> str:
+        self.child_seq += 1
+        return f"{self.order_id}.{self.child_seq}"
+
+    def check(self) -> None:
+        assert self.cum_qty <= self.order_qty, f"{self.order_id}: overfill {self.cum_qty} > {self.order_qty}"
+        if not self.is_terminal:
+            assert self.cum_qty + self.leaves_qty == self.order_qty
+        assert self.cum_qty + self.working_child_qty <= self.order_qty, f"{self.order_id}: over-routed"
+
+    # --- the only way state changes ------------------------------------------------------------
+    def _move(self, transition: Transition) -> None:
+        self.status = next_status(self.status, transition)
+        if self.status in TERMINAL:
+            self.pending = None
+            self.pending_cl_ord_id = None
+
+    def apply(self, event: ev.Event) -> None:
+        if isinstance(event, ev.OrderAccepted):
+            self._move(Transition.ACCEPT)
+        elif isinstance(event, ev.OrderRejected):
+            self.rej_reason = event.reason
+            self.text = event.text
+            self._move(Transition.REJECT)
+        elif isinstance(event, ev.ChildRouted):
+            self.children[event.child_id] = Child(
+                event.child_id, self.order_id, event.venue, event.qty, event.price, event.ord_type,
+                event.time_in_force,
+            )
+            self.child_seq = max(self.child_seq, int(event.child_id.rsplit(".", 1)[1]))
+        elif isinstance(event, ev.ChildAcked):
+            child = self.children[event.child_id]
+            child.venue_order_id = event.venue_order_id
+            if child.status is OrdStatus.PENDING_NEW:
+                child.status = OrdStatus.NEW
+        elif isinstance(event, ev.ChildFilled):
+            child = self.children[event.child_id]
+            child.cum_qty += event.last_qty
+            child.notional += event.last_qty * event.last_px
+            child.status = OrdStatus.FILLED if child.cum_qty >= child.qty else OrdStatus.PARTIALLY_FILLED
+            self.cum_qty += event.last_qty
+            self.notional += event.last_qty * event.last_px
+            self.last_qty, self.last_px = event.last_qty, event.last_px
+            self._move(Transition.FILL)
+            if self.cum_qty >= self.order_qty:
+                self.status = OrdStatus.FILLED
+            self.report_seq = max(self.report_seq, int(event.exec_id.rsplit("-", 1)[1]))
+        elif isinstance(event, ev.ChildCancelRequested):
+            self.children[event.child_id].cancel_id = event.cancel_id
+        elif isinstance(event, ev.ChildCancelRefused):
+            self.children[event.child_id].cancel_id = ""
+        elif isinstance(event, ev.ChildDone):
+            child = self.children[event.child_id]
+            child.status = OrdStatus.REJECTED if event.rejected else OrdStatus.CANCELED
+            child.text = event.text
+        elif isinstance(event, ev.CancelRequested):
+            self.pending = OrdStatus.PENDING_CANCEL
+            self.pending_cl_ord_id = event.cl_ord_id or None
+            if event.text:
+                self.text = event.text
+        elif isinstance(event, ev.CancelRefused):
+            self.pending = None
+            self.pending_cl_ord_id = None
+        elif isinstance(event, ev.OrderCanceled):
+            if self.pending_cl_ord_id:
+                self.orig_cl_ord_id, self.cl_ord_id = self.cl_ord_id, self.pending_cl_ord_id
+            self.text = event.text
+            self._move(Transition.CANCEL)
+        elif isinstance(event, ev.OrderExpired):
+            self.text = event.text
+            self._move(Transition.EXPIRE)
+        self.last_event_clears_fill(event)
+
+    def last_event_clears_fill(self, event: ev.Event) -> None:
+        # LastQty/LastPx belong to the report of a fill only.
+        if not isinstance(event, ev.ChildFilled):
+            self.last_qty = ZERO
+            self.last_px = ZERO
+
+    @classmethod
+    def from_accepted(cls, e: ev.OrderAccepted) -> Order:
+        order = cls(
+            e.order_id, e.seq, e.session, e.account, e.cl_ord_id, e.symbol, e.side, e.ord_type,
+            e.time_in_force, e.order_qty, e.price, e.stop_px, e.ts,
+        )
+        order.apply(e)
+        return order
+
+    @classmethod
+    def from_rejected(cls, e: ev.OrderRejected) -> Order:
+        order = cls(
+            e.order_id, e.seq, e.session, e.account, e.cl_ord_id, e.symbol, e.side, e.ord_type,
+            TimeInForce.DAY, e.order_qty, e.price, None, e.ts,
+        )
+        order.apply(e)
+        return order

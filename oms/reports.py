@@ -1,0 +1,118 @@
+"""Outbound messages as plain data: what the engine wants sent. The codec turns them into FIX."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from oms.enums import CxlRejReason, CxlRejResponseTo, ExecType, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce
+from oms.model import Child, Order
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionReport:
+    session: str
+    order_id: str
+    cl_ord_id: str
+    orig_cl_ord_id: str | None
+    exec_id: str
+    exec_type: ExecType
+    ord_status: OrdStatus
+    account: str
+    symbol: str
+    side: str  # the FIX value as the client sent it, so even a refused odd value is echoed back
+    ord_type: OrdType | None
+    time_in_force: TimeInForce | None
+    order_qty: Decimal
+    price: Decimal | None
+    last_qty: Decimal
+    last_px: Decimal
+    leaves_qty: Decimal
+    cum_qty: Decimal
+    avg_px: Decimal
+    text: str = ""
+    ord_rej_reason: OrdRejReason | None = None
+    last_mkt: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReject:
+    session: str
+    order_id: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    ord_status: OrdStatus
+    response_to: CxlRejResponseTo
+    reason: CxlRejReason
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class VenueNewOrder:
+    venue: str
+    child_id: str
+    symbol: str
+    side: Side
+    ord_type: OrdType
+    time_in_force: TimeInForce
+    qty: Decimal
+    price: Decimal | None
+    account: str
+
+
+@dataclass(frozen=True, slots=True)
+class VenueCancel:
+    venue: str
+    cancel_id: str
+    child_id: str
+    symbol: str
+    side: Side
+    qty: Decimal
+
+
+Outbound = ExecutionReport | CancelReject | VenueNewOrder | VenueCancel
+
+
+def report(
+    order: Order,
+    exec_type: ExecType,
+    *,
+    exec_id: str | None = None,
+    cl_ord_id: str | None = None,
+    orig_cl_ord_id: str | None = None,
+    text: str | None = None,
+    last_mkt: str = "",
+) -> ExecutionReport:
+    """An ExecutionReport of the order as it stands now."""
+    return ExecutionReport(
+        session=order.session,
+        order_id=order.order_id,
+        cl_ord_id=cl_ord_id or order.cl_ord_id,
+        orig_cl_ord_id=orig_cl_ord_id,
+        exec_id=exec_id or order.next_exec_id(),
+        exec_type=exec_type,
+        ord_status=order.ord_status,
+        account=order.account,
+        symbol=order.symbol,
+        side=order.side.value if order.side else "",
+        ord_type=order.ord_type,
+        time_in_force=order.time_in_force,
+        order_qty=order.order_qty,
+        price=order.price,
+        last_qty=order.last_qty,
+        last_px=order.last_px,
+        leaves_qty=order.leaves_qty,
+        cum_qty=order.cum_qty,
+        avg_px=order.avg_px,
+        text=order.text if text is None else text,
+        ord_rej_reason=order.rej_reason if exec_type is ExecType.REJECTED else None,
+        last_mkt=last_mkt,
+    )
+
+
+def venue_new(order: Order, child: Child) -> VenueNewOrder:
+    assert order.side is not None
+    return VenueNewOrder(
+        child.venue, child.child_id, order.symbol, order.side, child.ord_type, child.time_in_force,
+        child.qty, child.price, order.account,
+    )

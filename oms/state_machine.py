@@ -1,0 +1,54 @@
+"""The FIX order state machine as data (FIX 4.4 Vol 4 Appendix D).
+
+An order has a base status and, while a cancel or replace is outstanding, a pending overlay.
+The status a client sees is the higher of the two by Appendix D precedence (`enums.reported_status`).
+Fills move the base to PARTIALLY_FILLED; the aggregate promotes it to FILLED when nothing is left.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from oms.enums import OrdStatus as S
+
+
+class Transition(str, Enum):
+    ACCEPT = "accept"
+    REJECT = "reject"
+    FILL = "fill"
+    CANCEL = "cancel"
+    EXPIRE = "expire"
+    DONE_FOR_DAY = "done_for_day"
+    REPLACE = "replace"
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+# (base status, transition) -> new base status. Anything absent is illegal.
+TRANSITIONS: dict[tuple[S, Transition], S] = {
+    (S.PENDING_NEW, Transition.ACCEPT): S.NEW,
+    (S.PENDING_NEW, Transition.REJECT): S.REJECTED,
+    (S.PENDING_NEW, Transition.CANCEL): S.CANCELED,
+    (S.NEW, Transition.FILL): S.PARTIALLY_FILLED,
+    (S.PARTIALLY_FILLED, Transition.FILL): S.PARTIALLY_FILLED,
+    (S.NEW, Transition.CANCEL): S.CANCELED,
+    (S.PARTIALLY_FILLED, Transition.CANCEL): S.CANCELED,
+    (S.NEW, Transition.EXPIRE): S.EXPIRED,
+    (S.PARTIALLY_FILLED, Transition.EXPIRE): S.EXPIRED,
+    (S.NEW, Transition.DONE_FOR_DAY): S.DONE_FOR_DAY,
+    (S.PARTIALLY_FILLED, Transition.DONE_FOR_DAY): S.DONE_FOR_DAY,
+    (S.NEW, Transition.REPLACE): S.NEW,
+    (S.PARTIALLY_FILLED, Transition.REPLACE): S.PARTIALLY_FILLED,
+}
+
+# Which base statuses accept a cancel or replace request (the pending overlay).
+CANCELABLE: frozenset[S] = frozenset({S.PENDING_NEW, S.NEW, S.PARTIALLY_FILLED})
+
+
+def next_status(current: S, transition: Transition) -> S:
+    try:
+        return TRANSITIONS[(current, transition)]
+    except KeyError:
+        raise IllegalTransition(f"{transition.value} is not allowed in status {current.name}") from None

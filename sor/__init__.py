@@ -1,0 +1,1 @@
+"""Smart order routing: consolidated book, internal crossing, split strategies, TCA. No sockets, no database."""

@@ -1,0 +1,20 @@
+"""The simplest router: each symbol goes whole to its configured venue, if that venue is up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Set
+from decimal import Decimal
+
+from oms.model import Order
+from oms.ports import ChildPlan
+
+
+class StaticRouter:
+    def __init__(self, venue_by_symbol: Mapping[str, str]) -> None:
+        self.venue_by_symbol = dict(venue_by_symbol)
+
+    def route(self, order: Order, qty: Decimal, venues_up: Set[str]) -> list[ChildPlan]:
+        venue = self.venue_by_symbol.get(order.symbol)
+        if venue is None or venue not in venues_up or qty <= 0 or order.ord_type is None:
+            return []
+        return [ChildPlan(venue, qty, order.price, order.ord_type, order.time_in_force)]

@@ -1,0 +1,114 @@
+"""Shared fixtures: real databases (SQLite file, PostgreSQL on 127.0.0.1:5432) and a running stack
+(two venue simulators + the engine) on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+PG_URL = os.environ.get("FIXOMS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pg_available() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3):
+            return None
+    except Exception as exc:  # the reason is shown in the skip message
+        return f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}"
+
+
+_PG_SKIP = _pg_available()
+
+
+def reset_pg() -> None:
+    from oms.journal import make_engine, metadata
+
+    engine = make_engine(PG_URL)
+    metadata.drop_all(engine)
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'journal.db'}"
+    if _PG_SKIP:
+        pytest.skip(_PG_SKIP)
+    reset_pg()
+    return PG_URL
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    db_url: str
+    acceptor_port: int
+    venue_ports: dict[str, int]
+    sims: list = field(default_factory=list)
+    app: object = None
+    clients: list = field(default_factory=list)
+
+    def config(self):  # type: ignore[no-untyped-def]
+        from fixoms import config as cfgmod
+
+        base = cfgmod.load(ROOT / "fixoms.toml")
+        return replace(base, database_url=self.db_url, var_dir=self.tmp / "engine", sessions_file=ROOT / "sessions.cfg")
+
+    def start_engine(self) -> None:
+        from fix_engine.settings import SessionOverrides
+        from fixoms.app import EngineApp
+
+        self.app = EngineApp(
+            self.config(),
+            SessionOverrides(var_dir=self.tmp / "engine", acceptor_port=self.acceptor_port,
+                             venue_ports=dict(self.venue_ports)),
+        )
+        self.app.start()  # type: ignore[attr-defined]
+        assert self.app.wait_venues(15), "venues did not log on"  # type: ignore[attr-defined]
+
+    def stop_engine(self) -> None:
+        if self.app is not None:
+            self.app.stop()  # type: ignore[attr-defined]
+            self.app = None
+
+    def client(self, comp_id: str = "CLIENT1", begin: str = "FIX.4.4", **kw):  # type: ignore[no-untyped-def]
+        from fix_engine.client import FixClient
+
+        c = FixClient(comp_id, self.acceptor_port, self.tmp, begin, **kw).start()
+        self.clients.append(c)
+        return c
+
+    def close(self) -> None:
+        for c in self.clients:
+            c.stop()
+        self.stop_engine()
+        for s in self.sims:
+            s.stop()
+
+
+REFERENCE = {"AAPL": Decimal("190.00"), "MSFT": Decimal("410.00"), "IBM": Decimal("150.00"), "TSLA": Decimal("250.00")}
+
+
+@pytest.fixture
+def stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
+    from fixoms.netutil import free_port
+    from venues.simulator import SimulatorServer
+
+    st = Stack(tmp_path, db_url, free_port(), {"VENUE-A": free_port(), "VENUE-B": free_port()})
+    try:
+        for i, (name, port) in enumerate(st.venue_ports.items()):
+            sim = SimulatorServer(name, port, tmp_path / "venues" / name, seed=i + 1, symbols=REFERENCE)
+            sim.start()
+            st.sims.append(sim)
+        st.start_engine()
+        yield st
+    finally:
+        st.close()

@@ -1,0 +1,295 @@
+"""The venue simulator: a FIX acceptor with a native price-time book per symbol.
+
+Seeded with resting "house" liquidity around a reference price, it answers NewOrderSingle and
+OrderCancelRequest with the ExecutionReports a real venue sends (New, Trade, Canceled, Rejected) and
+OrderCancelReject when a cancel comes too late.
+
+The simulator runs on QuickFIX's ThreadedSocketAcceptor, not the SocketAcceptor the design prefers:
+1.16's SocketAcceptor.stop() closes its SocketServer on the caller's thread while the acceptor thread
+deletes it, which crashed the process at shutdown every time here (SocketServer::close iterating a
+freed map). A thread per session means the books are guarded by one lock, so one thread at a time
+owns them (the native book's rule).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import native
+from fix_engine import codec, settings
+from fix_engine.application import GuardedApplication, session_key
+from fix_engine.quickfix_import import fix
+from oms import commands as c
+from oms.enums import CxlRejReason, CxlRejResponseTo, ExecType, OrdStatus, OrdType, Side, TimeInForce
+from oms.reports import CancelReject, ExecutionReport
+
+log = logging.getLogger(__name__)
+
+HOUSE_OWNER = 1
+CLIENT_OWNER = 2
+HOUSE_ID_BASE = 1 << 48
+DEFAULT_SYMBOLS: dict[str, Decimal] = {
+    "AAPL": Decimal("190.00"),
+    "MSFT": Decimal("410.00"),
+    "IBM": Decimal("150.00"),
+    "TSLA": Decimal("250.00"),
+}
+
+
+@dataclass(slots=True)
+class SimOrder:
+    vid: int
+    session: str
+    cl_ord_id: str
+    symbol: str
+    side: Side
+    ord_type: OrdType
+    qty: int
+    price: Decimal | None
+    cum: int = 0
+    notional: Decimal = Decimal(0)
+    status: OrdStatus = OrdStatus.NEW
+
+    @property
+    def leaves(self) -> int:
+        return 0 if self.status in (OrdStatus.CANCELED, OrdStatus.REJECTED, OrdStatus.FILLED) else self.qty - self.cum
+
+    @property
+    def avg_px(self) -> Decimal:
+        return (self.notional / self.cum).quantize(Decimal("0.0001")) if self.cum else Decimal(0)
+
+
+class VenueSimulator(GuardedApplication):
+    def __init__(
+        self,
+        name: str,
+        symbols: dict[str, Decimal] | None = None,
+        seed: int = 1,
+        tick: Decimal = Decimal("0.01"),
+        levels: int = 5,
+        book_factory: Any = None,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.tick = tick
+        self.levels = levels
+        self.symbols = dict(symbols or DEFAULT_SYMBOLS)
+        self.rng = random.Random(seed)
+        factory = book_factory or native.Book
+        self.books: dict[str, Any] = {}
+        for symbol, ref in self.symbols.items():
+            ref_ticks = self.ticks(ref)
+            self.books[symbol] = factory(min_price=max(1, ref_ticks // 2), max_price=ref_ticks * 2, max_orders=100_000)
+        self.orders: dict[int, SimOrder] = {}
+        self.by_cl_ord_id: dict[tuple[str, str], int] = {}
+        self.cancel_ids: dict[int, str] = {}
+        self._next_vid = 1
+        self._next_house = HOUSE_ID_BASE
+        self._exec_seq = 0
+        self._lock = threading.Lock()
+        # Exec ids must stay unique across simulator restarts: the engine de-duplicates on them.
+        self._run_id = f"{int(time.time() * 1000):x}"
+        for symbol in self.symbols:
+            self._seed(symbol, native.BUY)
+            self._seed(symbol, native.SELL)
+
+    # --- prices ------------------------------------------------------------------------------
+    def ticks(self, price: Decimal) -> int:
+        return int((price / self.tick).to_integral_value())
+
+    def price(self, ticks: int) -> Decimal:
+        return (Decimal(ticks) * self.tick).quantize(self.tick)
+
+    def _seed(self, symbol: str, side: int) -> None:
+        """House liquidity: `levels` price levels either side of the reference price."""
+        book = self.books[symbol]
+        ref = self.ticks(self.symbols[symbol])
+        for k in range(1, self.levels + 1):
+            px = ref - k if side == native.BUY else ref + k
+            qty = 100 * self.rng.randint(1, 5)
+            self._next_house += 1
+            book.add(self._next_house, side, px, qty, native.GTC, HOUSE_OWNER)
+
+    # --- FIX ---------------------------------------------------------------------------------
+    def on_from_app(self, raw: str, sid: Any) -> None:
+        with self._lock:
+            self._dispatch(raw, sid)
+
+    def _dispatch(self, raw: str, sid: Any) -> None:
+        key = session_key(sid)
+        try:
+            command = codec.decode_client(raw, key)
+        except codec.UnsupportedMessage:
+            raise fix.UnsupportedMessageType() from None
+        if isinstance(command, c.NewOrder):
+            self._new_order(command)
+        elif isinstance(command, c.InvalidOrder):
+            self._reject(key, command.cl_ord_id, command.symbol, command.side, command.text)
+        elif isinstance(command, c.CancelOrder):
+            self._cancel(command)
+
+    def _exec_id(self) -> str:
+        self._exec_seq += 1
+        return f"{self.name}-{self._run_id}-{self._exec_seq}"
+
+    def _send(self, o: SimOrder, exec_type: ExecType, *, last_qty: int = 0, last_px: Decimal | None = None,
+              cl_ord_id: str | None = None, orig: str | None = None, text: str = "") -> None:
+        report = ExecutionReport(
+            session=o.session, order_id=f"{self.name}-{o.vid}", cl_ord_id=cl_ord_id or o.cl_ord_id,
+            orig_cl_ord_id=orig, exec_id=self._exec_id(), exec_type=exec_type, ord_status=o.status,
+            account="", symbol=o.symbol, side=o.side.value, ord_type=o.ord_type, time_in_force=None,
+            order_qty=Decimal(o.qty), price=o.price, last_qty=Decimal(last_qty), last_px=last_px or Decimal(0),
+            leaves_qty=Decimal(o.leaves), cum_qty=Decimal(o.cum), avg_px=o.avg_px, text=text,
+            last_mkt=self.name,
+        )
+        self.send_raw(o.session, codec.encode_report(report, self.begin_strings.get(o.session, codec.FIX44)))
+
+    def _reject(self, session: str, cl_ord_id: str, symbol: str, side: str, text: str) -> None:
+        report = ExecutionReport(
+            session=session, order_id="NONE", cl_ord_id=cl_ord_id, orig_cl_ord_id=None, exec_id=self._exec_id(),
+            exec_type=ExecType.REJECTED, ord_status=OrdStatus.REJECTED, account="", symbol=symbol, side=side,
+            ord_type=None, time_in_force=None, order_qty=Decimal(0), price=None, last_qty=Decimal(0),
+            last_px=Decimal(0), leaves_qty=Decimal(0), cum_qty=Decimal(0), avg_px=Decimal(0), text=text,
+        )
+        self.send_raw(session, codec.encode_report(report, self.begin_strings.get(session, codec.FIX44)))
+
+    def _new_order(self, cmd: c.NewOrder) -> None:
+        book = self.books.get(cmd.symbol)
+        if book is None:
+            return self._reject(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side.value, f"unknown symbol {cmd.symbol}")
+        if (cmd.session, cmd.cl_ord_id) in self.by_cl_ord_id:
+            return self._reject(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side.value, "duplicate ClOrdID")
+        qty = cmd.order_qty
+        if qty <= 0 or qty != qty.to_integral_value():
+            return self._reject(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side.value, f"bad quantity {qty}")
+        if cmd.ord_type is OrdType.LIMIT and (cmd.price is None or cmd.price <= 0):
+            return self._reject(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side.value, "limit order without price")
+        if cmd.ord_type not in (OrdType.LIMIT, OrdType.MARKET):
+            return self._reject(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side.value, "order type not supported")
+        vid = self._next_vid
+        self._next_vid += 1
+        o = SimOrder(vid, cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side, cmd.ord_type, int(qty), cmd.price)
+        self.orders[vid] = o
+        self.by_cl_ord_id[(cmd.session, cmd.cl_ord_id)] = vid
+        self._send(o, ExecType.NEW)
+        side = native.BUY if cmd.side is Side.BUY else native.SELL
+        if cmd.ord_type is OrdType.MARKET:
+            events = book.market(vid, side, int(qty), CLIENT_OWNER)
+        else:
+            assert cmd.price is not None
+            tif = {TimeInForce.IOC: native.IOC, TimeInForce.FOK: native.FOK}.get(cmd.time_in_force, native.GTC)
+            events = book.add(vid, side, self.ticks(cmd.price), int(qty), tif, CLIENT_OWNER)
+        self._apply(events)
+        self._replenish(cmd.symbol)
+
+    def _cancel(self, cmd: c.CancelOrder) -> None:
+        vid = self.by_cl_ord_id.get((cmd.session, cmd.orig_cl_ord_id))
+        o = self.orders.get(vid) if vid is not None else None
+        if o is None or o.leaves == 0:
+            status = o.status if o is not None else OrdStatus.REJECTED
+            reason = CxlRejReason.TOO_LATE_TO_CANCEL if o is not None else CxlRejReason.UNKNOWN_ORDER
+            reject = CancelReject(cmd.session, f"{self.name}-{vid}" if vid else "NONE", cmd.cl_ord_id,
+                                  cmd.orig_cl_ord_id, status, CxlRejResponseTo.CANCEL, reason,
+                                  "order not open" if o is not None else "unknown order")
+            self.send_raw(cmd.session, codec.encode_cancel_reject(reject, self.begin_strings.get(cmd.session, codec.FIX44)))
+            return
+        self.cancel_ids[o.vid] = cmd.cl_ord_id
+        self._apply(self.books[o.symbol].cancel(o.vid))
+
+    def _apply(self, events: list[Any]) -> None:
+        for e in events:
+            if e.kind == native.EV_FILL:
+                px = self.price(e.price)
+                for vid in (e.maker_id, e.order_id):
+                    o = self.orders.get(vid)
+                    if o is None:
+                        continue  # house liquidity
+                    o.cum += e.qty
+                    o.notional += e.qty * px
+                    o.status = OrdStatus.FILLED if o.cum >= o.qty else OrdStatus.PARTIALLY_FILLED
+                    self._send(o, ExecType.TRADE, last_qty=e.qty, last_px=px)
+            elif e.kind == native.EV_CANCELED:
+                o = self.orders.get(e.order_id)
+                if o is None or o.leaves == 0:
+                    continue
+                o.status = OrdStatus.CANCELED
+                cancel_id = self.cancel_ids.pop(o.vid, None)
+                text = {native.R_IOC_UNFILLED: "IOC remainder canceled", native.R_FOK_UNFILLABLE: "FOK not filled",
+                        native.R_SELF_MATCH: "self-match prevented"}.get(e.reason, "canceled")
+                if cancel_id:
+                    self._send(o, ExecType.CANCELED, cl_ord_id=cancel_id, orig=o.cl_ord_id, text=text)
+                else:
+                    self._send(o, ExecType.CANCELED, text=text)
+            elif e.kind == native.EV_REJECTED:
+                o = self.orders.get(e.order_id)
+                if o is None:
+                    continue
+                o.status = OrdStatus.REJECTED
+                self._send(o, ExecType.REJECTED, text=f"rejected by book (reason {e.reason})")
+
+    def _replenish(self, symbol: str) -> None:
+        book = self.books[symbol]
+        if book.best_bid() is None:
+            self._seed(symbol, native.BUY)
+        if book.best_ask() is None:
+            self._seed(symbol, native.SELL)
+
+
+def simulator_settings(name: str, port: int, var_dir: Path) -> Any:
+    """A one-session acceptor config for the engine's initiator (TargetCompID FIXOMS)."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    cfg = var_dir / f"{name}.cfg"
+    cfg.write_text(
+        "\n".join(
+            [
+                "[DEFAULT]",
+                "ConnectionType=acceptor",
+                f"SocketAcceptPort={port}",
+                f"FileStorePath={var_dir / 'store'}",
+                f"FileLogPath={var_dir / 'log'}",
+                "StartTime=00:00:00",
+                "EndTime=00:00:00",
+                "UseDataDictionary=Y",
+                f"DataDictionary={settings.resolve_dictionary('FIX44.xml')}",
+                "ValidateUserDefinedFields=N",
+                "AllowUnknownMsgFields=Y",
+                "[SESSION]",
+                "BeginString=FIX.4.4",
+                f"SenderCompID={name}",
+                "TargetCompID=FIXOMS",
+                "",
+            ]
+        )
+    )
+    return fix.SessionSettings(str(cfg))
+
+
+def stable_seed(name: str, seed: int) -> int:
+    return seed * 1_000_003 + zlib.crc32(name.encode())
+
+
+class SimulatorServer:
+    """Runs a VenueSimulator behind a QuickFIX SocketAcceptor."""
+
+    def __init__(self, name: str, port: int, var_dir: Path, seed: int = 1,
+                 symbols: dict[str, Decimal] | None = None) -> None:
+        self.app = VenueSimulator(name, symbols, seed=stable_seed(name, seed))
+        self.settings = simulator_settings(name, port, Path(var_dir))
+        # The C++ acceptor keeps raw pointers to the factories: they must live as long as it does.
+        self.store_factory = fix.FileStoreFactory(self.settings)
+        self.log_factory = fix.FileLogFactory(self.settings)
+        self.acceptor = fix.ThreadedSocketAcceptor(self.app, self.store_factory, self.settings, self.log_factory)
+
+    def start(self) -> None:
+        self.acceptor.start()
+
+    def stop(self) -> None:
+        self.acceptor.stop()
