@@ -176,6 +176,41 @@ class FixClient:
         self.send(codec.CANCEL_REQUEST, fields)
         return cl_ord_id
 
+    def replace(self, orig_cl_ord_id: str, symbol: str, side: str, qty: Decimal | int | str,
+                price: Decimal | str | None = None, ord_type: str = "2", cl_ord_id: str | None = None) -> str:
+        cl_ord_id = cl_ord_id or self.next_id("R")
+        fields = [
+            (codec.ORIG_CL_ORD_ID, orig_cl_ord_id),
+            (codec.CL_ORD_ID, cl_ord_id),
+            (codec.HANDL_INST, "1"),
+            (codec.SYMBOL, symbol),
+            (codec.SIDE, side),
+            (codec.ORDER_QTY, str(qty)),
+            (codec.ORD_TYPE, ord_type),
+            (codec.TRANSACT_TIME, codec.utc_timestamp()),
+        ]
+        if price is not None:
+            fields.append((codec.PRICE, str(price)))
+        self.send(codec.REPLACE_REQUEST, fields)
+        return cl_ord_id
+
+    def mass_cancel(self, request_type: str = "7", symbol: str = "", cl_ord_id: str | None = None) -> str:
+        cl_ord_id = cl_ord_id or self.next_id("M")
+        fields = [(codec.CL_ORD_ID, cl_ord_id), (codec.MASS_CANCEL_REQUEST_TYPE, request_type),
+                  (codec.TRANSACT_TIME, codec.utc_timestamp())]
+        if symbol:
+            fields.append((codec.SYMBOL, symbol))
+        self.send(codec.MASS_CANCEL_REQUEST, fields)
+        return cl_ord_id
+
+    def mass_status(self, request_type: str = "7", symbol: str = "", req_id: str | None = None) -> str:
+        req_id = req_id or self.next_id("S")
+        fields = [(codec.MASS_STATUS_REQ_ID, req_id), (codec.MASS_STATUS_REQ_TYPE, request_type)]
+        if symbol:
+            fields.append((codec.SYMBOL, symbol))
+        self.send(codec.MASS_STATUS_REQUEST, fields)
+        return req_id
+
     def status(self, cl_ord_id: str, symbol: str, side: str) -> None:
         self.send(codec.STATUS_REQUEST, [(codec.CL_ORD_ID, cl_ord_id), (codec.SYMBOL, symbol), (codec.SIDE, side)])
 

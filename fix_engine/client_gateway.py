@@ -13,7 +13,7 @@ from fix_engine import codec
 from fix_engine.application import GuardedApplication, session_key
 from fix_engine.quickfix_import import fix
 from oms import commands as c
-from oms.reports import CancelReject, ExecutionReport
+from oms.reports import CancelReject, ExecutionReport, MassCancelReport
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +59,7 @@ class ClientGateway(GuardedApplication):
     def send_cancel_reject(self, reject: CancelReject) -> None:
         begin = self.begin_strings.get(reject.session, codec.FIX44)
         self.send_raw(reject.session, codec.encode_cancel_reject(reject, begin))
+
+    def send_mass_cancel_report(self, report: MassCancelReport) -> None:
+        begin = self.begin_strings.get(report.session, codec.FIX44)
+        self.send_raw(report.session, codec.encode_mass_cancel_report(report, begin))

@@ -20,7 +20,14 @@ from oms.enums import (
     Side,
     TimeInForce,
 )
-from oms.reports import CancelReject, ExecutionReport, VenueCancel, VenueNewOrder
+from oms.reports import (
+    CancelReject,
+    ExecutionReport,
+    MassCancelReport,
+    VenueCancel,
+    VenueNewOrder,
+    VenueStatusRequest,
+)
 
 SOH = "\x01"
 
@@ -33,9 +40,14 @@ POSS_RESEND, STOP_PX, EX_DESTINATION, CXL_REJ_REASON, ORD_REJ_REASON = 97, 99, 1
 MAX_FLOOR, EXPIRE_TIME, EXEC_TYPE, LEAVES_QTY, REF_MSG_TYPE = 111, 126, 150, 151, 372
 BUSINESS_REJECT_REASON, CXL_REJ_RESPONSE_TO, TARGET_STRATEGY = 380, 434, 847
 USERNAME, PASSWORD = 553, 554
+EXEC_REF_ID, EXPIRE_DATE = 19, 432
+MASS_CANCEL_REQUEST_TYPE, MASS_CANCEL_RESPONSE, MASS_CANCEL_REJECT_REASON = 530, 531, 532
+TOTAL_AFFECTED_ORDERS, MASS_STATUS_REQ_ID, MASS_STATUS_REQ_TYPE = 533, 584, 585
+TOT_NUM_REPORTS, LAST_RPT_REQUESTED = 911, 912
 
 NEW_ORDER_SINGLE, CANCEL_REQUEST, REPLACE_REQUEST, STATUS_REQUEST = "D", "F", "G", "H"
 EXECUTION_REPORT, CANCEL_REJECT, BUSINESS_REJECT, LOGON = "8", "9", "j", "A"
+MASS_CANCEL_REQUEST, MASS_CANCEL_REPORT, MASS_STATUS_REQUEST = "q", "r", "AF"
 
 FIX42 = "FIX.4.2"
 FIX44 = "FIX.4.4"
@@ -114,9 +126,53 @@ def decode_client(raw: str, session: str) -> c.Command:
             side=fields.get(SIDE, ""),
             order_id=fields.get(ORDER_ID) or None,
         )
+    if msg_type == REPLACE_REQUEST:
+        return decode_replace(fields, session)
     if msg_type == STATUS_REQUEST:
         return c.StatusRequest(session, _required(fields, CL_ORD_ID, "ClOrdID"), fields.get(ORDER_ID) or None)
+    if msg_type == MASS_CANCEL_REQUEST:
+        return c.MassCancel(session, _required(fields, CL_ORD_ID, "ClOrdID"),
+                            _required(fields, MASS_CANCEL_REQUEST_TYPE, "MassCancelRequestType"),
+                            fields.get(SYMBOL, ""), fields.get(SIDE, ""))
+    if msg_type == MASS_STATUS_REQUEST:
+        return c.MassStatus(session, _required(fields, MASS_STATUS_REQ_ID, "MassStatusReqID"),
+                            _required(fields, MASS_STATUS_REQ_TYPE, "MassStatusReqType"), fields.get(SYMBOL, ""))
     raise UnsupportedMessage(msg_type)
+
+
+def decode_replace(fields: dict[int, str], session: str) -> c.Command:
+    try:
+        side = Side(fields.get(SIDE, ""))
+        ord_type = OrdType(fields.get(ORD_TYPE, ""))
+        tif = TimeInForce(fields[TIF]) if fields.get(TIF) else None
+    except ValueError as exc:
+        raise DecodeError(f"unsupported value: {exc}") from None
+    qty = _dec(fields, ORDER_QTY, "OrderQty")
+    if qty is None:
+        raise DecodeError("required field OrderQty(38) missing", ORDER_QTY)
+    return c.ReplaceOrder(
+        session=session,
+        cl_ord_id=_required(fields, CL_ORD_ID, "ClOrdID"),
+        orig_cl_ord_id=_required(fields, ORIG_CL_ORD_ID, "OrigClOrdID"),
+        symbol=fields.get(SYMBOL, ""),
+        side=side,
+        ord_type=ord_type,
+        order_qty=qty,
+        price=_dec(fields, PRICE, "Price"),
+        time_in_force=tif,
+        order_id=fields.get(ORDER_ID) or None,
+    )
+
+
+def parse_utc(value: str) -> datetime:
+    """UTCTimestamp (YYYYMMDD-HH:MM:SS[.sss]) or LocalMktDate (YYYYMMDD, taken as end of that UTC day)."""
+    for fmt in ("%Y%m%d-%H:%M:%S.%f", "%Y%m%d-%H:%M:%S"):
+        try:
+            return datetime.strptime(value, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    day = datetime.strptime(value, "%Y%m%d").replace(tzinfo=UTC)
+    return day.replace(hour=23, minute=59, second=59)
 
 
 class UnsupportedMessage(Exception):
@@ -155,6 +211,11 @@ def decode_new_order(fields: dict[int, str], session: str) -> c.Command:
         return invalid(OrdRejReason.INCORRECT_QUANTITY, "OrderQty(38) missing")
     if not symbol:
         return invalid(OrdRejReason.UNKNOWN_SYMBOL, "Symbol(55) missing")
+    expire_raw = fields.get(EXPIRE_TIME) or fields.get(EXPIRE_DATE)
+    try:
+        expire_time = parse_utc(expire_raw) if expire_raw else None
+    except ValueError:
+        return invalid(OrdRejReason.OTHER, f"ExpireTime/ExpireDate not a FIX time: {expire_raw!r}")
     return c.NewOrder(
         session=session,
         cl_ord_id=cl_ord_id,
@@ -167,6 +228,7 @@ def decode_new_order(fields: dict[int, str], session: str) -> c.Command:
         stop_px=stop_px,
         time_in_force=tif,
         max_floor=max_floor,
+        expire_time=expire_time,
         ex_destination=fields.get(EX_DESTINATION) or None,
         target_strategy=fields.get(TARGET_STRATEGY) or None,
         poss_resend=fields.get(POSS_RESEND) == "Y",
@@ -205,6 +267,11 @@ def encode_report(r: ExecutionReport, begin: str) -> str:
         (AVG_PX, _fmt(r.avg_px)),
         (TRANSACT_TIME, utc_timestamp()),
         (TEXT, r.text),
+        (STOP_PX, _fmt(r.stop_px)),
+        (EXEC_REF_ID, r.exec_ref_id),
+        (MASS_STATUS_REQ_ID, r.mass_status_req_id),
+        (TOT_NUM_REPORTS, "" if r.tot_num_reports is None else str(r.tot_num_reports)),
+        (LAST_RPT_REQUESTED, "Y" if r.last_rpt_requested else ""),
     ]
     rej = r.ord_rej_reason
     if begin == FIX42:
@@ -213,6 +280,11 @@ def encode_report(r: ExecutionReport, begin: str) -> str:
             exec_type = ExecType.FILL.value if r.leaves_qty == 0 else ExecType.PARTIAL_FILL.value
         elif r.exec_type is ExecType.ORDER_STATUS:
             exec_trans_type, exec_type = "3", r.ord_status.value
+        elif r.exec_type is ExecType.TRADE_CANCEL:
+            exec_trans_type, exec_type = "1", ExecType.PARTIAL_FILL.value if r.cum_qty else ExecType.NEW.value
+        elif r.exec_type is ExecType.TRADE_CORRECT:
+            exec_trans_type = "2"
+            exec_type = ExecType.FILL.value if r.leaves_qty == 0 else ExecType.PARTIAL_FILL.value
         body.append((EXEC_TRANS_TYPE, exec_trans_type))
         if rej is not None and int(rej) not in _FIX42_REJ:
             rej = OrdRejReason.BROKER_OPTION
@@ -241,6 +313,22 @@ def encode_cancel_reject(r: CancelReject, begin: str) -> str:
     )
 
 
+def encode_mass_cancel_report(r: MassCancelReport, begin: str) -> str:
+    return _message(
+        begin,
+        MASS_CANCEL_REPORT,
+        [
+            (CL_ORD_ID, r.cl_ord_id),
+            (ORDER_ID, r.cl_ord_id),
+            (MASS_CANCEL_REQUEST_TYPE, r.request_type),
+            (MASS_CANCEL_RESPONSE, r.response),
+            (MASS_CANCEL_REJECT_REASON, "" if r.reject_reason is None else str(r.reject_reason)),
+            (TOTAL_AFFECTED_ORDERS, str(r.total_affected)),
+            (TEXT, r.text),
+        ],
+    )
+
+
 def encode_business_reject(begin: str, ref_seq_num: str, ref_msg_type: str, reason: int, text: str) -> str:
     return _message(
         begin,
@@ -263,9 +351,14 @@ def encode_venue_new(m: VenueNewOrder, begin: str) -> str:
             (ORD_TYPE, m.ord_type.value),
             (PRICE, _fmt(m.price) if m.ord_type is not OrdType.MARKET else ""),
             (TIF, m.time_in_force.value),
+            (MAX_FLOOR, _fmt(m.max_floor)),
             (TRANSACT_TIME, utc_timestamp()),
         ],
     )
+
+
+def encode_venue_status(m: VenueStatusRequest, begin: str) -> str:
+    return _message(begin, STATUS_REQUEST, [(CL_ORD_ID, m.child_id), (SYMBOL, m.symbol), (SIDE, m.side.value)])
 
 
 def encode_venue_cancel(m: VenueCancel, begin: str) -> str:
@@ -302,6 +395,8 @@ def decode_venue(raw: str, venue: str) -> c.Command | None:
             last_px=_dec(fields, LAST_PX, "LastPx") or Decimal(0),
             cum_qty=_dec(fields, CUM_QTY, "CumQty") or Decimal(0),
             leaves_qty=_dec(fields, LEAVES_QTY, "LeavesQty") or Decimal(0),
+            avg_px=_dec(fields, AVG_PX, "AvgPx") or Decimal(0),
+            exec_ref_id=fields.get(EXEC_REF_ID, ""),
             text=fields.get(TEXT, ""),
         )
     if msg_type == CANCEL_REJECT:

@@ -28,6 +28,7 @@ class NewOrder:
     expire_time: datetime | None = None
     max_floor: Decimal | None = None
     ex_destination: str | None = None
+    expire_date: str | None = None
     target_strategy: str | None = None
     poss_resend: bool = False
 
@@ -70,6 +71,50 @@ class ReplaceOrder:
 
 
 @dataclass(frozen=True, slots=True)
+class MassCancel:
+    """OrderMassCancelRequest (q): request_type 1 = by symbol, 7 = all of the session's orders."""
+
+    session: str
+    cl_ord_id: str
+    request_type: str
+    symbol: str = ""
+    side: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MassStatus:
+    """OrderMassStatusRequest (AF): request_type 1 = by symbol, 7 = all of the session's orders."""
+
+    session: str
+    mass_status_req_id: str
+    request_type: str
+    symbol: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireOrders:
+    """Scheduled: expire DAY orders (at session end) or GTD orders whose ExpireTime has passed."""
+
+    kind: str  # "day" | "gtd"
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MarketPrice:
+    """A trade or quote price for a symbol: elects held stop orders."""
+
+    symbol: str
+    price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileVenue:
+    """Ask a venue for the status of every open child (after a restart or a reconnect)."""
+
+    venue: str
+
+
+@dataclass(frozen=True, slots=True)
 class StatusRequest:
     session: str
     cl_ord_id: str
@@ -101,6 +146,8 @@ class VenueReport:
     last_px: Decimal = Decimal(0)
     cum_qty: Decimal = Decimal(0)
     leaves_qty: Decimal = Decimal(0)
+    avg_px: Decimal = Decimal(0)
+    exec_ref_id: str = ""
     text: str = ""
 
 
@@ -138,6 +185,11 @@ Command = (
     | CancelOrder
     | ReplaceOrder
     | StatusRequest
+    | MassCancel
+    | MassStatus
+    | ExpireOrders
+    | MarketPrice
+    | ReconcileVenue
     | ClientSessionUp
     | ClientSessionDown
     | VenueReport

@@ -7,6 +7,7 @@ then sends what the batch produced (durable before visible).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -26,13 +27,23 @@ from oms.enums import (
     OrdRejReason,
     OrdStatus,
     OrdType,
+    Side,
     TimeInForce,
 )
 from oms.journal import Journal
 from oms.model import Child, Order
-from oms.ports import ClientGateway, Router, VenueConnector
-from oms.reports import CancelReject, ExecutionReport, Outbound, VenueCancel, report, venue_new
-from oms.validation import validate_new
+from oms.ports import ChildPlan, ClientGateway, RiskGate, Router, VenueConnector
+from oms.reports import (
+    CancelReject,
+    ExecutionReport,
+    MassCancelReport,
+    Outbound,
+    VenueCancel,
+    VenueStatusRequest,
+    report,
+    venue_new,
+)
+from oms.validation import validate_new, validate_replace
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +99,10 @@ class Engine:
         self.venue_exec_ids: set[tuple[str, str]] = set()
         self.venues_up: set[str] = set()
         self.sessions_up: set[str] = set()
+        self.fills: dict[tuple[str, str], tuple[str, str, str, Decimal, Decimal]] = {}
+        self.held: dict[str, set[str]] = {}
+        self.last_price: dict[str, Decimal] = {}
+        self.risk: RiskGate | None = None
         self._seq = 0
         self._thread: threading.Thread | None = None
         self.batches = 0
@@ -101,7 +116,12 @@ class Engine:
         self.orders = state.orders
         self.by_cl_ord_id = dict(state.cl_ord_ids)
         self.venue_exec_ids = state.venue_exec_ids
+        self.fills = state.fills
         self._seq = state.max_seq
+        self.held = {}
+        for order in self.orders.values():
+            if order.held and not order.is_terminal:
+                self.held.setdefault(order.symbol, set()).add(order.order_id)
         self.by_child = {}
         for order in self.orders.values():
             for child in order.children.values():
@@ -191,8 +211,12 @@ class Engine:
                     self.gateway.send_report(out)
                 elif isinstance(out, CancelReject):
                     self.gateway.send_cancel_reject(out)
+                elif isinstance(out, MassCancelReport):
+                    self.gateway.send_mass_cancel_report(out)
                 elif isinstance(out, VenueCancel):
                     self.venues[out.venue].send_cancel(out)
+                elif isinstance(out, VenueStatusRequest):
+                    self.venues[out.venue].send_status_request(out)
                 else:
                     self.venues[out.venue].send_new(out)
             except Exception:
@@ -223,20 +247,28 @@ class Engine:
         self._seq += 1
         order_id = f"{self.config.instance}-{self._seq}"
         account = cmd.account or self.config.default_accounts.get(cmd.session, "")
-        refusal = validate_new(cmd, self.config.symbols)
-        plans = []
+        refusal = validate_new(cmd, self.config.symbols, _now())
+        if refusal is None and self.risk is not None:
+            refusal = self.risk.check_new(cmd, account, order_id)
         if refusal is None:
+            held = cmd.ord_type in (OrdType.STOP, OrdType.STOP_LIMIT)
             accepted = ev.OrderAccepted(
                 order_id, self._seq, cmd.session, account, cmd.cl_ord_id, cmd.symbol, cmd.side,
                 cmd.ord_type, cmd.time_in_force, cmd.order_qty, cmd.price, cmd.stop_px, _now(),
+                expire_time=cmd.expire_time, max_floor=cmd.max_floor, ex_destination=cmd.ex_destination, held=held,
             )
             order = Order.from_accepted(accepted)
-            plans = self.router.route(order, order.order_qty, frozenset(self.venues_up))
-            if plans:
+            plans = [] if held else self.router.route(order, order.order_qty, frozenset(self.venues_up))
+            if held or plans:
                 self._register(order, accepted, b)
+                if self.risk is not None:
+                    self.risk.on_accepted(order)
                 b.outbound.append(report(order, ExecType.NEW))
+                if held:
+                    self.held.setdefault(order.symbol, set()).add(order.order_id)
+                    self._elect(order.symbol, b)
                 for plan in plans:
-                    self._route_child(order, plan.venue, plan.qty, plan.price, plan.ord_type, plan.time_in_force, b)
+                    self._route_child(order, plan, b)
                 return
             reason, text = OrdRejReason.EXCHANGE_CLOSED, f"no venue available for {cmd.symbol}"
         else:
@@ -255,20 +287,22 @@ class Engine:
         b.events.append(event)
         b.dirty[order.order_id] = order
 
-    def _route_child(
-        self,
-        order: Order,
-        venue: str,
-        qty: Decimal,
-        price: Decimal | None,
-        ord_type: OrdType,
-        tif: TimeInForce,
-        b: _Batch,
-    ) -> None:
+    def _route_child(self, order: Order, plan: ChildPlan, b: _Batch) -> None:
         child_id = order.next_child_id()
-        b.emit(order, ev.ChildRouted(order.order_id, child_id, venue, qty, price, ord_type, tif))
+        b.emit(order, ev.ChildRouted(order.order_id, child_id, plan.venue, plan.qty, plan.price, plan.ord_type,
+                                     plan.time_in_force))
         self.by_child[child_id] = (order.order_id, child_id)
         b.outbound.append(venue_new(order, order.children[child_id]))
+
+    def _route_residual(self, order: Order, b: _Batch) -> bool:
+        """Send what is neither filled nor working to venues. False when no venue can take it."""
+        qty = order.unrouted_qty
+        if qty <= 0 or order.is_terminal or order.held:
+            return True
+        plans = self.router.route(order, qty, frozenset(self.venues_up))
+        for plan in plans:
+            self._route_child(order, plan, b)
+        return bool(plans)
 
     def _on_invalid(self, cmd: c.InvalidOrder, b: _Batch) -> None:
         b.events.append(ev.RequestRefused(None, cmd.session, cmd.cl_ord_id, "D", cmd.text))
@@ -288,39 +322,81 @@ class Engine:
             return None
         return order
 
-    def _on_cancel(self, cmd: c.CancelOrder, b: _Batch) -> None:
-        order = self._find_client_order(cmd.session, cmd.orig_cl_ord_id, cmd.order_id)
-
-        def refuse(reason: CxlRejReason, text: str, status: OrdStatus) -> None:
-            b.events.append(ev.RequestRefused(order.order_id if order else None, cmd.session, cmd.cl_ord_id, "F", text))
-            b.outbound.append(
-                CancelReject(cmd.session, order.order_id if order else "NONE", cmd.cl_ord_id, cmd.orig_cl_ord_id,
-                             status, CxlRejResponseTo.CANCEL, reason, text)
-            )
-
+    def _check_request(
+        self, session: str, cl_ord_id: str, orig_cl_ord_id: str, order_id: str | None,
+        response_to: CxlRejResponseTo, msg_type: str, b: _Batch,
+    ) -> Order | None:
+        """The checks a cancel and a replace share; answers OrderCancelReject and returns None on failure."""
+        order = self._find_client_order(session, orig_cl_ord_id, order_id)
         if order is None:
-            refuse(CxlRejReason.UNKNOWN_ORDER, f"unknown order {cmd.orig_cl_ord_id!r}", OrdStatus.REJECTED)
-        elif (cmd.session, cmd.cl_ord_id) in self.by_cl_ord_id:
-            refuse(CxlRejReason.DUPLICATE_CL_ORD_ID, f"duplicate ClOrdID {cmd.cl_ord_id!r}", order.ord_status)
+            reason, text, status = CxlRejReason.UNKNOWN_ORDER, f"unknown order {orig_cl_ord_id!r}", OrdStatus.REJECTED
+        elif (session, cl_ord_id) in self.by_cl_ord_id:
+            reason, text, status = (CxlRejReason.DUPLICATE_CL_ORD_ID, f"duplicate ClOrdID {cl_ord_id!r}",
+                                    order.ord_status)
         elif order.is_terminal:
-            refuse(CxlRejReason.TOO_LATE_TO_CANCEL, f"order is {order.ord_status.name.lower()}", order.ord_status)
+            reason, text, status = (CxlRejReason.TOO_LATE_TO_CANCEL, f"order is {order.ord_status.name.lower()}",
+                                    order.ord_status)
         elif order.pending is not None:
-            refuse(CxlRejReason.ALREADY_PENDING, f"a {order.pending.name.lower()} request is outstanding",
-                   order.ord_status)
+            reason, text, status = (CxlRejReason.ALREADY_PENDING,
+                                    f"a {order.pending.name.lower()} request is outstanding", order.ord_status)
+        elif orig_cl_ord_id != order.cl_ord_id:
+            # FIX: OrigClOrdID is the last accepted ClOrdID of the chain.
+            reason, text, status = (CxlRejReason.BROKER_OPTION,
+                                    f"OrigClOrdID must be the last accepted ClOrdID {order.cl_ord_id!r}",
+                                    order.ord_status)
         else:
-            orig = order.cl_ord_id
-            b.emit(order, ev.CancelRequested(order.order_id, cmd.session, cmd.cl_ord_id))
-            self.by_cl_ord_id[(cmd.session, cmd.cl_ord_id)] = order.order_id
-            b.outbound.append(report(order, ExecType.PENDING_CANCEL, cl_ord_id=cmd.cl_ord_id, orig_cl_ord_id=orig))
-            self._cancel_children(order, b)
-            self._settle(order, b)
+            return order
+        b.events.append(ev.RequestRefused(order.order_id if order else None, session, cl_ord_id, msg_type, text))
+        b.outbound.append(CancelReject(session, order.order_id if order else "NONE", cl_ord_id, orig_cl_ord_id,
+                                       status, response_to, reason, text))
+        return None
+
+    def _on_cancel(self, cmd: c.CancelOrder, b: _Batch) -> None:
+        order = self._check_request(cmd.session, cmd.cl_ord_id, cmd.orig_cl_ord_id, cmd.order_id,
+                                    CxlRejResponseTo.CANCEL, "F", b)
+        if order is None:
+            return
+        orig = order.cl_ord_id
+        b.emit(order, ev.CancelRequested(order.order_id, cmd.session, cmd.cl_ord_id))
+        self.by_cl_ord_id[(cmd.session, cmd.cl_ord_id)] = order.order_id
+        b.outbound.append(report(order, ExecType.PENDING_CANCEL, cl_ord_id=cmd.cl_ord_id, orig_cl_ord_id=orig))
+        self._cancel_children(order, b)
+        self._settle(order, b)
+
+    def _on_replace(self, cmd: c.ReplaceOrder, b: _Batch) -> None:
+        order = self._check_request(cmd.session, cmd.cl_ord_id, cmd.orig_cl_ord_id, cmd.order_id,
+                                    CxlRejResponseTo.REPLACE, "G", b)
+        if order is None:
+            return
+        refusal = validate_replace(order, cmd)
+        if refusal is None and self.risk is not None:
+            refusal = self.risk.check_replace(order, cmd)
+        if refusal is not None:
+            b.events.append(ev.RequestRefused(order.order_id, cmd.session, cmd.cl_ord_id, "G", refusal.text))
+            b.outbound.append(CancelReject(cmd.session, order.order_id, cmd.cl_ord_id, cmd.orig_cl_ord_id,
+                                           order.ord_status, CxlRejResponseTo.REPLACE, CxlRejReason.OTHER
+                                           if refusal.reason is not OrdRejReason.EXCHANGE_CLOSED
+                                           else CxlRejReason.BROKER_OPTION, refusal.text))
+            return
+        orig = order.cl_ord_id
+        tif = cmd.time_in_force or order.time_in_force
+        b.emit(order, ev.ReplaceRequested(order.order_id, cmd.session, cmd.cl_ord_id, cmd.order_qty, cmd.price,
+                                          cmd.ord_type, tif))
+        self.by_cl_ord_id[(cmd.session, cmd.cl_ord_id)] = order.order_id
+        b.outbound.append(report(order, ExecType.PENDING_REPLACE, cl_ord_id=cmd.cl_ord_id, orig_cl_ord_id=orig))
+        # Replaces fan out as cancel-and-reroute: the new terms go to venues once nothing old works.
+        self._cancel_children(order, b)
+        self._settle(order, b)
 
     def _on_admin_cancel(self, cmd: c.AdminCancel, b: _Batch) -> None:
         order = self.orders.get(cmd.order_id)
         if order is None or order.is_terminal or order.pending is not None:
             log.warning("operator %s: cannot cancel %s", cmd.user, cmd.order_id)
             return
-        b.emit(order, ev.CancelRequested(order.order_id, order.session, "", f"{cmd.reason} ({cmd.user})"))
+        self._unsolicited_cancel(order, f"{cmd.reason} ({cmd.user})", b)
+
+    def _unsolicited_cancel(self, order: Order, text: str, b: _Batch) -> None:
+        b.emit(order, ev.CancelRequested(order.order_id, order.session, "", text))
         self._cancel_children(order, b)
         self._settle(order, b)
 
@@ -343,6 +419,81 @@ class Engine:
             )
             return
         b.outbound.append(report(order, ExecType.ORDER_STATUS, cl_ord_id=cmd.cl_ord_id, exec_id="0"))
+
+    def _session_orders(self, session: str, request_type: str, symbol: str, side: str = "") -> list[Order] | None:
+        if request_type == "7":
+            match = [o for o in self.orders.values() if o.session == session]
+        elif request_type == "1":
+            match = [o for o in self.orders.values() if o.session == session and o.symbol == symbol]
+        else:
+            return None
+        return [o for o in match if not o.is_terminal and (not side or (o.side and o.side.value == side))]
+
+    def _on_mass_cancel(self, cmd: c.MassCancel, b: _Batch) -> None:
+        orders = self._session_orders(cmd.session, cmd.request_type, cmd.symbol, cmd.side)
+        if orders is None:
+            b.outbound.append(MassCancelReport(cmd.session, cmd.cl_ord_id, cmd.request_type, "0", 0,
+                                               f"MassCancelRequestType {cmd.request_type} not supported (1, 7)", 0))
+            return
+        affected = [o for o in orders if o.pending is None]
+        b.outbound.append(MassCancelReport(cmd.session, cmd.cl_ord_id, cmd.request_type, cmd.request_type,
+                                           len(affected)))
+        for order in affected:
+            self._unsolicited_cancel(order, f"mass cancel {cmd.cl_ord_id}", b)
+
+    def _on_mass_status(self, cmd: c.MassStatus, b: _Batch) -> None:
+        orders = self._session_orders(cmd.session, cmd.request_type, cmd.symbol)
+        if not orders:
+            text = "no open orders" if orders is not None else f"MassStatusReqType {cmd.request_type} not supported"
+            ref = _refusal(cmd.session, "NONE", cmd.symbol, "", ZERO, OrdRejReason.UNKNOWN_ORDER, text,
+                           exec_type=ExecType.ORDER_STATUS)
+            b.outbound.append(dataclasses.replace(ref, mass_status_req_id=cmd.mass_status_req_id, tot_num_reports=0,
+                                                  last_rpt_requested=True))
+            return
+        for i, order in enumerate(orders, 1):
+            b.outbound.append(report(order, ExecType.ORDER_STATUS, exec_id="0",
+                                     mass_status_req_id=cmd.mass_status_req_id, tot_num_reports=len(orders),
+                                     last_rpt_requested=i == len(orders)))
+
+    def _on_expire(self, cmd: c.ExpireOrders, b: _Batch) -> None:
+        for order in list(self.orders.values()):
+            if order.is_terminal or order.expiring:
+                continue
+            if cmd.kind == "day" and order.time_in_force is TimeInForce.DAY:
+                text = "DAY order expired at session end"
+            elif (cmd.kind == "gtd" and order.time_in_force is TimeInForce.GTD and order.expire_time is not None
+                  and order.expire_time <= cmd.now):
+                text = f"GTD order expired at {order.expire_time.isoformat()}"
+            else:
+                continue
+            b.emit(order, ev.ExpiryRequested(order.order_id, text))
+            self._cancel_children(order, b)
+            self._settle(order, b)
+
+    def _on_market_price(self, cmd: c.MarketPrice, b: _Batch) -> None:
+        self.last_price[cmd.symbol] = cmd.price
+        self._elect(cmd.symbol, b)
+
+    def _elect(self, symbol: str, b: _Batch) -> None:
+        """Release held stops the last price has traded through."""
+        price = self.last_price.get(symbol)
+        held = self.held.get(symbol)
+        if price is None or not held:
+            return
+        for order_id in sorted(held):
+            order = self.orders[order_id]
+            if not order.held or order.is_terminal:
+                held.discard(order_id)
+                continue
+            assert order.stop_px is not None
+            if (order.side is Side.BUY and price >= order.stop_px) or (
+                order.side is not Side.BUY and price <= order.stop_px
+            ):
+                held.discard(order_id)
+                b.emit(order, ev.OrderTriggered(order_id, price))
+                if not self._route_residual(order, b):
+                    b.emit(order, ev.OrderCanceled(order_id, f"stop elected at {price}: no venue available"))
+                    b.outbound.append(report(order, ExecType.CANCELED))
 
     def _on_session_up(self, cmd: c.ClientSessionUp, b: _Batch) -> None:
         self.sessions_up.add(cmd.session)
@@ -367,34 +518,93 @@ class Engine:
         order, child = found
         et = r.exec_type
         if et in (ExecType.TRADE, ExecType.PARTIAL_FILL, ExecType.FILL):
-            self._on_fill(order, child, r, b)
-        elif et is ExecType.NEW:
-            if child.status is OrdStatus.PENDING_NEW:
-                b.emit(order, ev.ChildAcked(order.order_id, child.child_id, r.venue_order_id))
-        elif et in (ExecType.CANCELED, ExecType.EXPIRED, ExecType.DONE_FOR_DAY, ExecType.REJECTED):
-            if not child.done:
-                text = r.text or f"{et.name.lower()} by {r.venue}"
-                b.emit(order, ev.ChildDone(order.order_id, child.child_id, et is ExecType.REJECTED, text))
-                self._settle(order, b)
+            self._on_fill(order, child, r.venue, r.exec_id, r.last_qty, r.last_px, b)
+        elif et in (ExecType.TRADE_CANCEL, ExecType.TRADE_CORRECT):
+            self._on_bust_or_correct(order, child, r, b)
+        elif et is ExecType.ORDER_STATUS:
+            self._reconcile(order, child, r, b)
+        elif et is ExecType.NEW and child.status is OrdStatus.PENDING_NEW:
+            b.emit(order, ev.ChildAcked(order.order_id, child.child_id, r.venue_order_id))
+        elif et in (ExecType.CANCELED, ExecType.EXPIRED, ExecType.DONE_FOR_DAY, ExecType.REJECTED) and not child.done:
+            text = r.text or f"{et.name.lower()} by {r.venue}"
+            b.emit(order, ev.ChildDone(order.order_id, child.child_id, et is ExecType.REJECTED, text))
+            self._settle(order, b)
 
-    def _on_fill(self, order: Order, child: Child, r: c.VenueReport, b: _Batch) -> None:
-        key = (r.venue, r.exec_id)
+    def _on_fill(self, order: Order, child: Child, venue: str, venue_exec_id: str, last_qty: Decimal,
+                 last_px: Decimal, b: _Batch) -> None:
+        key = (venue, venue_exec_id)
         if key in self.venue_exec_ids:
-            log.info("venue %s: duplicate exec %s ignored", r.venue, r.exec_id)
+            log.info("venue %s: duplicate exec %s ignored", venue, venue_exec_id)
             return
-        qty = r.last_qty
+        qty = last_qty
         room = min(child.qty - child.cum_qty, order.order_qty - order.cum_qty)
         if qty > room:
             # Never pass an overfill to the client; the excess is the venue's error to resolve.
-            log.error("venue %s: exec %s overfills %s by %s", r.venue, r.exec_id, child.child_id, qty - room)
+            log.error("venue %s: exec %s overfills %s by %s", venue, venue_exec_id, child.child_id, qty - room)
             qty = room
         if qty <= 0:
             return
         self.venue_exec_ids.add(key)
         exec_id = order.next_exec_id()
-        b.emit(order, ev.ChildFilled(order.order_id, child.child_id, r.venue, r.exec_id, exec_id, qty, r.last_px, _now()))
-        b.outbound.append(report(order, ExecType.TRADE, exec_id=exec_id, last_mkt=r.venue, text=""))
+        b.emit(order, ev.ChildFilled(order.order_id, child.child_id, venue, venue_exec_id, exec_id, qty, last_px,
+                                     _now()))
+        self.fills[key] = (order.order_id, child.child_id, exec_id, qty, last_px)
+        if self.risk is not None:
+            self.risk.on_fill(order, qty, last_px)
+        b.outbound.append(report(order, ExecType.TRADE, exec_id=exec_id, last_mkt=venue, text=""))
+        self.last_price[order.symbol] = last_px
         self._settle(order, b)
+        self._elect(order.symbol, b)
+
+    def _on_bust_or_correct(self, order: Order, child: Child, r: c.VenueReport, b: _Batch) -> None:
+        key = (r.venue, r.exec_id)
+        if key in self.venue_exec_ids:
+            return
+        fill = self.fills.get((r.venue, r.exec_ref_id))
+        if fill is None:
+            log.error("venue %s: %s refers to unknown execution %r", r.venue, r.exec_type.name, r.exec_ref_id)
+            return
+        self.venue_exec_ids.add(key)
+        _, child_id, ref_exec_id, qty, px = fill
+        exec_id = order.next_exec_id()
+        if r.exec_type is ExecType.TRADE_CANCEL:
+            b.emit(order, ev.FillBusted(order.order_id, child_id, r.venue, r.exec_ref_id, exec_id, ref_exec_id, qty,
+                                        px))
+            del self.fills[(r.venue, r.exec_ref_id)]
+            if self.risk is not None:
+                self.risk.on_fill(order, -qty, px)
+        else:
+            new_qty = min(r.last_qty, qty + order.order_qty - order.cum_qty)  # a correction never overfills
+            b.emit(order, ev.FillCorrected(order.order_id, child_id, r.venue, r.exec_ref_id, exec_id, ref_exec_id,
+                                           qty, px, new_qty, r.last_px))
+            self.fills[(r.venue, r.exec_ref_id)] = (order.order_id, child_id, ref_exec_id, new_qty, r.last_px)
+            if self.risk is not None:
+                self.risk.on_fill(order, -qty, px)
+                self.risk.on_fill(order, new_qty, r.last_px)
+        b.outbound.append(report(order, r.exec_type, exec_id=exec_id, exec_ref_id=ref_exec_id, last_mkt=r.venue,
+                                 text=r.text))
+        # A bust reopens a filled order: the broker works the residual again.
+        if not order.is_terminal and order.pending is None and not order.expiring:
+            self._route_residual(order, b)
+
+    def _reconcile(self, order: Order, child: Child, r: c.VenueReport, b: _Batch) -> None:
+        """A venue's status of one of our children (after restart/reconnect): apply what we missed, once."""
+        if r.ord_status is OrdStatus.REJECTED and r.venue_order_id in ("", "NONE"):
+            if not child.done:
+                b.emit(order, ev.ChildDone(order.order_id, child.child_id, True,
+                                           f"unknown at {r.venue} on reconciliation"))
+                self._settle(order, b)
+            return
+        missed = r.cum_qty - child.cum_qty
+        if missed > 0:
+            px = ((r.cum_qty * r.avg_px - child.notional) / missed).quantize(Decimal("0.000001"))
+            # The synthetic exec id is stable, so a repeated reconciliation applies it once.
+            self._on_fill(order, child, r.venue, f"recon:{child.child_id}:{r.cum_qty}", missed, px, b)
+        if not child.done and r.ord_status in (OrdStatus.CANCELED, OrdStatus.EXPIRED, OrdStatus.DONE_FOR_DAY,
+                                               OrdStatus.REJECTED):
+            b.emit(order, ev.ChildDone(order.order_id, child.child_id, r.ord_status is OrdStatus.REJECTED,
+                                       r.text or f"{r.ord_status.name.lower()} at {r.venue} (reconciled)"))
+            self._settle(order, b)
 
     def _on_venue_cancel_reject(self, r: c.VenueCancelReject, b: _Batch) -> None:
         found = self._child_of(r.cl_ord_id, r.orig_cl_ord_id)
@@ -404,45 +614,79 @@ class Engine:
         if child.done:
             return
         b.emit(order, ev.ChildCancelRefused(order.order_id, child.child_id, r.text))
-        if order.pending is OrdStatus.PENDING_CANCEL and not any(
-            ch.cancel_id and not ch.done for ch in order.children.values()
-        ):
-            self._refuse_pending_cancel(order, CxlRejReason.BROKER_OPTION, f"{r.venue} refused cancel: {r.text}", b)
+        if order.pending is not None and not any(ch.cancel_id and not ch.done for ch in order.children.values()):
+            self._refuse_pending(order, CxlRejReason.BROKER_OPTION, f"{r.venue} refused cancel: {r.text}", b)
 
-    def _refuse_pending_cancel(self, order: Order, reason: CxlRejReason, text: str, b: _Batch) -> None:
+    def _refuse_pending(self, order: Order, reason: CxlRejReason, text: str, b: _Batch) -> None:
         cl_ord_id = order.pending_cl_ord_id or ""
+        response_to = (CxlRejResponseTo.REPLACE if order.pending is OrdStatus.PENDING_REPLACE
+                       else CxlRejResponseTo.CANCEL)
         b.emit(order, ev.CancelRefused(order.order_id, cl_ord_id, text))
         if cl_ord_id:
-            b.outbound.append(
-                CancelReject(order.session, order.order_id, cl_ord_id, order.cl_ord_id, order.ord_status,
-                             CxlRejResponseTo.CANCEL, reason, text)
-            )
+            b.outbound.append(CancelReject(order.session, order.order_id, cl_ord_id, order.cl_ord_id,
+                                           order.ord_status, response_to, reason, text))
 
     def _settle(self, order: Order, b: _Batch) -> None:
-        """After any change to an order's children: finish what can be finished."""
-        if order.status is OrdStatus.FILLED and order.pending is OrdStatus.PENDING_CANCEL:
-            self._refuse_pending_cancel(order, CxlRejReason.TOO_LATE_TO_CANCEL, "order is filled", b)
+        """After any change to an order or its children: finish what can be finished."""
+        if order.status is OrdStatus.FILLED:
+            if order.pending is not None:
+                self._refuse_pending(order, CxlRejReason.TOO_LATE_TO_CANCEL, "order is filled", b)
             return
-        if order.is_terminal or order.working_child_qty > 0 or order.leaves_qty <= 0:
+        if order.is_terminal or order.working_child_qty > 0:
             return
         if order.pending is OrdStatus.PENDING_CANCEL:
             orig = order.cl_ord_id
             text = order.text if not order.pending_cl_ord_id else "canceled at client request"
             b.emit(order, ev.OrderCanceled(order.order_id, text))
-            b.outbound.append(report(order, ExecType.CANCELED, orig_cl_ord_id=orig if order.cl_ord_id != orig else None))
+            if self.risk is not None:
+                self.risk.on_done(order)
+            b.outbound.append(report(order, ExecType.CANCELED,
+                                     orig_cl_ord_id=orig if order.cl_ord_id != orig else None))
             return
-        if any(not ch.done for ch in order.children.values()):
+        if order.pending is OrdStatus.PENDING_REPLACE:
+            before = dataclasses.replace(order, children={})
+            b.emit(order, ev.OrderReplaced(order.order_id))
+            if self.risk is not None:
+                self.risk.on_replaced(before, order)
+            b.outbound.append(report(order, ExecType.REPLACED, orig_cl_ord_id=order.orig_cl_ord_id))
+            if not order.is_terminal and not self._route_residual(order, b):
+                b.emit(order, ev.OrderCanceled(order.order_id, "replaced, but no venue available"))
+                b.outbound.append(report(order, ExecType.CANCELED))
             return
-        last = max(order.children.values(), key=lambda ch: ch.child_id, default=None)
+        if order.expiring:
+            b.emit(order, ev.OrderExpired(order.order_id, order.text))
+            if self.risk is not None:
+                self.risk.on_done(order)
+            b.outbound.append(report(order, ExecType.EXPIRED))
+            return
+        if order.held or order.leaves_qty <= 0 or any(not ch.done for ch in order.children.values()):
+            return
+        # Nothing works at any venue and nobody asked for it: the venue ended our children.
+        last = max(order.children.values(), key=lambda ch: int(ch.child_id.rsplit(".", 1)[1]), default=None)
         if order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
             text = "IOC remainder canceled" if order.time_in_force is TimeInForce.IOC else "FOK not filled"
         else:
             text = f"{last.venue}: {last.text}" if last else "no venue"
         b.emit(order, ev.OrderCanceled(order.order_id, text))
+        if self.risk is not None:
+            self.risk.on_done(order)
         b.outbound.append(report(order, ExecType.CANCELED))
 
     def _on_venue_up(self, cmd: c.VenueSessionUp, b: _Batch) -> None:
         self.venues_up.add(cmd.venue)
+        self._ask_venue_status(cmd.venue, b)
+
+    def _on_reconcile(self, cmd: c.ReconcileVenue, b: _Batch) -> None:
+        self._ask_venue_status(cmd.venue, b)
+
+    def _ask_venue_status(self, venue: str, b: _Batch) -> None:
+        # Whatever the venue said while we were away (or before a crash) comes back as status reports.
+        for order in self.orders.values():
+            if order.is_terminal or order.side is None:
+                continue
+            for child in order.children.values():
+                if child.venue == venue and not child.done:
+                    b.outbound.append(VenueStatusRequest(venue, child.child_id, order.symbol, order.side))
 
     def _on_venue_down(self, cmd: c.VenueSessionDown, b: _Batch) -> None:
         self.venues_up.discard(cmd.venue)
@@ -451,8 +695,14 @@ class Engine:
         c.NewOrder: _on_new,
         c.InvalidOrder: _on_invalid,
         c.CancelOrder: _on_cancel,
+        c.ReplaceOrder: _on_replace,
         c.AdminCancel: _on_admin_cancel,
         c.StatusRequest: _on_status,
+        c.MassCancel: _on_mass_cancel,
+        c.MassStatus: _on_mass_status,
+        c.ExpireOrders: _on_expire,
+        c.MarketPrice: _on_market_price,
+        c.ReconcileVenue: _on_reconcile,
         c.ClientSessionUp: _on_session_up,
         c.ClientSessionDown: _on_session_down,
         c.VenueReport: _on_venue_report,

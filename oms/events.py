@@ -30,6 +30,18 @@ class OrderAccepted:
     price: Decimal | None
     stop_px: Decimal | None
     ts: datetime
+    expire_time: datetime | None = None
+    max_floor: Decimal | None = None
+    ex_destination: str | None = None
+    held: bool = False  # a stop the broker holds until the market trades through StopPx
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTriggered:
+    """A held stop order elected by a market price; from now on it is routed like a market/limit order."""
+
+    order_id: str
+    price: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +96,36 @@ class ChildFilled:
 
 
 @dataclass(frozen=True, slots=True)
+class FillBusted:
+    """The venue cancelled one of its executions (ExecType TradeCancel): the fill is taken back."""
+
+    order_id: str
+    child_id: str
+    venue: str
+    venue_exec_id: str  # the venue's id of the busted execution
+    exec_id: str  # our ExecID of this correction report
+    ref_exec_id: str  # our ExecID of the fill being busted
+    qty: Decimal
+    px: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class FillCorrected:
+    """The venue corrected one of its executions (ExecType TradeCorrect): quantity and/or price change."""
+
+    order_id: str
+    child_id: str
+    venue: str
+    venue_exec_id: str
+    exec_id: str
+    ref_exec_id: str
+    old_qty: Decimal
+    old_px: Decimal
+    new_qty: Decimal
+    new_px: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class ChildCancelRequested:
     order_id: str
     child_id: str
@@ -116,7 +158,27 @@ class CancelRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplaceRequested:
+    order_id: str
+    session: str
+    cl_ord_id: str
+    order_qty: Decimal
+    price: Decimal | None
+    ord_type: OrdType
+    time_in_force: TimeInForce
+
+
+@dataclass(frozen=True, slots=True)
+class OrderReplaced:
+    """The pending replace took effect: new ClOrdID, quantity, price."""
+
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class CancelRefused:
+    """A pending cancel or replace was refused: the order goes on as before."""
+
     order_id: str
     cl_ord_id: str
     text: str
@@ -140,6 +202,14 @@ class OrderCanceled:
 
 
 @dataclass(frozen=True, slots=True)
+class ExpiryRequested:
+    """The broker expires the order (DAY at session end, GTD at ExpireTime): children are canceled first."""
+
+    order_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class OrderExpired:
     order_id: str
     text: str
@@ -147,17 +217,23 @@ class OrderExpired:
 
 Event = (
     OrderAccepted
+    | OrderTriggered
     | OrderRejected
     | ChildRouted
     | ChildAcked
     | ChildFilled
+    | FillBusted
+    | FillCorrected
     | ChildCancelRequested
     | ChildCancelRefused
     | ChildDone
     | CancelRequested
+    | ReplaceRequested
+    | OrderReplaced
     | CancelRefused
     | RequestRefused
     | OrderCanceled
+    | ExpiryRequested
     | OrderExpired
 )
 
@@ -187,6 +263,8 @@ def from_payload(kind: str, payload: dict[str, Any]) -> Event:
         hint = str(hints[name])
         if raw is None:
             values[name] = None
+        elif hint == "bool":
+            values[name] = bool(raw)
         elif "Decimal" in hint:
             values[name] = Decimal(raw)
         elif "datetime" in hint:

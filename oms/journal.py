@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -87,6 +88,15 @@ orders_t = Table(
     Column("status", String(1), nullable=False, index=True),
     Column("pending", String(1)),
     Column("pending_cl_ord_id", String(128)),
+    Column("pending_qty", Dec),
+    Column("pending_price", Dec),
+    Column("pending_ord_type", String(1)),
+    Column("pending_tif", String(1)),
+    Column("expire_time", DateTime(timezone=True)),
+    Column("max_floor", Dec),
+    Column("ex_destination", String(64)),
+    Column("held", Boolean, nullable=False, default=False),
+    Column("expiring", Boolean, nullable=False, default=False),
     Column("cum_qty", Dec, nullable=False),
     Column("notional", Dec, nullable=False),
     Column("text", Text, nullable=False),
@@ -125,6 +135,7 @@ executions_t = Table(
     Column("venue_exec_id", String(128), nullable=False),
     Column("last_qty", Dec, nullable=False),
     Column("last_px", Dec, nullable=False),
+    Column("status", String(12), nullable=False, default="ok"),  # ok | busted | corrected
     Column("ts", DateTime(timezone=True), nullable=False),
     UniqueConstraint("venue", "venue_exec_id", name="uq_executions_venue_exec"),
 )
@@ -184,6 +195,15 @@ def order_row(o: Order, instance: str) -> dict[str, Any]:
         "status": o.status.value,
         "pending": o.pending.value if o.pending else None,
         "pending_cl_ord_id": o.pending_cl_ord_id,
+        "pending_qty": o.pending_qty,
+        "pending_price": o.pending_price,
+        "pending_ord_type": o.pending_ord_type.value if o.pending_ord_type else None,
+        "pending_tif": o.pending_tif.value if o.pending_tif else None,
+        "expire_time": o.expire_time,
+        "max_floor": o.max_floor,
+        "ex_destination": o.ex_destination,
+        "held": o.held,
+        "expiring": o.expiring,
         "cum_qty": o.cum_qty,
         "notional": o.notional,
         "text": o.text,
@@ -231,7 +251,16 @@ def order_from_row(r: Any) -> Order:
         status=OrdStatus(r.status),
         pending=OrdStatus(r.pending) if r.pending else None,
         pending_cl_ord_id=r.pending_cl_ord_id,
+        pending_qty=r.pending_qty,
+        pending_price=r.pending_price,
+        pending_ord_type=OrdType(r.pending_ord_type) if r.pending_ord_type else None,
+        pending_tif=TimeInForce(r.pending_tif) if r.pending_tif else None,
         orig_cl_ord_id=r.orig_cl_ord_id,
+        expire_time=r.expire_time,
+        max_floor=r.max_floor,
+        ex_destination=r.ex_destination,
+        held=bool(r.held),
+        expiring=bool(r.expiring),
         cum_qty=r.cum_qty,
         notional=r.notional,
         text=r.text,
@@ -265,6 +294,8 @@ class LoadedState:
     orders: dict[str, Order] = field(default_factory=dict)
     cl_ord_ids: dict[tuple[str, str], str] = field(default_factory=dict)
     venue_exec_ids: set[tuple[str, str]] = field(default_factory=set)
+    # (venue, venue exec id) -> (order id, child id, our exec id, qty, px) of fills still standing
+    fills: dict[tuple[str, str], tuple[str, str, str, Decimal, Decimal]] = field(default_factory=dict)
     max_seq: int = 0
 
 
@@ -295,8 +326,11 @@ class Journal:
                     order.children[r.child_id] = child_from_row(r)
             for r in conn.execute(select(cl_ord_ids_t)):
                 state.cl_ord_ids[(r.session, r.cl_ord_id)] = r.order_id
-            for r in conn.execute(select(executions_t.c.venue, executions_t.c.venue_exec_id)):
+            for r in conn.execute(select(executions_t)):
                 state.venue_exec_ids.add((r.venue, r.venue_exec_id))
+                if r.status != "busted":
+                    state.fills[(r.venue, r.venue_exec_id)] = (r.order_id, r.child_id, r.exec_id, r.last_qty,
+                                                               r.last_px)
             max_seq = conn.execute(
                 select(func.max(orders_t.c.seq)).where(orders_t.c.instance == self.instance)
             ).scalar()
@@ -310,6 +344,7 @@ class Journal:
         now = _now()
         event_rows: list[dict[str, Any]] = []
         exec_rows: list[dict[str, Any]] = []
+        exec_updates: list[dict[str, Any]] = []
         clord_rows: list[dict[str, Any]] = []
         for e in events:
             event_rows.append(
@@ -331,14 +366,22 @@ class Journal:
                         "venue_exec_id": e.venue_exec_id,
                         "last_qty": e.last_qty,
                         "last_px": e.last_px,
+                        "status": "ok",
                         "ts": e.ts,
                     }
                 )
-            elif isinstance(e, ev.OrderAccepted | ev.OrderRejected):
+            elif isinstance(e, ev.FillBusted):
+                exec_updates.append({"b_venue": e.venue, "b_venue_exec_id": e.venue_exec_id, "b_status": "busted",
+                                     "b_last_qty": e.qty, "b_last_px": e.px})
+            elif isinstance(e, ev.FillCorrected):
+                exec_updates.append({"b_venue": e.venue, "b_venue_exec_id": e.venue_exec_id,
+                                     "b_status": "corrected", "b_last_qty": e.new_qty, "b_last_px": e.new_px})
+            elif isinstance(e, ev.OrderAccepted | ev.OrderRejected) or isinstance(e, ev.CancelRequested) and e.cl_ord_id:
                 clord_rows.append({"session": e.session, "cl_ord_id": e.cl_ord_id, "order_id": e.order_id})
-            elif isinstance(e, ev.CancelRequested) and e.cl_ord_id:
-                clord_rows.append({"session": e.session, "cl_ord_id": e.cl_ord_id, "order_id": e.order_id})
-        new_orders, upd_orders, new_children, upd_children = [], [], [], []
+        new_orders: list[dict[str, Any]] = []
+        upd_orders: list[dict[str, Any]] = []
+        new_children: list[dict[str, Any]] = []
+        upd_children: list[dict[str, Any]] = []
         for o in dirty:
             o.updated_at = now
             (upd_orders if o.order_id in self._known_orders else new_orders).append(order_row(o, self.instance))
@@ -359,6 +402,15 @@ class Journal:
                 )
             if exec_rows:
                 conn.execute(insert(executions_t), exec_rows)
+            if exec_updates:
+                conn.execute(
+                    executions_t.update()
+                    .where(executions_t.c.venue == bindparam("b_venue"))
+                    .where(executions_t.c.venue_exec_id == bindparam("b_venue_exec_id"))
+                    .values(status=bindparam("b_status"), last_qty=bindparam("b_last_qty"),
+                            last_px=bindparam("b_last_px")),
+                    exec_updates,
+                )
             if clord_rows:
                 conn.execute(insert(cl_ord_ids_t), clord_rows)
         self._known_orders.update(r["order_id"] for r in new_orders)
@@ -376,7 +428,7 @@ class Journal:
 
 def _update_by_key(table: Table, key: str) -> Any:
     # Bind names must differ from column names in an UPDATE ... SET.
-    cols = {c.name: bindparam("b_" + c.name) for c in table.columns if c.name != key}
+    cols: dict[str, Any] = {c.name: bindparam("b_" + c.name) for c in table.columns if c.name != key}
     return table.update().where(table.c[key] == bindparam("b_" + key)).values(**cols)
 
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from oms import events as ev
 from oms.enums import TERMINAL, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce, reported_status
-from oms.state_machine import Transition, next_status
+from oms.state_machine import BY_QUANTITY, Transition, next_status
 
 ZERO = Decimal(0)
 
@@ -65,7 +65,16 @@ class Order:
     status: OrdStatus = OrdStatus.PENDING_NEW
     pending: OrdStatus | None = None
     pending_cl_ord_id: str | None = None
+    pending_qty: Decimal | None = None
+    pending_price: Decimal | None = None
+    pending_ord_type: OrdType | None = None
+    pending_tif: TimeInForce | None = None
     orig_cl_ord_id: str | None = None
+    expire_time: datetime | None = None
+    max_floor: Decimal | None = None
+    ex_destination: str | None = None
+    held: bool = False
+    expiring: bool = False
     cum_qty: Decimal = ZERO
     notional: Decimal = ZERO
     last_qty: Decimal = ZERO
@@ -102,6 +111,20 @@ class Order:
     def unrouted_qty(self) -> Decimal:
         return self.leaves_qty - self.working_child_qty
 
+    @property
+    def child_ord_type(self) -> OrdType:
+        """What goes to a venue: a broker-held stop, once elected, is a market or limit order."""
+        if self.ord_type is OrdType.STOP:
+            return OrdType.MARKET
+        if self.ord_type is OrdType.STOP_LIMIT:
+            return OrdType.LIMIT
+        return self.ord_type or OrdType.LIMIT
+
+    @property
+    def child_tif(self) -> TimeInForce:
+        # The broker expires GTD itself, so the venue holds it as GTC.
+        return TimeInForce.GTC if self.time_in_force is TimeInForce.GTD else self.time_in_force
+
     def next_exec_id(self) -> str:
         self.report_seq += 1
         return f"{self.order_id}-{self.report_seq}"
@@ -119,9 +142,25 @@ class Order:
     # --- the only way state changes ------------------------------------------------------------
     def _move(self, transition: Transition) -> None:
         self.status = next_status(self.status, transition)
-        if self.status in TERMINAL:
-            self.pending = None
-            self.pending_cl_ord_id = None
+        if self.status in TERMINAL and self.status is not OrdStatus.FILLED:
+            self._clear_pending()
+
+    def _clear_pending(self) -> None:
+        self.pending = None
+        self.pending_cl_ord_id = None
+        self.pending_qty = self.pending_price = None
+        self.pending_ord_type = self.pending_tif = None
+
+    def _by_quantity(self) -> None:
+        # A fill during a pending cancel/replace leaves the pending overlay: the report shows it, and
+        # the engine answers the request (too late / replaced) right after.
+        if self.status in BY_QUANTITY:
+            if self.cum_qty >= self.order_qty:
+                self.status = OrdStatus.FILLED
+            elif self.cum_qty > 0:
+                self.status = OrdStatus.PARTIALLY_FILLED
+            else:
+                self.status = OrdStatus.NEW
 
     def apply(self, event: ev.Event) -> None:
         if isinstance(event, ev.OrderAccepted):
@@ -150,9 +189,32 @@ class Order:
             self.notional += event.last_qty * event.last_px
             self.last_qty, self.last_px = event.last_qty, event.last_px
             self._move(Transition.FILL)
-            if self.cum_qty >= self.order_qty:
-                self.status = OrdStatus.FILLED
-            self.report_seq = max(self.report_seq, int(event.exec_id.rsplit("-", 1)[1]))
+            self._by_quantity()
+            self._seen_exec_id(event.exec_id)
+        elif isinstance(event, ev.FillBusted):
+            child = self.children[event.child_id]
+            child.cum_qty -= event.qty
+            child.notional -= event.qty * event.px
+            self.cum_qty -= event.qty
+            self.notional -= event.qty * event.px
+            self.last_qty, self.last_px = event.qty, event.px
+            self._move(Transition.BUST)
+            self._by_quantity()
+            self._seen_exec_id(event.exec_id)
+        elif isinstance(event, ev.FillCorrected):
+            child = self.children[event.child_id]
+            delta = event.new_qty - event.old_qty
+            delta_notional = event.new_qty * event.new_px - event.old_qty * event.old_px
+            child.cum_qty += delta
+            child.notional += delta_notional
+            self.cum_qty += delta
+            self.notional += delta_notional
+            self.last_qty, self.last_px = event.new_qty, event.new_px
+            self._move(Transition.CORRECT)
+            self._by_quantity()
+            self._seen_exec_id(event.exec_id)
+        elif isinstance(event, ev.OrderTriggered):
+            self.held = False
         elif isinstance(event, ev.ChildCancelRequested):
             self.children[event.child_id].cancel_id = event.cancel_id
         elif isinstance(event, ev.ChildCancelRefused):
@@ -166,22 +228,44 @@ class Order:
             self.pending_cl_ord_id = event.cl_ord_id or None
             if event.text:
                 self.text = event.text
+        elif isinstance(event, ev.ReplaceRequested):
+            self.pending = OrdStatus.PENDING_REPLACE
+            self.pending_cl_ord_id = event.cl_ord_id
+            self.pending_qty = event.order_qty
+            self.pending_price = event.price
+            self.pending_ord_type = event.ord_type
+            self.pending_tif = event.time_in_force
+        elif isinstance(event, ev.OrderReplaced):
+            assert self.pending_cl_ord_id and self.pending_qty is not None
+            self.orig_cl_ord_id, self.cl_ord_id = self.cl_ord_id, self.pending_cl_ord_id
+            self.order_qty = self.pending_qty
+            self.price = self.pending_price
+            self.ord_type = self.pending_ord_type or self.ord_type
+            self.time_in_force = self.pending_tif or self.time_in_force
+            self._clear_pending()
+            self._move(Transition.REPLACE)
+            self._by_quantity()
         elif isinstance(event, ev.CancelRefused):
-            self.pending = None
-            self.pending_cl_ord_id = None
+            self._clear_pending()
         elif isinstance(event, ev.OrderCanceled):
-            if self.pending_cl_ord_id:
+            if self.pending is OrdStatus.PENDING_CANCEL and self.pending_cl_ord_id:
                 self.orig_cl_ord_id, self.cl_ord_id = self.cl_ord_id, self.pending_cl_ord_id
             self.text = event.text
             self._move(Transition.CANCEL)
+        elif isinstance(event, ev.ExpiryRequested):
+            self.expiring = True
+            self.text = event.text
         elif isinstance(event, ev.OrderExpired):
             self.text = event.text
             self._move(Transition.EXPIRE)
         self.last_event_clears_fill(event)
 
+    def _seen_exec_id(self, exec_id: str) -> None:
+        self.report_seq = max(self.report_seq, int(exec_id.rsplit("-", 1)[1]))
+
     def last_event_clears_fill(self, event: ev.Event) -> None:
-        # LastQty/LastPx belong to the report of a fill only.
-        if not isinstance(event, ev.ChildFilled):
+        # LastQty/LastPx belong to the report of a fill (or its bust/correction) only.
+        if not isinstance(event, ev.ChildFilled | ev.FillBusted | ev.FillCorrected):
             self.last_qty = ZERO
             self.last_px = ZERO
 
@@ -190,6 +274,7 @@ class Order:
         order = cls(
             e.order_id, e.seq, e.session, e.account, e.cl_ord_id, e.symbol, e.side, e.ord_type,
             e.time_in_force, e.order_qty, e.price, e.stop_px, e.ts,
+            expire_time=e.expire_time, max_floor=e.max_floor, ex_destination=e.ex_destination, held=e.held,
         )
         order.apply(e)
         return order

@@ -10,9 +10,18 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
+from oms.commands import NewOrder, ReplaceOrder
 from oms.enums import OrdType, TimeInForce
 from oms.model import Order
-from oms.reports import CancelReject, ExecutionReport, VenueCancel, VenueNewOrder
+from oms.reports import (
+    CancelReject,
+    ExecutionReport,
+    MassCancelReport,
+    VenueCancel,
+    VenueNewOrder,
+    VenueStatusRequest,
+)
+from oms.validation import Refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +55,8 @@ class VenueConnector(Protocol):
 
     def send_cancel(self, msg: VenueCancel) -> None: ...
 
+    def send_status_request(self, msg: VenueStatusRequest) -> None: ...
+
 
 class ClientGateway(Protocol):
     """The client side. `send_*` must not block; a message for a session that is down is stored by the
@@ -54,3 +65,26 @@ class ClientGateway(Protocol):
     def send_report(self, report: ExecutionReport) -> None: ...
 
     def send_cancel_reject(self, reject: CancelReject) -> None: ...
+
+    def send_mass_cancel_report(self, report: MassCancelReport) -> None: ...
+
+
+class RiskGate(Protocol):
+    """Pre-trade risk as the engine sees it. Called only from the engine thread; pure and fast (no I/O).
+
+    `check_*` return a Refusal naming the rule and value, or None. The `on_*` calls keep exposure in step
+    with the order book: after acceptance, each fill (negative quantity for a bust), when an order is
+    done (its unfilled rest released), and after a replace took effect (`before` is a copy of the order
+    with its old terms)."""
+
+    def check_new(self, cmd: NewOrder, account: str, order_id: str) -> Refusal | None: ...
+
+    def check_replace(self, order: Order, cmd: ReplaceOrder) -> Refusal | None: ...
+
+    def on_accepted(self, order: Order) -> None: ...
+
+    def on_fill(self, order: Order, qty: Decimal, px: Decimal) -> None: ...
+
+    def on_done(self, order: Order) -> None: ...
+
+    def on_replaced(self, before: Order, after: Order) -> None: ...

@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from oms.enums import CxlRejReason, CxlRejResponseTo, ExecType, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce
+from oms.enums import (
+    CxlRejReason,
+    CxlRejResponseTo,
+    ExecType,
+    OrdRejReason,
+    OrdStatus,
+    OrdType,
+    Side,
+    TimeInForce,
+)
 from oms.model import Child, Order
 
 
@@ -33,6 +42,30 @@ class ExecutionReport:
     text: str = ""
     ord_rej_reason: OrdRejReason | None = None
     last_mkt: str = ""
+    stop_px: Decimal | None = None
+    exec_ref_id: str = ""
+    mass_status_req_id: str = ""
+    tot_num_reports: int | None = None
+    last_rpt_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MassCancelReport:
+    session: str
+    cl_ord_id: str
+    request_type: str
+    response: str  # the request type when accepted, "0" when rejected
+    total_affected: int
+    text: str = ""
+    reject_reason: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VenueStatusRequest:
+    venue: str
+    child_id: str
+    symbol: str
+    side: Side
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +91,7 @@ class VenueNewOrder:
     qty: Decimal
     price: Decimal | None
     account: str
+    max_floor: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +104,7 @@ class VenueCancel:
     qty: Decimal
 
 
-Outbound = ExecutionReport | CancelReject | VenueNewOrder | VenueCancel
+Outbound = ExecutionReport | CancelReject | MassCancelReport | VenueNewOrder | VenueCancel | VenueStatusRequest
 
 
 def report(
@@ -82,6 +116,10 @@ def report(
     orig_cl_ord_id: str | None = None,
     text: str | None = None,
     last_mkt: str = "",
+    exec_ref_id: str = "",
+    mass_status_req_id: str = "",
+    tot_num_reports: int | None = None,
+    last_rpt_requested: bool = False,
 ) -> ExecutionReport:
     """An ExecutionReport of the order as it stands now."""
     return ExecutionReport(
@@ -107,6 +145,11 @@ def report(
         text=order.text if text is None else text,
         ord_rej_reason=order.rej_reason if exec_type is ExecType.REJECTED else None,
         last_mkt=last_mkt,
+        stop_px=order.stop_px,
+        exec_ref_id=exec_ref_id,
+        mass_status_req_id=mass_status_req_id,
+        tot_num_reports=tot_num_reports,
+        last_rpt_requested=last_rpt_requested,
     )
 
 
@@ -114,5 +157,5 @@ def venue_new(order: Order, child: Child) -> VenueNewOrder:
     assert order.side is not None
     return VenueNewOrder(
         child.venue, child.child_id, order.symbol, order.side, child.ord_type, child.time_in_force,
-        child.qty, child.price, order.account,
+        child.qty, child.price, order.account, order.max_floor,
     )

@@ -20,6 +20,8 @@ class Transition(str, Enum):
     EXPIRE = "expire"
     DONE_FOR_DAY = "done_for_day"
     REPLACE = "replace"
+    BUST = "bust"
+    CORRECT = "correct"
 
 
 class IllegalTransition(Exception):
@@ -41,7 +43,23 @@ TRANSITIONS: dict[tuple[S, Transition], S] = {
     (S.PARTIALLY_FILLED, Transition.DONE_FOR_DAY): S.DONE_FOR_DAY,
     (S.NEW, Transition.REPLACE): S.NEW,
     (S.PARTIALLY_FILLED, Transition.REPLACE): S.PARTIALLY_FILLED,
+    # A bust or correction reopens a filled order; a canceled/expired one stays done with less CumQty.
+    (S.NEW, Transition.CORRECT): S.PARTIALLY_FILLED,
+    (S.PARTIALLY_FILLED, Transition.BUST): S.PARTIALLY_FILLED,
+    (S.PARTIALLY_FILLED, Transition.CORRECT): S.PARTIALLY_FILLED,
+    (S.FILLED, Transition.BUST): S.PARTIALLY_FILLED,
+    (S.FILLED, Transition.CORRECT): S.PARTIALLY_FILLED,
+    (S.CANCELED, Transition.BUST): S.CANCELED,
+    (S.CANCELED, Transition.CORRECT): S.CANCELED,
+    (S.EXPIRED, Transition.BUST): S.EXPIRED,
+    (S.EXPIRED, Transition.CORRECT): S.EXPIRED,
+    (S.DONE_FOR_DAY, Transition.BUST): S.DONE_FOR_DAY,
+    (S.DONE_FOR_DAY, Transition.CORRECT): S.DONE_FOR_DAY,
 }
+
+# Statuses whose value follows CumQty: after a fill, bust, correct or replace the aggregate settles
+# them to NEW / PARTIALLY_FILLED / FILLED by quantity.
+BY_QUANTITY: frozenset[S] = frozenset({S.NEW, S.PARTIALLY_FILLED, S.FILLED})
 
 # Which base statuses accept a cancel or replace request (the pending overlay).
 CANCELABLE: frozenset[S] = frozenset({S.PENDING_NEW, S.NEW, S.PARTIALLY_FILLED})

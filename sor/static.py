@@ -1,4 +1,5 @@
-"""The simplest router: each symbol goes whole to its configured venue, if that venue is up."""
+"""The simplest router: each order goes whole to its ExDestination(100) if given, else to its symbol's
+configured venue, if that venue is up."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ class StaticRouter:
         self.venue_by_symbol = dict(venue_by_symbol)
 
     def route(self, order: Order, qty: Decimal, venues_up: Set[str]) -> list[ChildPlan]:
-        venue = self.venue_by_symbol.get(order.symbol)
+        venue = order.ex_destination or self.venue_by_symbol.get(order.symbol)
         if venue is None or venue not in venues_up or qty <= 0 or order.ord_type is None:
             return []
-        return [ChildPlan(venue, qty, order.price, order.ord_type, order.time_in_force)]
+        return [ChildPlan(venue, qty, order.price, order.child_ord_type, order.child_tif)]

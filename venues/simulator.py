@@ -28,13 +28,23 @@ from fix_engine import codec, settings
 from fix_engine.application import GuardedApplication, session_key
 from fix_engine.quickfix_import import fix
 from oms import commands as c
-from oms.enums import CxlRejReason, CxlRejResponseTo, ExecType, OrdStatus, OrdType, Side, TimeInForce
+from oms.enums import (
+    CxlRejReason,
+    CxlRejResponseTo,
+    ExecType,
+    OrdRejReason,
+    OrdStatus,
+    OrdType,
+    Side,
+    TimeInForce,
+)
 from oms.reports import CancelReject, ExecutionReport
 
 log = logging.getLogger(__name__)
 
 HOUSE_OWNER = 1
 CLIENT_OWNER = 2
+OTHER_OWNER = 3  # injected liquidity from "another participant": trades with house and clients alike
 HOUSE_ID_BASE = 1 << 48
 DEFAULT_SYMBOLS: dict[str, Decimal] = {
     "AAPL": Decimal("190.00"),
@@ -91,10 +101,12 @@ class VenueSimulator(GuardedApplication):
         self.orders: dict[int, SimOrder] = {}
         self.by_cl_ord_id: dict[tuple[str, str], int] = {}
         self.cancel_ids: dict[int, str] = {}
+        self.last_fill: dict[int, tuple[str, int, Decimal]] = {}
         self._next_vid = 1
         self._next_house = HOUSE_ID_BASE
         self._exec_seq = 0
-        self._lock = threading.Lock()
+        # Re-entrant so a test can pause the venue (hold the lock) and still inject events.
+        self._lock = threading.RLock()
         # Exec ids must stay unique across simulator restarts: the engine de-duplicates on them.
         self._run_id = f"{int(time.time() * 1000):x}"
         for symbol in self.symbols:
@@ -135,22 +147,26 @@ class VenueSimulator(GuardedApplication):
             self._reject(key, command.cl_ord_id, command.symbol, command.side, command.text)
         elif isinstance(command, c.CancelOrder):
             self._cancel(command)
+        elif isinstance(command, c.StatusRequest):
+            self._status(command)
 
     def _exec_id(self) -> str:
         self._exec_seq += 1
         return f"{self.name}-{self._run_id}-{self._exec_seq}"
 
     def _send(self, o: SimOrder, exec_type: ExecType, *, last_qty: int = 0, last_px: Decimal | None = None,
-              cl_ord_id: str | None = None, orig: str | None = None, text: str = "") -> None:
+              cl_ord_id: str | None = None, orig: str | None = None, text: str = "", exec_ref_id: str = "") -> str:
+        exec_id = "0" if exec_type is ExecType.ORDER_STATUS else self._exec_id()
         report = ExecutionReport(
             session=o.session, order_id=f"{self.name}-{o.vid}", cl_ord_id=cl_ord_id or o.cl_ord_id,
-            orig_cl_ord_id=orig, exec_id=self._exec_id(), exec_type=exec_type, ord_status=o.status,
+            orig_cl_ord_id=orig, exec_id=exec_id, exec_type=exec_type, ord_status=o.status,
             account="", symbol=o.symbol, side=o.side.value, ord_type=o.ord_type, time_in_force=None,
             order_qty=Decimal(o.qty), price=o.price, last_qty=Decimal(last_qty), last_px=last_px or Decimal(0),
             leaves_qty=Decimal(o.leaves), cum_qty=Decimal(o.cum), avg_px=o.avg_px, text=text,
-            last_mkt=self.name,
+            last_mkt=self.name, exec_ref_id=exec_ref_id,
         )
         self.send_raw(o.session, codec.encode_report(report, self.begin_strings.get(o.session, codec.FIX44)))
+        return exec_id
 
     def _reject(self, session: str, cl_ord_id: str, symbol: str, side: str, text: str) -> None:
         report = ExecutionReport(
@@ -186,7 +202,8 @@ class VenueSimulator(GuardedApplication):
         else:
             assert cmd.price is not None
             tif = {TimeInForce.IOC: native.IOC, TimeInForce.FOK: native.FOK}.get(cmd.time_in_force, native.GTC)
-            events = book.add(vid, side, self.ticks(cmd.price), int(qty), tif, CLIENT_OWNER)
+            display = int(cmd.max_floor) if cmd.max_floor else 0
+            events = book.add(vid, side, self.ticks(cmd.price), int(qty), tif, CLIENT_OWNER, display)
         self._apply(events)
         self._replenish(cmd.symbol)
 
@@ -204,6 +221,59 @@ class VenueSimulator(GuardedApplication):
         self.cancel_ids[o.vid] = cmd.cl_ord_id
         self._apply(self.books[o.symbol].cancel(o.vid))
 
+    def _status(self, cmd: c.StatusRequest) -> None:
+        vid = self.by_cl_ord_id.get((cmd.session, cmd.cl_ord_id))
+        o = self.orders.get(vid) if vid is not None else None
+        if o is None:
+            report = ExecutionReport(
+                session=cmd.session, order_id="NONE", cl_ord_id=cmd.cl_ord_id, orig_cl_ord_id=None,
+                exec_id="0", exec_type=ExecType.ORDER_STATUS, ord_status=OrdStatus.REJECTED, account="",
+                symbol="", side="1", ord_type=None, time_in_force=None, order_qty=Decimal(0), price=None,
+                last_qty=Decimal(0), last_px=Decimal(0), leaves_qty=Decimal(0), cum_qty=Decimal(0),
+                avg_px=Decimal(0), text="unknown order", ord_rej_reason=OrdRejReason.UNKNOWN_ORDER,
+            )
+            self.send_raw(cmd.session, codec.encode_report(report, self.begin_strings.get(cmd.session, codec.FIX44)))
+            return
+        self._send(o, ExecType.ORDER_STATUS)
+
+    # --- venue-side events a test or an operator of the simulator can cause -------------------
+    def bust_last_fill(self, session: str, cl_ord_id: str, correct_to: tuple[int, Decimal] | None = None) -> None:
+        """Cancel (or correct to (qty, px)) the last execution of an order, as venues do after errors."""
+        with self._lock:
+            o = self.orders[self.by_cl_ord_id[(session, cl_ord_id)]]
+            exec_id, qty, px = self.last_fill[o.vid]
+            if correct_to is None:
+                o.cum -= qty
+                o.notional -= qty * px
+                o.status = OrdStatus.PARTIALLY_FILLED if o.cum else OrdStatus.NEW
+                self._send(o, ExecType.TRADE_CANCEL, last_qty=qty, last_px=px, exec_ref_id=exec_id)
+            else:
+                new_qty, new_px = correct_to
+                o.cum += new_qty - qty
+                o.notional += new_qty * new_px - qty * px
+                self._send(o, ExecType.TRADE_CORRECT, last_qty=new_qty, last_px=new_px, exec_ref_id=exec_id)
+
+    def paused(self) -> threading.RLock:
+        """`with sim.paused():` holds incoming messages until the block ends (to make races happen)."""
+        return self._lock
+
+    def house_order(self, symbol: str, side: Side, price: Decimal, qty: int) -> None:
+        """Add house liquidity (it may trade against resting client orders at once)."""
+        with self._lock:
+            self._next_house += 1
+            nside = native.BUY if side is Side.BUY else native.SELL
+            self._apply(self.books[symbol].add(self._next_house, nside, self.ticks(price), qty, native.GTC,
+                                               OTHER_OWNER))
+
+    def cancel_unsolicited(self, session: str, cl_ord_id: str, text: str = "canceled by venue") -> None:
+        with self._lock:
+            o = self.orders[self.by_cl_ord_id[(session, cl_ord_id)]]
+            events = self.books[o.symbol].cancel(o.vid)
+            for e in events:
+                if e.kind == native.EV_CANCELED:
+                    o.status = OrdStatus.CANCELED
+                    self._send(o, ExecType.CANCELED, text=text)
+
     def _apply(self, events: list[Any]) -> None:
         for e in events:
             if e.kind == native.EV_FILL:
@@ -215,7 +285,8 @@ class VenueSimulator(GuardedApplication):
                     o.cum += e.qty
                     o.notional += e.qty * px
                     o.status = OrdStatus.FILLED if o.cum >= o.qty else OrdStatus.PARTIALLY_FILLED
-                    self._send(o, ExecType.TRADE, last_qty=e.qty, last_px=px)
+                    exec_id = self._send(o, ExecType.TRADE, last_qty=e.qty, last_px=px)
+                    self.last_fill[o.vid] = (exec_id, e.qty, px)
             elif e.kind == native.EV_CANCELED:
                 o = self.orders.get(e.order_id)
                 if o is None or o.leaves == 0:

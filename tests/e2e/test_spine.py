@@ -24,7 +24,6 @@ def flow(msgs: list[dict[int, str]]) -> list[tuple[str, str, str, str, str]]:
 
 
 def venue_depth(stack: Stack, venue_index: int, symbol: str, side: int) -> list[tuple[int, int, int]]:
-    import native
 
     return stack.sims[venue_index].app.books[symbol].depth(side, 10)  # read while the venue is idle
 
