@@ -10,6 +10,7 @@ from fix_engine import settings as fix_settings
 from fix_engine.client_gateway import ClientGateway
 from fix_engine.quickfix_import import fix
 from fixoms.config import Config
+from fixoms.jobs import Jobs
 from oms.engine import Engine, EngineConfig
 from oms.journal import Journal
 from sor.static import StaticRouter
@@ -47,6 +48,7 @@ class EngineApp:
         )
         self.gateway.submit = self.engine.submit
         self.venue_app.submit = self.engine.submit
+        self.jobs = Jobs(config.instance, self.engine.submit, self.journal.engine, config.timezone, config.session_end)
         a, i = self.acceptor_settings, self.initiator_settings
         self._factories = [fix.FileStoreFactory(a), fix.FileLogFactory(a), fix.FileStoreFactory(i), fix.FileLogFactory(i)]
         # ThreadedSocketAcceptor, not the SocketAcceptor the design prefers: 1.16's SocketAcceptor.stop()
@@ -64,6 +66,7 @@ class EngineApp:
         if self.initiator is not None:
             self.initiator.start()
         self.acceptor.start()
+        self.jobs.start()
 
     def wait_venues(self, timeout: float = 10.0) -> bool:
         want = set(self.engine.venues)
@@ -75,6 +78,7 @@ class EngineApp:
         return False
 
     def stop(self) -> None:
+        self.jobs.stop()
         self.acceptor.stop()
         if self.initiator is not None:
             self.initiator.stop()

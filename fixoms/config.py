@@ -34,6 +34,8 @@ class Config:
     accounts: dict[str, str] = field(default_factory=dict)
     sim_venues: list[SimVenueConfig] = field(default_factory=list)
     admin_socket: Path = Path("var/fixoms.sock")
+    timezone: str = "America/New_York"
+    session_end: str = "16:00"  # DAY orders expire then (local time in `timezone`, weekdays)
     source: Path | None = None
 
 
@@ -89,6 +91,18 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> C
         else:
             raise ConfigError(f"[symbols] {symbol}: needs a venue")
     cfg.accounts = {str(k): str(v) for k, v in data.get("accounts", {}).items()}
+    schedule = data.get("schedule", {})
+    cfg.timezone = str(schedule.get("timezone", cfg.timezone))
+    cfg.session_end = str(schedule.get("session_end", cfg.session_end))
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(cfg.timezone)
+        hour, minute = (int(x) for x in cfg.session_end.split(":"))
+        assert 0 <= hour < 24 and 0 <= minute < 60
+    except Exception:
+        raise ConfigError(f"[schedule] needs a valid timezone and session_end HH:MM, got "
+                          f"{cfg.timezone!r} / {cfg.session_end!r}") from None
     for name, spec in data.get("sim_venues", {}).items():
         try:
             cfg.sim_venues.append(SimVenueConfig(name, int(spec["port"]), int(spec.get("seed", 1))))

@@ -1,0 +1,90 @@
+"""Scheduled jobs (APScheduler 3): DAY expiry at the configured session end, GTD expiry as it falls due.
+
+Jobs only submit commands to the engine queue; the engine thread does the work. The session-end job
+lives in an SQLAlchemyJobStore on the journal's database, so a run missed while the engine was down
+still happens on the next start (within `misfire_grace_time`); the one-second GTD poll is in memory
+(persisting its next run time every second would only load the journal).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from oms import commands as c
+
+log = logging.getLogger(__name__)
+
+# Job functions must be importable by reference (the SQL job store stores "module:function"), so they
+# find the running engine here, by instance id.
+_SUBMIT: dict[str, Callable[[c.Command], None]] = {}
+
+
+def run_job(instance: str, name: str) -> None:
+    submit = _SUBMIT.get(instance)
+    if submit is None:
+        log.warning("job %s: engine %s not running", name, instance)
+        return
+    now = datetime.now(UTC)
+    if name == "expire_day":
+        submit(c.ExpireOrders("day", now))
+    elif name == "expire_gtd":
+        submit(c.ExpireOrders("gtd", now))
+    else:
+        log.error("unknown job %s", name)
+
+
+JOB_NAMES = ("expire_day", "expire_gtd")
+
+
+class Jobs:
+    def __init__(self, instance: str, submit: Callable[[c.Command], None], db_engine: Any, timezone: str,
+                 session_end: str, gtd_poll_seconds: float = 1.0) -> None:
+        self.instance = instance
+        self.submit = submit
+        hour, minute = (int(x) for x in session_end.split(":"))
+        self.scheduler = BackgroundScheduler(
+            timezone=timezone,
+            jobstores={
+                "default": SQLAlchemyJobStore(engine=db_engine, tablename=f"scheduled_jobs_{instance.lower()}"),
+                "memory": MemoryJobStore(),
+            },
+            executors={"default": ThreadPoolExecutor(2)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+        )
+        self.scheduler.add_job(run_job, CronTrigger(day_of_week="mon-fri", hour=hour, minute=minute,
+                                                    timezone=timezone),
+                               args=[instance, "expire_day"], id="expire_day", name="DAY order expiry",
+                               replace_existing=True)
+        self.scheduler.add_job(run_job, IntervalTrigger(seconds=gtd_poll_seconds), args=[instance, "expire_gtd"],
+                               id="expire_gtd", name="GTD order expiry", jobstore="memory", replace_existing=True)
+
+    def start(self) -> None:
+        _SUBMIT[self.instance] = self.submit
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        _SUBMIT.pop(self.instance, None)
+
+    def run_now(self, name: str) -> None:
+        if name not in JOB_NAMES:
+            raise ValueError(f"unknown job {name!r} (known: {', '.join(JOB_NAMES)})")
+        run_job(self.instance, name)
+
+    def list(self) -> list[dict[str, str]]:
+        return [
+            {"id": j.id, "name": j.name, "next_run": j.next_run_time.isoformat() if j.next_run_time else "paused",
+             "trigger": str(j.trigger)}
+            for j in self.scheduler.get_jobs()
+        ]
