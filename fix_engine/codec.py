@@ -236,9 +236,11 @@ def decode_new_order(fields: dict[int, str], session: str) -> c.Command:
 
 
 # --- client side: encode reports -----------------------------------------------------------------
-def _message(begin: str, msg_type: str, body: list[tuple[int, str]]) -> str:
+def _message(begin: str, msg_type: str, body: list[tuple[int, str]], poss_resend: bool = False) -> str:
     # BodyLength/CheckSum are placeholders: QuickFIX recomputes both when it sends.
     parts = [f"8={begin}", "9=0", f"35={msg_type}"]
+    if poss_resend:
+        parts.append(f"{POSS_RESEND}=Y")
     parts.extend(f"{tag}={value}" for tag, value in body if value != "")
     parts.append("10=000")
     return SOH.join(parts) + SOH
@@ -291,7 +293,7 @@ def encode_report(r: ExecutionReport, begin: str) -> str:
     body.append((EXEC_TYPE, exec_type))
     if rej is not None:
         body.append((ORD_REJ_REASON, str(int(rej))))
-    return _message(begin, EXECUTION_REPORT, body)
+    return _message(begin, EXECUTION_REPORT, body, r.poss_resend)
 
 
 def encode_cancel_reject(r: CancelReject, begin: str) -> str:
@@ -310,6 +312,7 @@ def encode_cancel_reject(r: CancelReject, begin: str) -> str:
             (CXL_REJ_REASON, str(reason)),
             (TEXT, r.text),
         ],
+        r.poss_resend,
     )
 
 
@@ -326,6 +329,7 @@ def encode_mass_cancel_report(r: MassCancelReport, begin: str) -> str:
             (TOTAL_AFFECTED_ORDERS, str(r.total_affected)),
             (TEXT, r.text),
         ],
+        r.poss_resend,
     )
 
 

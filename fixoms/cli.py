@@ -39,6 +39,8 @@ class Ctx:
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Its INFO lines repeat every second (the GTD poll): keep them out unless debugging.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
 
 
 def _wait_for_signal() -> None:

@@ -103,6 +103,7 @@ class Engine:
         self.held: dict[str, set[str]] = {}
         self.last_price: dict[str, Decimal] = {}
         self.risk: RiskGate | None = None
+        self._resend: list[Outbound] = []
         self._seq = 0
         self._thread: threading.Thread | None = None
         self.batches = 0
@@ -116,6 +117,8 @@ class Engine:
         self.orders = state.orders
         self.by_cl_ord_id = dict(state.cl_ord_ids)
         self.venue_exec_ids = state.venue_exec_ids
+        # Committed but perhaps never sent before the last stop: send again, marked PossResend.
+        self._resend = [dataclasses.replace(m, poss_resend=True) for m in state.unsent]
         self.fills = state.fills
         self._seq = state.max_seq
         self.held = {}
@@ -147,6 +150,10 @@ class Engine:
         self.inbox.put(command)
 
     def _run(self) -> None:
+        if self._resend:
+            log.info("resending %d client messages of the last batch before the restart", len(self._resend))
+            self._send(self._resend)
+            self._resend = []
         retry: list[Any] = []
         while True:
             batch = retry or [self.inbox.get()]
@@ -175,7 +182,9 @@ class Engine:
             except Exception:  # one bad command must not take the others down
                 log.exception("engine failed on %r", cmd)
         try:
-            self.journal.commit(b.events, b.dirty.values())
+            client_messages = [o for o in b.outbound
+                               if isinstance(o, ExecutionReport | CancelReject | MassCancelReport)]
+            self.journal.commit(b.events, b.dirty.values(), client_messages)
         except Exception as exc:
             return self._commit_failed(commands, exc)
         self.batches += 1

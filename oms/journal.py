@@ -7,6 +7,7 @@ SQLAlchemy Core only; SQLite (WAL) is the embedded default, PostgreSQL (psycopg 
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -138,6 +140,17 @@ executions_t = Table(
     Column("status", String(12), nullable=False, default="ok"),  # ok | busted | corrected
     Column("ts", DateTime(timezone=True), nullable=False),
     UniqueConstraint("venue", "venue_exec_id", name="uq_executions_venue_exec"),
+)
+
+# What each batch sent to clients, so messages committed but not yet sent when the process died go
+# out (PossResend) after a restart. A batch is marked sent by the next commit.
+outbox_t = Table(
+    "outbox",
+    metadata,
+    Column("batch", BigInteger, primary_key=True, autoincrement=False),
+    Column("instance", String(32), primary_key=True),
+    Column("payload", LargeBinary, nullable=False),
+    Column("sent", Boolean, nullable=False, default=False),
 )
 
 cl_ord_ids_t = Table(
@@ -297,6 +310,8 @@ class LoadedState:
     # (venue, venue exec id) -> (order id, child id, our exec id, qty, px) of fills still standing
     fills: dict[tuple[str, str], tuple[str, str, str, Decimal, Decimal]] = field(default_factory=dict)
     max_seq: int = 0
+    last_batch: int = 0
+    unsent: list[Any] = field(default_factory=list)
 
 
 class Journal:
@@ -307,6 +322,7 @@ class Journal:
         self.instance = instance
         self._known_orders: set[str] = set()
         self._known_children: set[str] = set()
+        self._batch = 0
 
     @classmethod
     def open(cls, url: str, instance: str) -> Journal:
@@ -334,13 +350,28 @@ class Journal:
             max_seq = conn.execute(
                 select(func.max(orders_t.c.seq)).where(orders_t.c.instance == self.instance)
             ).scalar()
+            rows = conn.execute(
+                select(outbox_t.c.batch, outbox_t.c.payload, outbox_t.c.sent)
+                .where(outbox_t.c.instance == self.instance)
+                .where(outbox_t.c.batch >= select(func.coalesce(func.max(outbox_t.c.batch), 0))
+                       .where(outbox_t.c.instance == self.instance).scalar_subquery() - 1)
+                .order_by(outbox_t.c.batch)
+            ).all()
+        for r in rows:
+            state.last_batch = max(state.last_batch, int(r.batch))
+            if not r.sent:
+                state.unsent.extend(pickle.loads(r.payload))
+        self._batch = state.last_batch
         state.max_seq = int(max_seq or 0)
         self._known_orders = set(state.orders)
         self._known_children = {cid for o in state.orders.values() for cid in o.children}
         return state
 
-    def commit(self, events: list[ev.Event], dirty: Iterable[Order]) -> None:
-        """Write a batch in one transaction. Raises on failure; nothing of the batch is then stored."""
+    def commit(self, events: list[ev.Event], dirty: Iterable[Order], client_messages: list[Any] | None = None) -> None:
+        """Write a batch in one transaction. Raises on failure; nothing of the batch is then stored.
+
+        `client_messages` (what this batch will send to clients) go to the outbox; committing a batch
+        marks the previous one sent, since the engine sends a batch before it commits the next."""
         now = _now()
         event_rows: list[dict[str, Any]] = []
         exec_rows: list[dict[str, Any]] = []
@@ -387,7 +418,17 @@ class Journal:
             (upd_orders if o.order_id in self._known_orders else new_orders).append(order_row(o, self.instance))
             for c in o.children.values():
                 (upd_children if c.child_id in self._known_children else new_children).append(child_row(c))
+        batch = self._batch + 1
         with self.engine.begin() as conn:
+            if self._batch:
+                conn.execute(outbox_t.update().where(outbox_t.c.instance == self.instance)
+                             .where(outbox_t.c.batch == self._batch).values(sent=True))
+            if batch % 1000 == 0:  # the outbox only matters for the last batch: keep it small
+                conn.execute(outbox_t.delete().where(outbox_t.c.instance == self.instance)
+                             .where(outbox_t.c.batch < batch - 1000))
+            if client_messages:
+                conn.execute(insert(outbox_t), [{"batch": batch, "instance": self.instance, "sent": False,
+                                                 "payload": pickle.dumps(client_messages)}])
             if event_rows:
                 conn.execute(insert(events_t), event_rows)
             if new_orders:
@@ -413,6 +454,8 @@ class Journal:
                 )
             if clord_rows:
                 conn.execute(insert(cl_ord_ids_t), clord_rows)
+        if client_messages:
+            self._batch = batch
         self._known_orders.update(r["order_id"] for r in new_orders)
         self._known_children.update(r["child_id"] for r in new_children)
 

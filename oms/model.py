@@ -238,7 +238,8 @@ class Order:
         elif isinstance(event, ev.OrderReplaced):
             assert self.pending_cl_ord_id and self.pending_qty is not None
             self.orig_cl_ord_id, self.cl_ord_id = self.cl_ord_id, self.pending_cl_ord_id
-            self.order_qty = self.pending_qty
+            # Replacing down to or below CumQty ends the order Filled at OrderQty = CumQty: never CumQty > OrderQty.
+            self.order_qty = max(self.pending_qty, self.cum_qty)
             self.price = self.pending_price
             self.ord_type = self.pending_ord_type or self.ord_type
             self.time_in_force = self.pending_tif or self.time_in_force

@@ -47,6 +47,7 @@ class ExecutionReport:
     mass_status_req_id: str = ""
     tot_num_reports: int | None = None
     last_rpt_requested: bool = False
+    poss_resend: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class MassCancelReport:
     total_affected: int
     text: str = ""
     reject_reason: int | None = None
+    poss_resend: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,7 @@ class CancelReject:
     response_to: CxlRejResponseTo
     reason: CxlRejReason
     text: str
+    poss_resend: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,7 +162,7 @@ def test_C2_replace_down_to_below_cum_qty_ends_filled(stack: Stack) -> None:
     assert done[codec.ORIG_CL_ORD_ID] == cl
     assert seq(c1, cl, r)[-2:] == [
         (PREPLACE, PREPLACE, "1000", "600", "400", "0"),
-        (REPLACED, FILLED, "500", "600", "0", "0"),
+        (REPLACED, FILLED, "600", "600", "0", "0"),  # OrderQty never below CumQty
     ]
 
 
