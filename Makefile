@@ -1,16 +1,16 @@
 # fixoms: `make demo` and `make test` are all a fresh machine needs.
-PY ?= python3
+PYTHON ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint pytest bench clean
+.PHONY: install demo test lint pytest bench clean sanitize bench-c
 
 # Creates the venv and installs the project (editable, with the C book built by cffi) and its
 # dev tools. quickfix is a source build (~8 min on 2 cores, once): pip caches the wheel after that.
 install: $(STAMP)
 $(STAMP): pyproject.toml setup.py native/book.c native/book.h native/build_book.py
-	$(PY) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(VPY) -m pip install --progress-bar off -e '.[dev]'
 	touch $(STAMP)
@@ -30,8 +30,13 @@ test: lint pytest
 
 bench: install
 	$(VPY) bench/book_bench.py
+	$(VPY) bench/risk_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info native/_book*.so var
 
+# native/native.mk: `make sanitize` (ASan+UBSan build, equivalence test and 1M-op replay under it)
+# and `make bench-c` (the C core alone), run with the venv's Python.
+PY := $(VPY)
+sanitize: install
 include native/native.mk

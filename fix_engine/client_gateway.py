@@ -13,21 +13,55 @@ from fix_engine import codec
 from fix_engine.application import GuardedApplication, session_key
 from fix_engine.quickfix_import import fix
 from oms import commands as c
+from oms.access import Authenticator
 from oms.reports import CancelReject, ExecutionReport, MassCancelReport
 
 log = logging.getLogger(__name__)
 
 
 class ClientGateway(GuardedApplication):
-    def __init__(self, submit: Callable[[c.Command], None]) -> None:
+    def __init__(self, submit: Callable[[c.Command], None], authenticator: Authenticator | None = None) -> None:
         super().__init__()
         self.submit = submit
+        self.authenticator = authenticator
+        self.remote: dict[str, str] = {}
+        self.stopping = False
+        self._seqnums: dict[str, tuple[int, int]] = {}
+
+    # --- logon: authenticate before anything else can happen ---------------------------------
+    def on_remote_address(self, sid: Any, address: str) -> None:
+        self.remote[session_key(sid)] = address
+
+    def before_logon(self, sid: Any) -> None:
+        session = fix.Session.lookupSession(sid)
+        if session is not None:
+            self._seqnums[session_key(sid)] = (session.getExpectedSenderNum(), session.getExpectedTargetNum())
+
+    def on_from_admin(self, message: Any, sid: Any) -> None:
+        if self.authenticator is None or message.getHeader().getField(codec.MSG_TYPE) != codec.LOGON:
+            return
+        key = session_key(sid)
+        fields = codec.parse(message.toString())
+        reason = self.authenticator.check_logon(key, sid.getBeginString().getValue(), fields.get(codec.USERNAME),
+                                                fields.get(codec.PASSWORD), self.remote.get(key))
+        if reason is None:
+            return
+        log.warning("refused logon %s from %s: %s", key, self.remote.get(key, "?"), reason)
+        if fields.get(141) == "Y" and key in self._seqnums:
+            # QuickFIX reset the numbers before asking us: a refused logon must not reset anything.
+            sender, target = self._seqnums[key]
+            session = fix.Session.lookupSession(sid)
+            session.setNextSenderMsgSeqNum(sender)
+            session.setNextTargetMsgSeqNum(target)
+        raise fix.RejectLogon(reason)
 
     def on_logon(self, key: str) -> None:
         self.submit(c.ClientSessionUp(key))
 
     def on_logout(self, key: str) -> None:
-        self.submit(c.ClientSessionDown(key))
+        # When we stop the engine, the client did not drop: no cancel-on-disconnect.
+        if not self.stopping:
+            self.submit(c.ClientSessionDown(key))
 
     def on_from_app(self, raw: str, sid: Any) -> None:
         key = session_key(sid)

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from fix_engine import settings as fix_settings
 from fix_engine.client_gateway import ClientGateway
+from fix_engine.logs import SessionLogFactory
 from fix_engine.quickfix_import import fix
 from fixoms.config import Config
 from fixoms.jobs import Jobs
+from oms.access import Authenticator
 from oms.engine import Engine, EngineConfig
-from oms.journal import Journal
+from oms.journal import Journal, load_credentials
 from sor.static import StaticRouter
 from venues.fix_venue import VenueApplication
 
@@ -33,7 +35,8 @@ class EngineApp:
         self.initiator_settings = fix_settings.load(config.sessions_file, overrides, "initiator")
         infos = fix_settings.sessions(self.settings)
         venue_names = [s.key for s in infos if s.connection_type == "initiator"]
-        self.gateway = ClientGateway(submit=lambda cmd: None)
+        authenticator = Authenticator(load_credentials(self.journal.engine), config.require_auth)
+        self.gateway = ClientGateway(submit=lambda cmd: None, authenticator=authenticator)
         self.venue_app = VenueApplication(submit=lambda cmd: None)
         self.engine = Engine(
             self.journal,
@@ -44,13 +47,15 @@ class EngineApp:
                 instance=config.instance,
                 symbols=frozenset(config.symbols),
                 default_accounts=dict(config.accounts),
+                cancel_on_disconnect=frozenset(config.cancel_on_disconnect),
             ),
         )
         self.gateway.submit = self.engine.submit
         self.venue_app.submit = self.engine.submit
         self.jobs = Jobs(config.instance, self.engine.submit, self.journal.engine, config.timezone, config.session_end)
         a, i = self.acceptor_settings, self.initiator_settings
-        self._factories = [fix.FileStoreFactory(a), fix.FileLogFactory(a), fix.FileStoreFactory(i), fix.FileLogFactory(i)]
+        self._factories = [fix.FileStoreFactory(a), SessionLogFactory(a, self.gateway), fix.FileStoreFactory(i),
+                           fix.FileLogFactory(i)]
         # ThreadedSocketAcceptor, not the SocketAcceptor the design prefers: 1.16's SocketAcceptor.stop()
         # races its own thread (SocketServer closed on the caller's thread while the acceptor thread
         # deletes it) and segfaulted at shutdown in our tests. Our callbacks only decode and enqueue,
@@ -79,8 +84,13 @@ class EngineApp:
 
     def stop(self) -> None:
         self.jobs.stop()
+        self.gateway.stopping = True
         self.acceptor.stop()
         if self.initiator is not None:
             self.initiator.stop()
         self.engine.stop()
         self.journal.engine.dispose()
+        # The C++ acceptor/initiator use the factories until they are destroyed: destroy them first.
+        self.acceptor = None  # type: ignore[assignment]
+        self.initiator = None
+        self._factories.clear()

@@ -34,6 +34,9 @@ class Config:
     accounts: dict[str, str] = field(default_factory=dict)
     sim_venues: list[SimVenueConfig] = field(default_factory=list)
     admin_socket: Path = Path("var/fixoms.sock")
+    require_auth: bool = True
+    # client CompIDs whose working orders are canceled when their session drops
+    cancel_on_disconnect: set[str] = field(default_factory=set)
     timezone: str = "America/New_York"
     session_end: str = "16:00"  # DAY orders expire then (local time in `timezone`, weekdays)
     source: Path | None = None
@@ -50,7 +53,8 @@ def load(path: str | Path | None = None) -> Config:
         candidate = Path("fixoms.toml")
         if not candidate.exists():
             return Config(symbols=dict(DEFAULT_SYMBOLS), reference_prices=dict(DEFAULT_PRICES),
-                          sim_venues=[SimVenueConfig("VENUE-A", 9881), SimVenueConfig("VENUE-B", 9882)])
+                          sim_venues=[SimVenueConfig("VENUE-A", 9881), SimVenueConfig("VENUE-B", 9882)],
+                          cancel_on_disconnect={"CLIENT1", "CLIENT2"})
         path = candidate
     path = Path(path)
     if not path.exists():
@@ -91,6 +95,10 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> C
         else:
             raise ConfigError(f"[symbols] {symbol}: needs a venue")
     cfg.accounts = {str(k): str(v) for k, v in data.get("accounts", {}).items()}
+    access = data.get("access", {})
+    cfg.require_auth = bool(access.get("require_auth", True))
+    cod = access.get("cancel_on_disconnect", list(cfg.accounts))
+    cfg.cancel_on_disconnect = {str(x) for x in cod}
     schedule = data.get("schedule", {})
     cfg.timezone = str(schedule.get("timezone", cfg.timezone))
     cfg.session_end = str(schedule.get("session_end", cfg.session_end))

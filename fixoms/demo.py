@@ -75,6 +75,13 @@ def run_demo(config: Config, console: Console, keep: bool = False) -> int:
         for v in config.sim_venues
     ]
     cfg = replace(config, database_url=f"sqlite:///{workdir / 'demo.db'}", var_dir=workdir / "engine")
+    from oms.journal import create_schema, make_engine, set_credential
+
+    db = make_engine(cfg.database_url)
+    create_schema(db)
+    set_credential(db, "CLIENT1", "CLIENT1", "demo-password", frozenset(), "demo")
+    set_credential(db, "CLIENT2", "CLIENT2", "unused", frozenset({"127.0.0.1"}), "demo")
+    db.dispose()
     app = EngineApp(cfg, SessionOverrides(var_dir=workdir / "engine", acceptor_port=acceptor_port,
                                           venue_ports=venue_ports))
     clients: list[FixClient] = []
@@ -87,7 +94,8 @@ def run_demo(config: Config, console: Console, keep: bool = False) -> int:
             return 1
         console.print(f"engine up: acceptor 127.0.0.1:{acceptor_port}, venues " +
                       ", ".join(f"{n}@{p}" for n, p in venue_ports.items()))
-        c1 = FixClient("CLIENT1", acceptor_port, workdir, codec.FIX44).start()
+        c1 = FixClient("CLIENT1", acceptor_port, workdir, codec.FIX44,
+                       logon_fields=[(codec.USERNAME, "CLIENT1"), (codec.PASSWORD, "demo-password")]).start()
         c2 = FixClient("CLIENT2", acceptor_port, workdir, codec.FIX42).start()
         clients = [c1, c2]
         flows: list[tuple[str, FixClient, str]] = []

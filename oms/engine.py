@@ -58,6 +58,8 @@ class EngineConfig:
     symbols: frozenset[str] = frozenset()
     # Account used when a client's NewOrderSingle carries no Account(1), by session.
     default_accounts: dict[str, str] = field(default_factory=dict)
+    # Client sessions whose working orders are canceled when they drop.
+    cancel_on_disconnect: frozenset[str] = frozenset()
     # Seconds to wait before retrying a batch whose commit failed.
     retry_delay: float = 0.5
 
@@ -509,6 +511,11 @@ class Engine:
 
     def _on_session_down(self, cmd: c.ClientSessionDown, b: _Batch) -> None:
         self.sessions_up.discard(cmd.session)
+        if cmd.session not in self.config.cancel_on_disconnect:
+            return
+        for order in list(self.orders.values()):
+            if order.session == cmd.session and not order.is_terminal and order.pending is None:
+                self._unsolicited_cancel(order, "cancel on disconnect", b)
 
     # --- venue side --------------------------------------------------------------------------
     def _child_of(self, *ids: str | None) -> tuple[Order, Child] | None:

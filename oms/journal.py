@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine as SAEngine
 
 from oms import events as ev
+from oms.access import Credential, hash_password
 from oms.enums import OrdRejReason, OrdStatus, OrdType, Side, TimeInForce
 from oms.model import Child, Order
 
@@ -151,6 +152,18 @@ outbox_t = Table(
     Column("instance", String(32), primary_key=True),
     Column("payload", LargeBinary, nullable=False),
     Column("sent", Boolean, nullable=False, default=False),
+)
+
+credentials_t = Table(
+    "credentials",
+    metadata,
+    Column("comp_id", String(64), primary_key=True),
+    Column("username", String(64), nullable=False),
+    Column("salt", String(64), nullable=False),
+    Column("hash", String(128), nullable=False),
+    Column("allowed_addresses", Text, nullable=False, default=""),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(64), nullable=False),
 )
 
 cl_ord_ids_t = Table(
@@ -477,3 +490,23 @@ def _update_by_key(table: Table, key: str) -> Any:
 
 def _keyed(row: dict[str, Any], key: str) -> dict[str, Any]:
     return {"b_" + k: v for k, v in row.items()}
+
+
+def load_credentials(engine: SAEngine) -> dict[str, Credential]:
+    with engine.connect() as conn:
+        return {
+            r.comp_id: Credential(r.comp_id, r.username, r.salt, r.hash,
+                                  frozenset(a for a in r.allowed_addresses.split(",") if a))
+            for r in conn.execute(select(credentials_t))
+        }
+
+
+def set_credential(engine: SAEngine, comp_id: str, username: str, password: str,
+                   allowed_addresses: frozenset[str], who: str) -> None:
+    """Store a salted hash (never the password), replacing any earlier one."""
+    salt, digest = hash_password(password)
+    row = {"comp_id": comp_id, "username": username, "salt": salt, "hash": digest,
+           "allowed_addresses": ",".join(sorted(allowed_addresses)), "updated_at": _now(), "updated_by": who}
+    with engine.begin() as conn:
+        conn.execute(credentials_t.delete().where(credentials_t.c.comp_id == comp_id))
+        conn.execute(insert(credentials_t), [row])

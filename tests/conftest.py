@@ -28,6 +28,24 @@ def _pg_available() -> str | None:
 _PG_SKIP = _pg_available()
 
 
+PASSWORDS = {"CLIENT1": "secret-1"}
+
+
+def seed_credentials(url: str) -> None:
+    """CLIENT1 (FIX 4.4) logs on with Username/Password; CLIENT2 (FIX 4.2) by CompID + address."""
+    from oms.journal import create_schema, make_engine, set_credential
+
+    engine = make_engine(url)
+    create_schema(engine)
+    set_credential(engine, "CLIENT1", "CLIENT1", PASSWORDS["CLIENT1"], frozenset(), "tests")
+    set_credential(engine, "CLIENT2", "CLIENT2", "unused", frozenset({"127.0.0.1"}), "tests")
+    engine.dispose()
+
+
+def logon_fields(comp_id: str) -> list[tuple[int, str]]:
+    return [(553, comp_id), (554, PASSWORDS[comp_id])] if comp_id in PASSWORDS else []
+
+
 def reset_pg() -> None:
     from oms.journal import make_engine, metadata
 
@@ -82,6 +100,7 @@ class Stack:
     def client(self, comp_id: str = "CLIENT1", begin: str = "FIX.4.4", **kw):  # type: ignore[no-untyped-def]
         from fix_engine.client import FixClient
 
+        kw.setdefault("logon_fields", logon_fields(comp_id) if begin == "FIX.4.4" else [])
         c = FixClient(comp_id, self.acceptor_port, self.tmp, begin, **kw).start()
         self.clients.append(c)
         return c
@@ -103,6 +122,7 @@ def stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
     from venues.simulator import SimulatorServer
 
     st = Stack(tmp_path, db_url, free_port(), {"VENUE-A": free_port(), "VENUE-B": free_port()})
+    seed_credentials(db_url)
     try:
         for i, (name, port) in enumerate(st.venue_ports.items()):
             sim = SimulatorServer(name, port, tmp_path / "venues" / name, seed=i + 1, symbols=REFERENCE)

@@ -25,7 +25,7 @@ from fix_engine.client import FixClient
 from fixoms.netutil import free_port
 from oms.enums import Side
 from oms.journal import children_t, orders_t
-from tests.conftest import REFERENCE, ROOT
+from tests.conftest import REFERENCE, ROOT, logon_fields, seed_credentials
 from venues.simulator import SimulatorServer
 
 
@@ -79,8 +79,10 @@ def test_sigkill_while_fills_arrive(tmp_path: Path, kills: int) -> None:
     for s in sims.values():
         s.start()
     config = write_config(tmp_path, acceptor, venue_ports)
+    seed_credentials(f"sqlite:///{tmp_path}/journal.db")
     proc = start_engine(config, acceptor)
-    client = FixClient("CLIENT1", acceptor, tmp_path, codec.FIX44).start(wait=20)
+    client = FixClient("CLIENT1", acceptor, tmp_path, codec.FIX44,
+                       logon_fields=logon_fields("CLIENT1")).start(wait=20)
     feeder = Feeder(sims["VENUE-B"])
     acked: set[str] = set()
     try:
