@@ -104,17 +104,23 @@ class FixClient:
         self.initiator = fix.SocketInitiator(self.app, self.store_factory, self.settings, self.log_factory)
         self.sid = fix.SessionID(begin_string, comp_id, target)
         self._seq = 0
+        self._stopped = False
         self.received: list[Msg] = []
 
     # --- session -----------------------------------------------------------------------------
     def start(self, wait: float | None = 10.0) -> FixClient:
+        if self._stopped:
+            raise RuntimeError("a stopped FixClient cannot start again: make a new one")
         self.initiator.start()
         if wait and not self.app.logon_event.wait(wait):
             raise TimeoutError(f"{self.comp_id}: no logon within {wait}s")
         return self
 
     def stop(self) -> None:
-        self.initiator.stop()
+        # Stopping a QuickFIX initiator twice crashes: make it idempotent.
+        if not self._stopped:
+            self._stopped = True
+            self.initiator.stop()
 
     @property
     def logged_on(self) -> bool:

@@ -15,6 +15,8 @@ from fixoms.jobs import Jobs
 from oms.access import Authenticator
 from oms.engine import Engine, EngineConfig
 from oms.journal import Journal, load_credentials
+from oms.risk import RiskEngine
+from oms.risk_gate import RiskGateAdapter
 from sor.static import StaticRouter
 from venues.fix_venue import VenueApplication
 
@@ -49,6 +51,11 @@ class EngineApp:
                 default_accounts=dict(config.accounts),
                 cancel_on_disconnect=frozenset(config.cancel_on_disconnect),
             ),
+        )
+        self.risk = RiskEngine(config.risk)
+        engine = self.engine
+        self.engine.risk = RiskGateAdapter(
+            self.risk, lambda symbol: engine.last_price.get(symbol) or config.reference_prices.get(symbol)
         )
         self.gateway.submit = self.engine.submit
         self.venue_app.submit = self.engine.submit

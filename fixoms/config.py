@@ -8,6 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from oms.risk import RiskConfig
+
 
 class ConfigError(Exception):
     pass
@@ -34,6 +36,7 @@ class Config:
     accounts: dict[str, str] = field(default_factory=dict)
     sim_venues: list[SimVenueConfig] = field(default_factory=list)
     admin_socket: Path = Path("var/fixoms.sock")
+    risk: RiskConfig = field(default_factory=RiskConfig)
     require_auth: bool = True
     # client CompIDs whose working orders are canceled when their session drops
     cancel_on_disconnect: set[str] = field(default_factory=set)
@@ -95,6 +98,10 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> C
         else:
             raise ConfigError(f"[symbols] {symbol}: needs a venue")
     cfg.accounts = {str(k): str(v) for k, v in data.get("accounts", {}).items()}
+    try:
+        cfg.risk = RiskConfig.from_dict(data.get("risk", {}))
+    except ValueError as exc:
+        raise ConfigError(f"[risk] {exc}") from None
     access = data.get("access", {})
     cfg.require_auth = bool(access.get("require_auth", True))
     cod = access.get("cancel_on_disconnect", list(cfg.accounts))

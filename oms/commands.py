@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from oms.enums import ExecType, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce
 
@@ -171,6 +172,27 @@ class VenueSessionDown:
 
 
 @dataclass(frozen=True, slots=True)
+class SetTradingState:
+    """Kill switch and friends: scope is "firm", "account:ACC" or "session:COMPID"."""
+
+    scope: str
+    state: str  # ACTIVE | REDUCING | HALTED
+    user: str
+    reason: str
+    cancel_open: bool = False
+    reply: Any = None  # called with (before, after) or an error text, from the engine thread
+
+
+@dataclass(frozen=True, slots=True)
+class SetRiskLimit:
+    account: str
+    name: str
+    value: str
+    user: str
+    reply: Any = None
+
+
+@dataclass(frozen=True, slots=True)
 class AdminCancel:
     """An operator cancel of one order (by OrderID), as if the client had asked."""
 
@@ -197,4 +219,6 @@ Command = (
     | VenueSessionUp
     | VenueSessionDown
     | AdminCancel
+    | SetTradingState
+    | SetRiskLimit
 )

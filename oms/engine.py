@@ -69,6 +69,8 @@ class _Batch:
     events: list[ev.Event] = field(default_factory=list)
     dirty: dict[str, Order] = field(default_factory=dict)
     outbound: list[Outbound] = field(default_factory=list)
+    # answers to operators, run after the commit
+    replies: list[Callable[[], None]] = field(default_factory=list)
 
     def emit(self, order: Order, event: ev.Event) -> None:
         order.apply(event)
@@ -133,6 +135,16 @@ class Engine:
                 self.by_child[child.child_id] = (order.order_id, child.child_id)
                 if child.cancel_id:
                     self.by_child[child.cancel_id] = (order.order_id, child.child_id)
+        if self.risk is not None:
+            for change in state.risk_changes:
+                try:
+                    if isinstance(change, ev.TradingStateChanged):
+                        self.risk.set_state(change.scope, change.after, change.who, change.reason)
+                    elif isinstance(change, ev.RiskLimitChanged):
+                        self.risk.set_limit(change.account, change.name, change.after)
+                except ValueError as exc:
+                    log.error("journaled risk change %r no longer applies: %s", change, exc)
+            self.risk.rebuild(self.orders.values())
         log.info("recovered %d orders (%d open)", len(self.orders), sum(not o.is_terminal for o in self.orders.values()))
 
     def start(self) -> None:
@@ -191,6 +203,11 @@ class Engine:
             return self._commit_failed(commands, exc)
         self.batches += 1
         self._send(b.outbound)
+        for reply in b.replies:
+            try:
+                reply()
+            except Exception:
+                log.exception("operator reply failed")
         if self.on_batch is not None:
             self.on_batch(self.batches)
         return []
@@ -504,6 +521,8 @@ class Engine:
                 b.emit(order, ev.OrderTriggered(order_id, price))
                 if not self._route_residual(order, b):
                     b.emit(order, ev.OrderCanceled(order_id, f"stop elected at {price}: no venue available"))
+                    if self.risk is not None:
+                        self.risk.on_done(order)
                     b.outbound.append(report(order, ExecType.CANCELED))
 
     def _on_session_up(self, cmd: c.ClientSessionUp, b: _Batch) -> None:
@@ -667,6 +686,8 @@ class Engine:
             b.outbound.append(report(order, ExecType.REPLACED, orig_cl_ord_id=order.orig_cl_ord_id))
             if not order.is_terminal and not self._route_residual(order, b):
                 b.emit(order, ev.OrderCanceled(order.order_id, "replaced, but no venue available"))
+                if self.risk is not None:
+                    self.risk.on_done(order)
                 b.outbound.append(report(order, ExecType.CANCELED))
             return
         if order.expiring:
@@ -687,6 +708,40 @@ class Engine:
         if self.risk is not None:
             self.risk.on_done(order)
         b.outbound.append(report(order, ExecType.CANCELED))
+
+    # --- operators ------------------------------------------------------------------------------
+    def _on_set_state(self, cmd: c.SetTradingState, b: _Batch) -> None:
+        if self.risk is None:
+            return _reply(cmd.reply, b, "risk checks are not enabled")
+        try:
+            before, after = self.risk.set_state(cmd.scope, cmd.state, cmd.user, cmd.reason)
+        except ValueError as exc:
+            return _reply(cmd.reply, b, str(exc))
+        b.events.append(ev.TradingStateChanged(cmd.scope, before, after, cmd.user, cmd.reason, _now()))
+        canceled = 0
+        if cmd.cancel_open and after == "HALTED":
+            kind, _, name = cmd.scope.partition(":")
+            for order in list(self.orders.values()):
+                if order.is_terminal or order.pending is not None:
+                    continue
+                if kind == "firm" or (kind == "account" and order.account == name) or (
+                    kind == "session" and order.session == name
+                ):
+                    self._unsolicited_cancel(order, f"trading halted: {cmd.reason}", b)
+                    canceled += 1
+        log.warning("%s set %s %s -> %s (%s); %d orders canceled", cmd.user, cmd.scope, before, after, cmd.reason,
+                    canceled)
+        _reply(cmd.reply, b, (before, after, canceled))
+
+    def _on_set_limit(self, cmd: c.SetRiskLimit, b: _Batch) -> None:
+        if self.risk is None:
+            return _reply(cmd.reply, b, "risk checks are not enabled")
+        try:
+            before, after = self.risk.set_limit(cmd.account, cmd.name, cmd.value)
+        except ValueError as exc:
+            return _reply(cmd.reply, b, str(exc))
+        b.events.append(ev.RiskLimitChanged(cmd.account, cmd.name, before, after, cmd.user, _now()))
+        _reply(cmd.reply, b, (before, after))
 
     def _on_venue_up(self, cmd: c.VenueSessionUp, b: _Batch) -> None:
         self.venues_up.add(cmd.venue)
@@ -725,7 +780,14 @@ class Engine:
         c.VenueCancelReject: _on_venue_cancel_reject,
         c.VenueSessionUp: _on_venue_up,
         c.VenueSessionDown: _on_venue_down,
+        c.SetTradingState: _on_set_state,
+        c.SetRiskLimit: _on_set_limit,
     }
+
+
+def _reply(reply: Callable[[Any], None] | None, b: _Batch, value: Any) -> None:
+    if reply is not None:
+        b.replies.append(lambda: reply(value))
 
 
 def _refusal(

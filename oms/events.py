@@ -196,6 +196,28 @@ class RequestRefused:
 
 
 @dataclass(frozen=True, slots=True)
+class TradingStateChanged:
+    """An operator moved a scope (firm, account:X, session:Y) to ACTIVE/REDUCING/HALTED."""
+
+    scope: str
+    before: str
+    after: str
+    who: str
+    reason: str
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimitChanged:
+    account: str  # "*" for firm-wide settings and defaults
+    name: str
+    before: str
+    after: str
+    who: str
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class OrderCanceled:
     order_id: str
     text: str
@@ -232,6 +254,8 @@ Event = (
     | OrderReplaced
     | CancelRefused
     | RequestRefused
+    | TradingStateChanged
+    | RiskLimitChanged
     | OrderCanceled
     | ExpiryRequested
     | OrderExpired

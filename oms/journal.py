@@ -325,6 +325,8 @@ class LoadedState:
     max_seq: int = 0
     last_batch: int = 0
     unsent: list[Any] = field(default_factory=list)
+    # operator changes to risk, oldest first, to replay on start
+    risk_changes: list[ev.Event] = field(default_factory=list)
 
 
 class Journal:
@@ -363,6 +365,13 @@ class Journal:
             max_seq = conn.execute(
                 select(func.max(orders_t.c.seq)).where(orders_t.c.instance == self.instance)
             ).scalar()
+            for r in conn.execute(
+                select(events_t.c.kind, events_t.c.payload)
+                .where(events_t.c.instance == self.instance)
+                .where(events_t.c.kind.in_(["TradingStateChanged", "RiskLimitChanged"]))
+                .order_by(events_t.c.seq)
+            ):
+                state.risk_changes.append(ev.from_payload(r.kind, r.payload))
             rows = conn.execute(
                 select(outbox_t.c.batch, outbox_t.c.payload, outbox_t.c.sent)
                 .where(outbox_t.c.instance == self.instance)

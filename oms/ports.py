@@ -5,7 +5,7 @@ All methods are called from the engine thread, after the events they announce ar
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Iterable, Set
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -88,3 +88,13 @@ class RiskGate(Protocol):
     def on_done(self, order: Order) -> None: ...
 
     def on_replaced(self, before: Order, after: Order) -> None: ...
+
+    def set_state(self, scope: str, state: str, who: str, reason: str) -> tuple[str, str]:
+        """(before, after); ValueError names a bad scope or state."""
+        ...
+
+    def set_limit(self, account: str, name: str, value: str) -> tuple[str, str]:
+        """(before, after) as text; ValueError names a bad limit or value."""
+        ...
+
+    def rebuild(self, orders: Iterable[Order]) -> None: ...

@@ -116,8 +116,7 @@ class Stack:
 REFERENCE = {"AAPL": Decimal("190.00"), "MSFT": Decimal("410.00"), "IBM": Decimal("150.00"), "TSLA": Decimal("250.00")}
 
 
-@pytest.fixture
-def stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
+def run_stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
     from fixoms.netutil import free_port
     from venues.simulator import SimulatorServer
 
@@ -132,3 +131,8 @@ def stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
         yield st
     finally:
         st.close()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
+    yield from run_stack(tmp_path, db_url)

