@@ -26,6 +26,18 @@ QF_EXCEPTIONS: tuple[type[BaseException], ...] = (
 )
 
 
+_DICTIONARIES: dict[str, Any] = {}
+
+
+def dictionary(begin_string: str) -> Any:
+    """The shipped data dictionary for a BeginString, loaded once."""
+    if begin_string not in _DICTIONARIES:
+        from fix_engine.settings import resolve_dictionary
+
+        _DICTIONARIES[begin_string] = fix.DataDictionary(resolve_dictionary(begin_string.replace(".", "") + ".xml"))
+    return _DICTIONARIES[begin_string]
+
+
 def session_key(sid: Any) -> str:
     """Our name for a session: the counterparty's CompID."""
     return str(sid.getTargetCompID().getValue())
@@ -127,10 +139,17 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         pass
 
     # --- sending -----------------------------------------------------------------------------
-    def send_raw(self, key: str, raw: str) -> bool:
-        """Send a message built as a string (see codec). Thread-safe; the GIL is released inside."""
+    def send_raw(self, key: str, raw: str, groups: bool = False) -> bool:
+        """Send a message built as a string (see codec). Thread-safe; the GIL is released inside.
+
+        A message with repeating groups must be parsed with the data dictionary, or QuickFIX would
+        reorder the group's repeated tags."""
         sid = self.session_ids.get(key)
         if sid is None:
             log.error("send to unknown session %s dropped", key)
             return False
-        return bool(fix.Session.sendToTarget(fix.Message(raw, False), sid))
+        if groups:
+            message = fix.Message(raw, dictionary(self.begin_strings.get(key, "FIX.4.4")), False)
+        else:
+            message = fix.Message(raw, False)
+        return bool(fix.Session.sendToTarget(message, sid))

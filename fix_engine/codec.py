@@ -44,10 +44,15 @@ EXEC_REF_ID, EXPIRE_DATE = 19, 432
 MASS_CANCEL_REQUEST_TYPE, MASS_CANCEL_RESPONSE, MASS_CANCEL_REJECT_REASON = 530, 531, 532
 TOTAL_AFFECTED_ORDERS, MASS_STATUS_REQ_ID, MASS_STATUS_REQ_TYPE = 533, 584, 585
 TOT_NUM_REPORTS, LAST_RPT_REQUESTED = 911, 912
+MD_REQ_ID, SUBSCRIPTION_REQUEST_TYPE, MARKET_DEPTH, MD_UPDATE_TYPE = 262, 263, 264, 265
+NO_MD_ENTRY_TYPES, NO_MD_ENTRIES, MD_ENTRY_TYPE, MD_ENTRY_PX, MD_ENTRY_SIZE = 267, 268, 269, 270, 271
+MD_UPDATE_ACTION, NO_RELATED_SYM = 279, 146
+MD_BID, MD_OFFER, MD_TRADE = "0", "1", "2"
 
 NEW_ORDER_SINGLE, CANCEL_REQUEST, REPLACE_REQUEST, STATUS_REQUEST = "D", "F", "G", "H"
 EXECUTION_REPORT, CANCEL_REJECT, BUSINESS_REJECT, LOGON = "8", "9", "j", "A"
 MASS_CANCEL_REQUEST, MASS_CANCEL_REPORT, MASS_STATUS_REQUEST = "q", "r", "AF"
+MD_REQUEST, MD_SNAPSHOT, MD_INCREMENTAL, MD_REQUEST_REJECT = "V", "W", "X", "Y"
 
 FIX42 = "FIX.4.2"
 FIX44 = "FIX.4.4"
@@ -413,3 +418,75 @@ def decode_venue(raw: str, venue: str) -> c.Command | None:
             text=fields.get(TEXT, ""),
         )
     return None
+
+
+# --- market data (repeating groups: built as strings, parsed with the data dictionary) ------------
+def parse_list(raw: str) -> list[tuple[int, str]]:
+    """Fields in wire order, repeats kept (for messages with repeating groups)."""
+    out: list[tuple[int, str]] = []
+    for part in raw.split(SOH):
+        if part:
+            tag, _, value = part.partition("=")
+            out.append((int(tag), value))
+    return out
+
+
+def encode_md_request(req_id: str, symbols: list[str], depth: int, begin: str) -> str:
+    body: list[tuple[int, str]] = [
+        (MD_REQ_ID, req_id), (SUBSCRIPTION_REQUEST_TYPE, "1"), (MARKET_DEPTH, str(depth)), (MD_UPDATE_TYPE, "1"),
+        (NO_MD_ENTRY_TYPES, "3"), (MD_ENTRY_TYPE, MD_BID), (MD_ENTRY_TYPE, MD_OFFER), (MD_ENTRY_TYPE, MD_TRADE),
+        (NO_RELATED_SYM, str(len(symbols))),
+    ]
+    body.extend((SYMBOL, sym) for sym in symbols)
+    return _message(begin, MD_REQUEST, body)
+
+
+def decode_md_request(raw: str) -> tuple[str, list[str], int]:
+    fields = parse_list(raw)
+    req_id = next((v for t, v in fields if t == MD_REQ_ID), "")
+    depth = int(next((v for t, v in fields if t == MARKET_DEPTH), "0") or 0)
+    symbols = [v for t, v in fields if t == SYMBOL]
+    return req_id, symbols, depth
+
+
+Level = tuple[Decimal, Decimal]
+
+
+def encode_md_snapshot(req_id: str, symbol: str, bids: list[Level], asks: list[Level], begin: str) -> str:
+    body: list[tuple[int, str]] = [(MD_REQ_ID, req_id), (SYMBOL, symbol), (NO_MD_ENTRIES, str(len(bids) + len(asks)))]
+    for kind, levels in ((MD_BID, bids), (MD_OFFER, asks)):
+        for px, qty in levels:
+            body += [(MD_ENTRY_TYPE, kind), (MD_ENTRY_PX, _fmt(px)), (MD_ENTRY_SIZE, _fmt(qty))]
+    return _message(begin, MD_SNAPSHOT, body)
+
+
+def encode_md_incremental(req_id: str, updates: list[tuple[str, str, str, Decimal, Decimal]], begin: str) -> str:
+    """updates: (action 0 new / 1 change / 2 delete, entry type, symbol, price, size)."""
+    body: list[tuple[int, str]] = [(MD_REQ_ID, req_id), (NO_MD_ENTRIES, str(len(updates)))]
+    for action, kind, symbol, px, qty in updates:
+        body += [(MD_UPDATE_ACTION, action), (MD_ENTRY_TYPE, kind), (SYMBOL, symbol), (MD_ENTRY_PX, _fmt(px)),
+                 (MD_ENTRY_SIZE, _fmt(qty))]
+    return _message(begin, MD_INCREMENTAL, body)
+
+
+def decode_md(raw: str) -> tuple[str, str, list[dict[int, str]]]:
+    """(MsgType, snapshot symbol or "", entries) of a W or X message; each entry a {tag: value} dict."""
+    fields = parse_list(raw)
+    msg_type = next((v for t, v in fields if t == MSG_TYPE), "")
+    delimiter = MD_UPDATE_ACTION if msg_type == MD_INCREMENTAL else MD_ENTRY_TYPE
+    entries: list[dict[int, str]] = []
+    symbol = ""
+    in_group = False
+    for tag, value in fields:
+        if tag == NO_MD_ENTRIES:
+            in_group = True
+            continue
+        if not in_group:
+            if tag == SYMBOL:
+                symbol = value
+            continue
+        if tag == delimiter:
+            entries.append({})
+        if entries and tag in (MD_UPDATE_ACTION, MD_ENTRY_TYPE, SYMBOL, MD_ENTRY_PX, MD_ENTRY_SIZE):
+            entries[-1][tag] = value
+    return msg_type, symbol, entries

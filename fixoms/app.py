@@ -39,7 +39,7 @@ class EngineApp:
         venue_names = [s.key for s in infos if s.connection_type == "initiator"]
         authenticator = Authenticator(load_credentials(self.journal.engine), config.require_auth)
         self.gateway = ClientGateway(submit=lambda cmd: None, authenticator=authenticator)
-        self.venue_app = VenueApplication(submit=lambda cmd: None)
+        self.venue_app = VenueApplication(submit=lambda cmd: None, symbols=sorted(config.symbols))
         self.engine = Engine(
             self.journal,
             StaticRouter(config.symbols),
@@ -55,7 +55,7 @@ class EngineApp:
         self.risk = RiskEngine(config.risk)
         engine = self.engine
         self.engine.risk = RiskGateAdapter(
-            self.risk, lambda symbol: engine.last_price.get(symbol) or config.reference_prices.get(symbol)
+            self.risk, lambda symbol: engine.reference_price(symbol) or config.reference_prices.get(symbol)
         )
         self.gateway.submit = self.engine.submit
         self.venue_app.submit = self.engine.submit

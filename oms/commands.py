@@ -109,6 +109,17 @@ class MarketPrice:
 
 
 @dataclass(frozen=True, slots=True)
+class MarketData:
+    """One venue's book for a symbol after a change (best first), and the trades since the last one."""
+
+    venue: str
+    symbol: str
+    bids: tuple[tuple[Decimal, Decimal], ...]
+    asks: tuple[tuple[Decimal, Decimal], ...]
+    trades: tuple[tuple[Decimal, Decimal], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ReconcileVenue:
     """Ask a venue for the status of every open child (after a restart or a reconnect)."""
 
@@ -211,6 +222,7 @@ Command = (
     | MassStatus
     | ExpireOrders
     | MarketPrice
+    | MarketData
     | ReconcileVenue
     | ClientSessionUp
     | ClientSessionDown

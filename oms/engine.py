@@ -106,6 +106,7 @@ class Engine:
         self.fills: dict[tuple[str, str], tuple[str, str, str, Decimal, Decimal]] = {}
         self.held: dict[str, set[str]] = {}
         self.last_price: dict[str, Decimal] = {}
+        self.quotes: dict[tuple[str, str], tuple[Decimal | None, Decimal | None]] = {}
         self.risk: RiskGate | None = None
         self._resend: list[Outbound] = []
         self._seq = 0
@@ -284,6 +285,7 @@ class Engine:
                 order_id, self._seq, cmd.session, account, cmd.cl_ord_id, cmd.symbol, cmd.side,
                 cmd.ord_type, cmd.time_in_force, cmd.order_qty, cmd.price, cmd.stop_px, _now(),
                 expire_time=cmd.expire_time, max_floor=cmd.max_floor, ex_destination=cmd.ex_destination, held=held,
+                target_strategy=cmd.target_strategy,
             )
             order = Order.from_accepted(accepted)
             plans = [] if held else self.router.route(order, order.order_qty, frozenset(self.venues_up))
@@ -497,6 +499,26 @@ class Engine:
             b.emit(order, ev.ExpiryRequested(order.order_id, text))
             self._cancel_children(order, b)
             self._settle(order, b)
+
+    def _on_market_data(self, cmd: c.MarketData, b: _Batch) -> None:
+        self.quotes[(cmd.venue, cmd.symbol)] = (cmd.bids[0][0] if cmd.bids else None,
+                                                cmd.asks[0][0] if cmd.asks else None)
+        on_book = getattr(self.router, "on_book", None)
+        if on_book is not None:
+            on_book(cmd.venue, cmd.symbol, list(cmd.bids), list(cmd.asks))
+        if cmd.trades:
+            self.last_price[cmd.symbol] = cmd.trades[-1][0]
+            self._elect(cmd.symbol, b)
+
+    def reference_price(self, symbol: str) -> Decimal | None:
+        """NBBO mid across venues that quote both sides, else the last trade we saw."""
+        bids = [q[0] for (v, s), q in self.quotes.items() if s == symbol and q[0] is not None and v in self.venues_up]
+        asks = [q[1] for (v, s), q in self.quotes.items() if s == symbol and q[1] is not None and v in self.venues_up]
+        if bids and asks:
+            bid, ask = max(bids), min(asks)  # type: ignore[type-var]
+            if bid is not None and ask is not None and bid < ask:
+                return (bid + ask) / 2
+        return self.last_price.get(symbol)
 
     def _on_market_price(self, cmd: c.MarketPrice, b: _Batch) -> None:
         self.last_price[cmd.symbol] = cmd.price
@@ -761,6 +783,11 @@ class Engine:
 
     def _on_venue_down(self, cmd: c.VenueSessionDown, b: _Batch) -> None:
         self.venues_up.discard(cmd.venue)
+        for key in [k for k in self.quotes if k[0] == cmd.venue]:
+            del self.quotes[key]
+        on_down = getattr(self.router, "on_venue_down", None)
+        if on_down is not None:
+            on_down(cmd.venue)
 
     _handlers: dict[type, Callable[[Engine, Any, _Batch], None]] = {
         c.NewOrder: _on_new,
@@ -773,6 +800,7 @@ class Engine:
         c.MassStatus: _on_mass_status,
         c.ExpireOrders: _on_expire,
         c.MarketPrice: _on_market_price,
+        c.MarketData: _on_market_data,
         c.ReconcileVenue: _on_reconcile,
         c.ClientSessionUp: _on_session_up,
         c.ClientSessionDown: _on_session_down,

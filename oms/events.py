@@ -34,6 +34,7 @@ class OrderAccepted:
     max_floor: Decimal | None = None
     ex_destination: str | None = None
     held: bool = False  # a stop the broker holds until the market trades through StopPx
+    target_strategy: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

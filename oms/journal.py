@@ -98,6 +98,7 @@ orders_t = Table(
     Column("expire_time", DateTime(timezone=True)),
     Column("max_floor", Dec),
     Column("ex_destination", String(64)),
+    Column("target_strategy", String(32)),
     Column("held", Boolean, nullable=False, default=False),
     Column("expiring", Boolean, nullable=False, default=False),
     Column("cum_qty", Dec, nullable=False),
@@ -228,6 +229,7 @@ def order_row(o: Order, instance: str) -> dict[str, Any]:
         "expire_time": o.expire_time,
         "max_floor": o.max_floor,
         "ex_destination": o.ex_destination,
+        "target_strategy": o.target_strategy,
         "held": o.held,
         "expiring": o.expiring,
         "cum_qty": o.cum_qty,
@@ -285,6 +287,7 @@ def order_from_row(r: Any) -> Order:
         expire_time=r.expire_time,
         max_floor=r.max_floor,
         ex_destination=r.ex_destination,
+        target_strategy=r.target_strategy,
         held=bool(r.held),
         expiring=bool(r.expiring),
         cum_qty=r.cum_qty,
@@ -394,6 +397,9 @@ class Journal:
 
         `client_messages` (what this batch will send to clients) go to the outbox; committing a batch
         marks the previous one sent, since the engine sends a batch before it commits the next."""
+        dirty = list(dirty)
+        if not events and not dirty and not client_messages:
+            return  # e.g. a batch of market data only: nothing to make durable
         now = _now()
         event_rows: list[dict[str, Any]] = []
         exec_rows: list[dict[str, Any]] = []

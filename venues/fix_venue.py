@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from fix_engine import codec
@@ -17,20 +18,68 @@ log = logging.getLogger(__name__)
 
 
 class VenueApplication(GuardedApplication):
-    def __init__(self, submit: Callable[[c.Command], None]) -> None:
+    """Also subscribes to each venue's market data on logon and keeps its L2 book per symbol, handing
+    the engine a snapshot of the changed side(s) after each W/X message."""
+
+    def __init__(self, submit: Callable[[c.Command], None], symbols: list[str] | None = None,
+                 depth: int = 5) -> None:
         super().__init__()
         self.submit = submit
+        self.symbols = list(symbols or [])
+        self.depth = depth
+        self.books: dict[tuple[str, str], tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]] = {}
+        self._md_seq = 0
 
     def on_logon(self, key: str) -> None:
         self.submit(c.VenueSessionUp(key))
+        if self.symbols:
+            self._md_seq += 1
+            raw = codec.encode_md_request(f"{key}-md-{self._md_seq}", self.symbols, self.depth,
+                                          self.begin_strings.get(key, codec.FIX44))
+            self.send_raw(key, raw, groups=True)
 
     def on_logout(self, key: str) -> None:
+        for book_key in [k for k in self.books if k[0] == key]:
+            del self.books[book_key]
         self.submit(c.VenueSessionDown(key))
 
     def on_from_app(self, raw: str, sid: Any) -> None:
-        command = codec.decode_venue(raw, session_key(sid))
+        key = session_key(sid)
+        if f"{codec.SOH}35={codec.MD_SNAPSHOT}{codec.SOH}" in raw or f"{codec.SOH}35={codec.MD_INCREMENTAL}{codec.SOH}" in raw:
+            self._market_data(key, raw)
+            return
+        command = codec.decode_venue(raw, key)
         if command is not None:
             self.submit(command)
+
+    def _market_data(self, venue: str, raw: str) -> None:
+        msg_type, snap_symbol, entries = codec.decode_md(raw)
+        touched: dict[str, list[tuple[Decimal, Decimal]]] = {}
+        if msg_type == codec.MD_SNAPSHOT:
+            self.books[(venue, snap_symbol)] = ({}, {})
+            touched[snap_symbol] = []
+        for e in entries:
+            symbol = e.get(codec.SYMBOL, snap_symbol)
+            px, qty = Decimal(e.get(codec.MD_ENTRY_PX, "0")), Decimal(e.get(codec.MD_ENTRY_SIZE, "0"))
+            trades = touched.setdefault(symbol, [])
+            kind = e.get(codec.MD_ENTRY_TYPE)
+            if kind == codec.MD_TRADE:
+                trades.append((px, qty))
+                continue
+            bids, asks = self.books.setdefault((venue, symbol), ({}, {}))
+            side = bids if kind == codec.MD_BID else asks
+            if e.get(codec.MD_UPDATE_ACTION) == "2" or qty <= 0:
+                side.pop(px, None)
+            else:
+                side[px] = qty
+        for symbol, trades in touched.items():
+            bids, asks = self.books.get((venue, symbol), ({}, {}))
+            self.submit(c.MarketData(
+                venue, symbol,
+                tuple(sorted(bids.items(), reverse=True)[: self.depth]),
+                tuple(sorted(asks.items())[: self.depth]),
+                tuple(trades),
+            ))
 
     def connector(self, name: str) -> FixVenue:
         return FixVenue(name, self)

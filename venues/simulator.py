@@ -26,6 +26,7 @@ from typing import Any
 import native
 from fix_engine import codec, settings
 from fix_engine.application import GuardedApplication, session_key
+from fix_engine.codec import SOH
 from fix_engine.quickfix_import import fix
 from oms import commands as c
 from oms.enums import (
@@ -99,6 +100,7 @@ class VenueSimulator(GuardedApplication):
             ref_ticks = self.ticks(ref)
             self.books[symbol] = factory(min_price=max(1, ref_ticks // 2), max_price=ref_ticks * 2, max_orders=100_000)
         self.orders: dict[int, SimOrder] = {}
+        self._current_symbol = ""
         self.by_cl_ord_id: dict[tuple[str, str], int] = {}
         self.cancel_ids: dict[int, str] = {}
         self.last_fill: dict[int, tuple[str, int, Decimal]] = {}
@@ -107,6 +109,11 @@ class VenueSimulator(GuardedApplication):
         self._exec_seq = 0
         # Re-entrant so a test can pause the venue (hold the lock) and still inject events.
         self._lock = threading.RLock()
+        self.md_depth = 5
+        self.md_subs: dict[str, dict[str, str]] = {}
+        self.published: dict[tuple[str, str], tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]] = {}
+        self._trades: list[tuple[str, Decimal, Decimal]] = []
+        self._activity_stop = threading.Event()
         # Exec ids must stay unique across simulator restarts: the engine de-duplicates on them.
         self._run_id = f"{int(time.time() * 1000):x}"
         for symbol in self.symbols:
@@ -137,6 +144,9 @@ class VenueSimulator(GuardedApplication):
 
     def _dispatch(self, raw: str, sid: Any) -> None:
         key = session_key(sid)
+        if f"{SOH}35={codec.MD_REQUEST}{SOH}" in raw:
+            self._md_request(key, raw)
+            return
         try:
             command = codec.decode_client(raw, key)
         except codec.UnsupportedMessage:
@@ -149,6 +159,7 @@ class VenueSimulator(GuardedApplication):
             self._cancel(command)
         elif isinstance(command, c.StatusRequest):
             self._status(command)
+        self._publish_all()
 
     def _exec_id(self) -> str:
         self._exec_seq += 1
@@ -204,6 +215,7 @@ class VenueSimulator(GuardedApplication):
             tif = {TimeInForce.IOC: native.IOC, TimeInForce.FOK: native.FOK}.get(cmd.time_in_force, native.GTC)
             display = int(cmd.max_floor) if cmd.max_floor else 0
             events = book.add(vid, side, self.ticks(cmd.price), int(qty), tif, CLIENT_OWNER, display)
+        self._current_symbol = cmd.symbol
         self._apply(events)
         self._replenish(cmd.symbol)
 
@@ -253,6 +265,87 @@ class VenueSimulator(GuardedApplication):
                 o.notional += new_qty * new_px - qty * px
                 self._send(o, ExecType.TRADE_CORRECT, last_qty=new_qty, last_px=new_px, exec_ref_id=exec_id)
 
+    # --- market data: W on subscription, then X with what changed -------------------------------
+    def _levels(self, symbol: str) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        book = self.books[symbol]
+        bids = [(self.price(px), Decimal(qty)) for px, qty, _ in book.depth(native.BUY, self.md_depth)]
+        asks = [(self.price(px), Decimal(qty)) for px, qty, _ in book.depth(native.SELL, self.md_depth)]
+        return bids, asks
+
+    def _md_request(self, session: str, raw: str) -> None:
+        req_id, symbols, depth = codec.decode_md_request(raw)
+        begin = self.begin_strings.get(session, codec.FIX44)
+        for symbol in symbols:
+            if symbol not in self.books:
+                continue
+            self.md_subs.setdefault(symbol, {})[session] = req_id
+            bids, asks = self._levels(symbol)
+            self.published[(session, symbol)] = (dict(bids), dict(asks))
+            self.send_raw(session, codec.encode_md_snapshot(req_id, symbol, bids, asks, begin), groups=True)
+        _ = depth  # we publish our own fixed depth
+
+    def _publish_all(self) -> None:
+        for symbol in list(self.md_subs):
+            self._publish(symbol)
+
+    def _publish(self, symbol: str) -> None:
+        subs = self.md_subs.get(symbol)
+        trades = [t for t in self._trades if t[0] == symbol]
+        self._trades = [t for t in self._trades if t[0] != symbol]
+        if not subs:
+            return
+        bids, asks = self._levels(symbol)
+        now = (dict(bids), dict(asks))
+        for session, req_id in subs.items():
+            before = self.published.get((session, symbol), ({}, {}))
+            updates: list[tuple[str, str, str, Decimal, Decimal]] = []
+            for kind, old, new in ((codec.MD_BID, before[0], now[0]), (codec.MD_OFFER, before[1], now[1])):
+                for px in old.keys() - new.keys():
+                    updates.append(("2", kind, symbol, px, Decimal(0)))
+                for px, qty in new.items():
+                    if px not in old:
+                        updates.append(("0", kind, symbol, px, qty))
+                    elif old[px] != qty:
+                        updates.append(("1", kind, symbol, px, qty))
+            updates += [("0", codec.MD_TRADE, symbol, px, qty) for _, px, qty in trades]
+            if updates:
+                self.published[(session, symbol)] = now
+                self.send_raw(session, codec.encode_md_incremental(req_id, updates,
+                                                                   self.begin_strings.get(session, codec.FIX44)),
+                              groups=True)
+
+    def start_activity(self, interval: float = 0.05, seed: int = 7) -> None:
+        """Background participants: a seeded random walk of the mid, orders arriving and cancelling."""
+        rng = random.Random(seed)
+        self._activity_stop.clear()
+
+        def run() -> None:
+            mids = {sym: self.ticks(ref) for sym, ref in self.symbols.items()}
+            live: dict[str, list[int]] = {sym: [] for sym in self.symbols}
+            while not self._activity_stop.wait(interval):
+                symbol = rng.choice(sorted(self.symbols))
+                with self._lock:
+                    self._current_symbol = symbol
+                    mids[symbol] += rng.choice((-1, 0, 0, 1))
+                    if live[symbol] and rng.random() < 0.4:
+                        oid = live[symbol].pop(rng.randrange(len(live[symbol])))
+                        self._apply(self.books[symbol].cancel(oid))
+                    else:
+                        side = rng.choice((native.BUY, native.SELL))
+                        offset = rng.randint(1, self.levels)
+                        px = mids[symbol] - offset if side == native.BUY else mids[symbol] + offset
+                        self._next_house += 1
+                        live[symbol].append(self._next_house)
+                        self._apply(self.books[symbol].add(self._next_house, side, px, 100 * rng.randint(1, 5),
+                                                           native.GTC, HOUSE_OWNER))
+                    self._publish(symbol)
+
+        self._activity = threading.Thread(target=run, name=f"{self.name}-activity", daemon=True)
+        self._activity.start()
+
+    def stop_activity(self) -> None:
+        self._activity_stop.set()
+
     def paused(self) -> threading.RLock:
         """`with sim.paused():` holds incoming messages until the block ends (to make races happen)."""
         return self._lock
@@ -262,8 +355,10 @@ class VenueSimulator(GuardedApplication):
         with self._lock:
             self._next_house += 1
             nside = native.BUY if side is Side.BUY else native.SELL
+            self._current_symbol = symbol
             self._apply(self.books[symbol].add(self._next_house, nside, self.ticks(price), qty, native.GTC,
                                                OTHER_OWNER))
+            self._publish(symbol)
 
     def cancel_unsolicited(self, session: str, cl_ord_id: str, text: str = "canceled by venue") -> None:
         with self._lock:
@@ -287,6 +382,9 @@ class VenueSimulator(GuardedApplication):
                     o.status = OrdStatus.FILLED if o.cum >= o.qty else OrdStatus.PARTIALLY_FILLED
                     exec_id = self._send(o, ExecType.TRADE, last_qty=e.qty, last_px=px)
                     self.last_fill[o.vid] = (exec_id, e.qty, px)
+                sym = self._symbol_of(e)
+                if sym:  # every trade is public: it goes out as an MD trade entry
+                    self._trades.append((sym, px, Decimal(e.qty)))
             elif e.kind == native.EV_CANCELED:
                 o = self.orders.get(e.order_id)
                 if o is None or o.leaves == 0:
@@ -305,6 +403,10 @@ class VenueSimulator(GuardedApplication):
                     continue
                 o.status = OrdStatus.REJECTED
                 self._send(o, ExecType.REJECTED, text=f"rejected by book (reason {e.reason})")
+
+    def _symbol_of(self, e: Any) -> str:
+        o = self.orders.get(e.order_id) or self.orders.get(e.maker_id)
+        return o.symbol if o is not None else self._current_symbol
 
     def _replenish(self, symbol: str) -> None:
         book = self.books[symbol]
@@ -363,4 +465,5 @@ class SimulatorServer:
         self.acceptor.start()
 
     def stop(self) -> None:
+        self.app.stop_activity()
         self.acceptor.stop()

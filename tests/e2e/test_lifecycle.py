@@ -348,3 +348,28 @@ def test_scheduled_jobs_expire_day_orders(stack: Stack) -> None:
     jobs.run_now("expire_day")  # what the session-end cron trigger runs
     c1.wait_report(day, status=EXPIRED)
     assert seq(c1, day)[-1] == (EXPIRED, EXPIRED, "100", "0", "0", "0")
+
+
+def test_restart_reconciles_children_with_the_venue(stack: Stack) -> None:
+    """While the engine is down the venue fills one child and forgets another: on restart the engine
+    asks the venue for every open child, applies the missed fill once and cancels the unknown child
+    back to the client with the reason."""
+    c1 = stack.client()
+    filled = rest_ibm(c1, 300, "150.00")
+    lost = rest_ibm(c1, 200, "149.50")
+    eng = stack.app.engine  # type: ignore[attr-defined]
+    child_of = {cl: next(iter(o.children)) for o in eng.orders.values() for cl in (o.cl_ord_id,)}
+    stack.stop_engine()
+    venue = sim(stack)
+    venue.house_order("IBM", Side.SELL, Decimal("150.00"), 300)  # fills `filled` while we are away
+    with venue.paused():  # the venue loses `lost` (as after a venue-side failover)
+        vid = venue.by_cl_ord_id.pop(("FIXOMS", child_of[lost]))
+        venue.books["IBM"].cancel(vid)
+        del venue.orders[vid]
+    stack.start_engine()
+    assert c1.app.logon_event.wait(15)
+    c1.wait_report(filled, status=FILLED, timeout=15)
+    gone = c1.wait_report(lost, status=CANCELED, timeout=15)
+    assert "unknown at VENUE-B" in gone[codec.TEXT]
+    fills = [m for m in c1.reports_for(filled) if m[codec.EXEC_TYPE] == TRADE]
+    assert sum(int(m[codec.LAST_QTY]) for m in fills) == 300  # exactly once, though QuickFIX also resent it

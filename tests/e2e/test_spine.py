@@ -158,3 +158,23 @@ def test_restart_keeps_every_order_and_cancel_works_after(stack: Stack) -> None:
     # a new order after restart gets a fresh OrderID
     again = c1.new_order("AAPL", "1", 100, ord_type="1")
     assert c1.wait_report(again, status=FILLED)[codec.ORDER_ID] == "OMS1-5"
+
+
+def test_market_data_reaches_the_engine(stack: Stack) -> None:
+    """Each venue publishes its book over FIX (V -> W, then X); the engine keeps the quotes."""
+    import time as _t
+    from decimal import Decimal as D
+
+    from oms.enums import Side
+
+    eng = stack.app.engine  # type: ignore[attr-defined]
+    deadline = _t.monotonic() + 10
+    while _t.monotonic() < deadline and ("VENUE-B", "IBM") not in eng.quotes:
+        _t.sleep(0.05)
+    assert eng.quotes[("VENUE-B", "IBM")] == (D("149.99"), D("150.01"))
+    assert eng.reference_price("IBM") == D("150.00")
+    venue_b = next(s.app for s in stack.sims if s.app.name == "VENUE-B")
+    venue_b.house_order("IBM", Side.BUY, D("150.00"), 100)  # a better bid: an X update
+    while _t.monotonic() < deadline and eng.quotes[("VENUE-B", "IBM")][0] != D("150.00"):
+        _t.sleep(0.05)
+    assert eng.quotes[("VENUE-B", "IBM")] == (D("150.00"), D("150.01"))
