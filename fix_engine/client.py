@@ -117,10 +117,14 @@ class FixClient:
         return self
 
     def stop(self) -> None:
-        # Stopping a QuickFIX initiator twice crashes: make it idempotent.
+        # Stopping a QuickFIX initiator twice crashes: make it idempotent. Then destroy it at once:
+        # QuickFIX keeps one global registry of sessions by SessionID, and a stale initiator destroyed
+        # later by the garbage collector would unregister a newer session with the same id.
         if not self._stopped:
             self._stopped = True
             self.initiator.stop()
+            self.initiator = None
+            self.store_factory = self.log_factory = None
 
     @property
     def logged_on(self) -> bool:

@@ -465,5 +465,10 @@ class SimulatorServer:
         self.acceptor.start()
 
     def stop(self) -> None:
+        # Destroy the acceptor now, not at garbage collection: QuickFIX's global session registry is
+        # keyed by SessionID, and a late destructor would unregister a newer session with the same id.
         self.app.stop_activity()
-        self.acceptor.stop()
+        if self.acceptor is not None:
+            self.acceptor.stop()
+            self.acceptor = None
+            self.store_factory = self.log_factory = None
