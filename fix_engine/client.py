@@ -116,13 +116,14 @@ class FixClient:
             raise TimeoutError(f"{self.comp_id}: no logon within {wait}s")
         return self
 
-    def stop(self) -> None:
+    def stop(self, force: bool = False) -> None:
+        """Log out and stop; `force` skips waiting for the counterparty's Logout (tests' teardown)."""
         # Stopping a QuickFIX initiator twice crashes: make it idempotent. Then destroy it at once:
         # QuickFIX keeps one global registry of sessions by SessionID, and a stale initiator destroyed
         # later by the garbage collector would unregister a newer session with the same id.
         if not self._stopped:
             self._stopped = True
-            self.initiator.stop()
+            self.initiator.stop(force)
             self.initiator = None
             self.store_factory = self.log_factory = None
 

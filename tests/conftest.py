@@ -107,7 +107,7 @@ class Stack:
 
     def close(self) -> None:
         for c in self.clients:
-            c.stop()
+            c.stop(force=True)
         self.stop_engine()
         for s in self.sims:
             s.stop()

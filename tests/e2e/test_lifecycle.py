@@ -55,15 +55,34 @@ def sim(stack: Stack, name: str = "VENUE-B"):  # type: ignore[no-untyped-def]
 
 # IBM is routed to VENUE-B, reference 150.00: house bids 149.99.., asks 150.01.., so a client bid at
 # 150.00 is the best bid and a house sell at 150.00 trades with it alone.
-def rest_ibm(client: FixClient, qty: int = 1000, price: str = "150.00", side: str = "1") -> str:
+def rest_ibm(client: FixClient, qty: int = 1000, price: str = "150.00", side: str = "1",
+             stack: Stack | None = None) -> str:
     cl = client.new_order("IBM", side, qty, price=price)
-    client.wait_report(cl, status=NEW)
+    ack = client.wait_report(cl, status=NEW)
+    if stack is not None:
+        wait_at_venue(stack, ack[codec.ORDER_ID])
     return cl
+
+
+def wait_at_venue(stack: Stack, order_id: str, timeout: float = 10.0) -> None:
+    """The broker acks before the venue has the child: wait until the venue acknowledged it too,
+    so pausing the venue cannot catch the child order itself in flight."""
+    import time
+
+    from oms.enums import OrdStatus
+
+    order = stack.app.engine.orders[order_id]  # type: ignore[attr-defined]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if order.children and all(ch.status is not OrdStatus.PENDING_NEW for ch in order.children.values()):
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"venue did not acknowledge {order_id}")
 
 
 def test_A1_filled_order(stack: Stack) -> None:
     c1 = stack.client()
-    cl = rest_ibm(c1, 1000)
+    cl = rest_ibm(c1, 1000, stack=stack)
     sim(stack).house_order("IBM", Side.SELL, Decimal("150.00"), 400)
     c1.wait_report(cl, status=PARTIAL)
     sim(stack).house_order("IBM", Side.SELL, Decimal("150.00"), 600)
@@ -77,7 +96,7 @@ def test_A1_filled_order(stack: Stack) -> None:
 
 def test_B1a_cancel_of_unfilled_order(stack: Stack) -> None:
     c1 = stack.client()
-    cl = rest_ibm(c1, 1000)
+    cl = rest_ibm(c1, 1000, stack=stack)
     x = c1.cancel(cl, "IBM", "1", 1000)
     c1.wait_report(x, status=CANCELED)
     assert seq(c1, cl, x) == [
@@ -89,7 +108,7 @@ def test_B1a_cancel_of_unfilled_order(stack: Stack) -> None:
 
 def test_B1b_fill_crosses_cancel_of_partially_filled_order(stack: Stack) -> None:
     c1 = stack.client()
-    cl = rest_ibm(c1, 1000)
+    cl = rest_ibm(c1, 1000, stack=stack)
     venue = sim(stack)
     venue.house_order("IBM", Side.SELL, Decimal("150.00"), 300)
     c1.wait_report(cl, status=PARTIAL)
@@ -110,7 +129,7 @@ def test_B1b_fill_crosses_cancel_of_partially_filled_order(stack: Stack) -> None
 
 def test_B2_cancel_refused_when_fill_completes_the_order(stack: Stack) -> None:
     c1 = stack.client()
-    cl = rest_ibm(c1, 1000)
+    cl = rest_ibm(c1, 1000, stack=stack)
     venue = sim(stack)
     with venue.paused():
         x = c1.cancel(cl, "IBM", "1", 1000)
@@ -129,7 +148,7 @@ def test_B2_cancel_refused_when_fill_completes_the_order(stack: Stack) -> None:
 
 def test_C1a_replace_increases_quantity_and_fill_crosses_it(stack: Stack) -> None:
     c1 = stack.client()
-    cl = rest_ibm(c1, 1000)
+    cl = rest_ibm(c1, 1000, stack=stack)
     venue = sim(stack)
     venue.house_order("IBM", Side.SELL, Decimal("150.00"), 100)
     c1.wait_report(cl, status=PARTIAL)
@@ -154,7 +173,7 @@ def test_C1a_replace_increases_quantity_and_fill_crosses_it(stack: Stack) -> Non
 
 def test_C2_replace_down_to_below_cum_qty_ends_filled(stack: Stack) -> None:
     c1 = stack.client()
-    cl = rest_ibm(c1, 1000)
+    cl = rest_ibm(c1, 1000, stack=stack)
     sim(stack).house_order("IBM", Side.SELL, Decimal("150.00"), 600)
     c1.wait_report(cl, status=PARTIAL)
     r = c1.replace(cl, "IBM", "1", 500, price="150.00")
@@ -168,7 +187,7 @@ def test_C2_replace_down_to_below_cum_qty_ends_filled(stack: Stack) -> None:
 
 def test_D1_chained_requests_use_the_last_accepted_cl_ord_id(stack: Stack) -> None:
     c1 = stack.client()
-    cl = rest_ibm(c1, 1000)
+    cl = rest_ibm(c1, 1000, stack=stack)
     r1 = c1.replace(cl, "IBM", "1", 800, price="148.00")
     c1.wait_report(r1, exec_type=REPLACED)
     # OrigClOrdID must now be r1: the original ClOrdID is refused
@@ -185,7 +204,7 @@ def test_D1_chained_requests_use_the_last_accepted_cl_ord_id(stack: Stack) -> No
 
 def test_D2_second_request_while_one_is_pending_is_refused(stack: Stack) -> None:
     c1 = stack.client()
-    cl = rest_ibm(c1, 1000)
+    cl = rest_ibm(c1, 1000, stack=stack)
     venue = sim(stack)
     with venue.paused():
         x = c1.cancel(cl, "IBM", "1", 1000)
@@ -198,7 +217,7 @@ def test_D2_second_request_while_one_is_pending_is_refused(stack: Stack) -> None
 
 def test_E1_unsolicited_cancel_by_the_venue(stack: Stack) -> None:
     c1 = stack.client()
-    cl = rest_ibm(c1, 1000)
+    cl = rest_ibm(c1, 1000, stack=stack)
     sim(stack).house_order("IBM", Side.SELL, Decimal("150.00"), 250)
     c1.wait_report(cl, status=PARTIAL)
     child = stack.app.engine.orders[c1.reports_for(cl)[0][codec.ORDER_ID]].children  # type: ignore[attr-defined]
@@ -210,7 +229,7 @@ def test_E1_unsolicited_cancel_by_the_venue(stack: Stack) -> None:
 
 def test_F2_possresend_of_a_known_order_is_not_a_new_order(stack: Stack) -> None:
     c1 = stack.client()
-    cl = rest_ibm(c1, 1000)
+    cl = rest_ibm(c1, 1000, stack=stack)
     c1.new_order("IBM", "1", 1000, price="149.00", cl_ord_id=cl, extra=[(codec.POSS_RESEND, "Y")])
     st = c1.wait_report(cl, exec_type=STATUS)
     assert st[codec.ORD_STATUS] == NEW
@@ -248,7 +267,7 @@ def test_I2_ioc_partial_fill_then_remainder_canceled(stack: Stack) -> None:
 
 def test_J1_trade_cancel_reopens_a_filled_order(stack: Stack) -> None:
     c1 = stack.client()
-    cl = rest_ibm(c1, 1000)
+    cl = rest_ibm(c1, 1000, stack=stack)
     venue = sim(stack)
     venue.house_order("IBM", Side.SELL, Decimal("150.00"), 1000)
     fill = c1.wait_report(cl, status=FILLED)
@@ -265,7 +284,7 @@ def test_J1_trade_cancel_reopens_a_filled_order(stack: Stack) -> None:
 
 def test_J2_trade_correct_changes_quantity_and_price(stack: Stack) -> None:
     c1 = stack.client()
-    cl = rest_ibm(c1, 1000)
+    cl = rest_ibm(c1, 1000, stack=stack)
     venue = sim(stack)
     venue.house_order("IBM", Side.SELL, Decimal("150.00"), 400)
     fill = c1.wait_report(cl, status=PARTIAL)

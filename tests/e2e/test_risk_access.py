@@ -81,9 +81,11 @@ def test_max_order_notional(rstack: Stack, client: FixClient) -> None:
 
 
 def test_price_collar(rstack: Stack, client: FixClient) -> None:
-    accepted(order(client, "R-COL", 100, "164.99"))
-    accepted(order(client, "R-COL", 101, "165.00"))
-    refused(order(client, "R-COL", 102, "165.01"), "3", "collar")
+    # AAPL is traded by no other test here: its reference is the NBBO mid 190.00 (189.99 / 190.01)
+    assert rstack.app.engine.reference_price("AAPL") == Decimal("190.00")  # type: ignore[attr-defined]
+    accepted(order(client, "R-COL", 100, "208.99", symbol="AAPL"))
+    accepted(order(client, "R-COL", 101, "209.00", symbol="AAPL"))
+    refused(order(client, "R-COL", 102, "209.01", symbol="AAPL"), "3", "collar 10%", "209.01", "190")
 
 
 def test_market_orders_and_price_bounds(rstack: Stack, client: FixClient) -> None:
