@@ -392,3 +392,39 @@ def test_restart_reconciles_children_with_the_venue(stack: Stack) -> None:
     assert "unknown at VENUE-B" in gone[codec.TEXT]
     fills = [m for m in c1.reports_for(filled) if m[codec.EXEC_TYPE] == TRADE]
     assert sum(int(m[codec.LAST_QTY]) for m in fills) == 300  # exactly once, though QuickFIX also resent it
+
+
+def test_H1_gtc_order_outlives_the_day_and_a_restart(stack: Stack) -> None:
+    c1 = stack.client()
+    gtc = c1.new_order("IBM", "1", 400, price="150.00", tif="1")
+    c1.wait_report(gtc, status=NEW)
+    day = rest_ibm(c1, 100, "148.50")
+    stack.app.jobs.run_now("expire_day")  # type: ignore[attr-defined]
+    c1.wait_report(day, status=EXPIRED)
+    stack.stop_engine()  # overnight
+    stack.start_engine()
+    assert c1.app.logon_event.wait(15)
+    c1.status(gtc, "IBM", "1")
+    st = c1.wait_report(gtc, exec_type=STATUS)
+    assert (st[codec.ORD_STATUS], st[codec.LEAVES_QTY], st[codec.TIF]) == (NEW, "400", "1")
+    sim(stack).house_order("IBM", Side.SELL, Decimal("150.00"), 400)  # still working at the venue
+    c1.wait_report(gtc, status=FILLED)
+
+
+def test_K1_trading_halt_refuses_new_orders_and_keeps_working_ones(stack: Stack) -> None:
+    import queue as _q
+
+    c1 = stack.client()
+    working = rest_ibm(c1, 100, "149.00")
+    answers: _q.Queue[object] = _q.Queue()
+    eng = stack.app.engine  # type: ignore[attr-defined]
+    eng.submit(c.SetTradingState("firm", "HALTED", "ops", "market halt", reply=answers.put))
+    assert answers.get(timeout=10)[:2] == ("ACTIVE", "HALTED")  # type: ignore[index]
+    refused = c1.new_order("IBM", "1", 100, price="148.00")
+    rej = c1.wait_report(refused, status=REJECTED)
+    assert rej[codec.ORD_REJ_REASON] == "99"
+    assert seq(c1, working)[-1][1] == NEW  # the working order is untouched
+    eng.submit(c.SetTradingState("firm", "ACTIVE", "ops", "halt lifted", reply=answers.put))
+    answers.get(timeout=10)
+    again = c1.new_order("IBM", "1", 100, price="148.00")
+    c1.wait_report(again, status=NEW)
