@@ -10,6 +10,7 @@ from fix_engine import settings as fix_settings
 from fix_engine.client_gateway import ClientGateway
 from fix_engine.logs import SessionLogFactory
 from fix_engine.quickfix_import import fix
+from fixoms.admin import AdminError, AdminServer, socket_path
 from fixoms.config import Config
 from fixoms.jobs import Jobs
 from oms.access import Authenticator
@@ -79,6 +80,13 @@ class EngineApp:
             self.initiator.start()
         self.acceptor.start()
         self.jobs.start()
+        # Operators last: everything they can act on is running.
+        self.admin: AdminServer | None = AdminServer(self, socket_path(self.config))
+        try:
+            self.admin.start()
+        except (AdminError, OSError) as exc:
+            log.error("admin socket not started, operators cannot reach this engine: %s", exc)
+            self.admin = None
 
     def wait_venues(self, timeout: float = 10.0) -> bool:
         want = set(self.engine.venues)
@@ -90,6 +98,9 @@ class EngineApp:
         return False
 
     def stop(self) -> None:
+        if getattr(self, "admin", None) is not None:
+            self.admin.stop()  # type: ignore[union-attr]
+            self.admin = None
         self.jobs.stop()
         self.gateway.stopping = True
         self.acceptor.stop()

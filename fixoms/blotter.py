@@ -1,15 +1,20 @@
-"""Read models for operators: the blotter and one order's story, straight from the journal's projections."""
+"""Read models for operators, straight from the journal: the blotter, one order's story, positions and
+P&L, the audit trail."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, date, tzinfo
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine as SAEngine
 
+from oms.audit import Verification, verify
 from oms.enums import OrdStatus, Side, reported_status
-from oms.journal import children_t, events_t, orders_t
+from oms.journal import audit_instances, audit_tail, children_t, events_t, executions, iter_audit, orders_t
+from oms.positions import Book, Fill, SettlementCalendar, Trade, compute, fmt_price, fmt_qty
 
 OPEN_STATUSES = [s.value for s in (OrdStatus.PENDING_NEW, OrdStatus.NEW, OrdStatus.PARTIALLY_FILLED)]
 
@@ -82,3 +87,35 @@ def show_order(engine: SAEngine, order_id: str) -> dict[str, Any] | None:
             for e in conn.execute(select(events_t).where(events_t.c.order_id == order_id).order_by(events_t.c.seq))
         ]
         return out
+
+
+# --- positions and P&L -----------------------------------------------------------------------------------
+def positions_report(engine: SAEngine, *, account: str | None = None, symbol: str | None = None,
+                     marks: dict[str, Decimal] | None = None, calendar: SettlementCalendar | None = None,
+                     tz: tzinfo = UTC, as_of: date | None = None) -> Book:
+    """Positions per account and symbol from the journal's executions (see oms.positions)."""
+    fills = [Fill(r.exec_id, r.account, r.symbol, r.side, r.last_qty, r.last_px, r.ts, r.status)
+             for r in executions(engine, account=account, symbol=symbol)]
+    return compute(fills, marks, calendar=calendar, tz=tz, as_of=as_of)
+
+
+def trade_dict(t: Trade) -> dict[str, Any]:
+    return {"exec_id": t.exec_id, "account": t.account, "symbol": t.symbol, "side": t.side, "qty": fmt_qty(t.qty),
+            "px": fmt_price(t.px), "ts": t.ts.isoformat(), "trade_date": t.trade_date.isoformat(),
+            "settle_date": t.settle_date.isoformat(), "status": t.status}
+
+
+# --- audit ---------------------------------------------------------------------------------------------------
+def verify_audit(engine: SAEngine, instance: str | None = None) -> dict[str, Verification]:
+    """Walk each instance's hash chain (or one instance's) and report where it first breaks."""
+    instances = [instance] if instance else audit_instances(engine)
+    return {name: verify(iter_audit(engine, name)) for name in instances}
+
+
+def audit_rows(engine: SAEngine, instance: str, limit: int = 20, kind: str | None = None) -> list[dict[str, Any]]:
+    out = []
+    for r in audit_tail(engine, instance, limit, kind):
+        d = r.as_dict()
+        d["summary"] = json.loads(r.summary)
+        out.append(d)
+    return out

@@ -1,5 +1,9 @@
 """The `fixoms` command line. Read commands print tables (or `--json`); errors are one line and a
-non-zero exit code, never a traceback (set FIXOMS_DEBUG=1 to see one)."""
+non-zero exit code, never a traceback (set FIXOMS_DEBUG=1 to see one).
+
+Commands that act on a running engine go through its admin socket (fixoms.admin), which audits them
+with the caller's OS user; they ask for confirmation unless `--yes` and print before -> after. Read
+commands that only need the journal (orders, positions, audit) read the database directly."""
 
 from __future__ import annotations
 
@@ -17,13 +21,15 @@ from rich.console import Console
 
 from fixoms import config as config_mod
 
-console = Console()
-err = Console(stderr=True)
+# soft_wrap: a line is never broken to fit the terminal (errors stay one line; paths stay greppable).
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class Ctx:
-    def __init__(self, config_path: str | None) -> None:
+    def __init__(self, config_path: str | None, admin_socket: str | None = None) -> None:
         self.config_path = config_path
+        self.admin_socket = admin_socket
         self._config: config_mod.Config | None = None
 
     @property
@@ -34,6 +40,21 @@ class Ctx:
             except config_mod.ConfigError as exc:
                 raise click.ClickException(str(exc)) from None
         return self._config
+
+    @property
+    def socket(self) -> Path:
+        from fixoms.admin import socket_path
+
+        return Path(self.admin_socket) if self.admin_socket else socket_path(self.config)
+
+    def call(self, action: str, **args: Any) -> Any:
+        """One admin request to the running engine; its refusal becomes a one-line error."""
+        from fixoms.admin import AdminClient, AdminError
+
+        try:
+            return AdminClient(self.socket).call(action, **args)
+        except AdminError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 def _setup_logging(level: str) -> None:
@@ -56,11 +77,13 @@ def _wait_for_signal() -> None:
               help="fixoms.toml (default: ./fixoms.toml)")
 @click.option("--log-level", default="WARNING", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--admin-socket", type=click.Path(dir_okay=False),
+              help="the running engine's admin socket (default: [engine] admin_socket, or FIXOMS_ADMIN_SOCKET)")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, log_level: str) -> None:
+def cli(ctx: click.Context, config_path: str | None, log_level: str, admin_socket: str | None) -> None:
     """fixoms: a broker's FIX order management engine."""
     _setup_logging(log_level)
-    ctx.obj = Ctx(config_path)
+    ctx.obj = Ctx(config_path, admin_socket)
 
 
 @cli.command("init-db")
@@ -85,14 +108,21 @@ def init_db(obj: Ctx, url: str | None) -> None:
 @click.pass_obj
 def run(obj: Ctx) -> None:
     """Run the engine: client acceptor, venue initiators, engine thread. Stops on SIGINT/SIGTERM."""
+    from fixoms.admin import SOCKET_ENV
     from fixoms.app import EngineApp
 
     cfg = obj.config
+    if obj.admin_socket:
+        os.environ[SOCKET_ENV] = obj.admin_socket  # this process is the engine: serve where we were told
     if cfg.database_url.startswith("sqlite:///"):
         Path(cfg.database_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     app = EngineApp(cfg)
     app.start()
     console.print(f"fixoms {cfg.instance} running (journal {cfg.database_url}); Ctrl-C to stop")
+    if app.admin is None:
+        err.print("warning: the admin socket did not start (see the log): operators cannot reach this engine")
+    else:
+        console.print(f"admin socket {app.admin.path}")
     try:
         _wait_for_signal()
     finally:
@@ -198,6 +228,620 @@ def orders_show(obj: Ctx, order_id: str, as_json: bool) -> None:
         payload = {k: v for k, v in e["payload"].items() if k != "order_id"}
         t.add_row(str(e["seq"]), e["ts"], e["kind"], json.dumps(payload))
     console.print(t)
+
+
+# --- shared options and helpers -----------------------------------------------------------------------
+def _yes(f: Any) -> Any:
+    return click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation")(f)
+
+
+def _json(f: Any) -> Any:
+    return click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")(f)
+
+
+def _confirm(yes: bool, question: str) -> None:
+    if not yes:
+        click.confirm(question, abort=True)
+
+
+def _table(title: str, columns: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for col in columns:
+        t.add_column(col)
+    for r in rows:
+        t.add_row(*(_cell(r.get(col)) for col in columns))
+    return t
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _change(label: str, before: dict[str, Any], after: dict[str, Any], keys: tuple[str, ...]) -> str:
+    parts = [f"{k} {_cell(before.get(k))} -> {_cell(after.get(k))}" for k in keys]
+    return f"{label}: " + "; ".join(parts)
+
+
+# --- sessions ----------------------------------------------------------------------------------------
+SESSION_COLUMNS = ("id", "role", "enabled", "state", "next_sender_seq", "next_target_seq", "remote", "heartbeat")
+SESSION_CHANGE = ("enabled", "state", "next_sender_seq", "next_target_seq")
+
+
+@cli.group()
+def sessions() -> None:
+    """FIX sessions of the running engine: clients (we accept) and venues (we initiate)."""
+
+
+@sessions.command("list")
+@_json
+@click.pass_obj
+def sessions_list(obj: Ctx, as_json: bool) -> None:
+    """Every session: role, enabled, state, next sequence numbers, remote address, heartbeat."""
+    rows = obj.call("sessions.list")
+    if as_json:
+        _print_json(rows)
+    else:
+        console.print(_table(f"{len(rows)} sessions", SESSION_COLUMNS, rows))
+
+
+@sessions.command("show")
+@click.argument("session_id")
+@_json
+@click.pass_obj
+def sessions_show(obj: Ctx, session_id: str, as_json: bool) -> None:
+    """One session in detail: its settings and, for a client, its credential (never the password)."""
+    data = obj.call("sessions.show", id=session_id)
+    if as_json:
+        _print_json(data)
+        return
+    for key, value in data.items():
+        if key == "settings":
+            continue
+        if key == "credential":
+            value = ("none" if value is None else
+                     f"username {value['username']}, addresses {','.join(value['allowed_addresses']) or 'any'}")
+        console.print(f"{key:>20}: {_cell(value)}", highlight=False)
+    for key, value in sorted(data.get("settings", {}).items()):
+        console.print(f"{key:>20}: {value}", highlight=False)
+
+
+def _session_summary(obj: Ctx, session_id: str) -> str:
+    s = obj.call("sessions.show", id=session_id)
+    return (f"{s['id']} ({s['role']}, {'enabled' if s['enabled'] else 'disabled'}, {s['state']}, "
+            f"next seq {s['next_sender_seq']}/{s['next_target_seq']})")
+
+
+@sessions.command("enable")
+@click.argument("session_id")
+@_yes
+@click.pass_obj
+def sessions_enable(obj: Ctx, session_id: str, yes: bool) -> None:
+    """Allow a session to log on again (a venue session reconnects)."""
+    if not yes:
+        _confirm(yes, f"enable session {_session_summary(obj, session_id)}?")
+    r = obj.call("sessions.enable", id=session_id)
+    console.print(_change(f"session {session_id}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
+
+
+@sessions.command("disable")
+@click.argument("session_id")
+@click.option("--reason", default="disabled by operator", show_default=True, help="Text(58) of the Logout")
+@_yes
+@click.pass_obj
+def sessions_disable(obj: Ctx, session_id: str, reason: str, yes: bool) -> None:
+    """Log a session out with a reason; it stays down (logons refused) until `sessions enable`."""
+    if not yes:
+        _confirm(yes, f"log out and disable session {_session_summary(obj, session_id)}?")
+    r = obj.call("sessions.disable", id=session_id, reason=reason)
+    console.print(_change(f"session {session_id}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
+    console.print(f"it stays down until `fixoms sessions enable {session_id}` (or an engine restart)")
+
+
+@sessions.command("reset")
+@click.argument("session_id")
+@_yes
+@click.pass_obj
+def sessions_reset(obj: Ctx, session_id: str, yes: bool) -> None:
+    """Reset a session's sequence numbers to 1/1 (logs it out; the counterparty must reset too)."""
+    if not yes:
+        _confirm(yes, f"reset {_session_summary(obj, session_id)} to sequence numbers 1/1? It is logged out "
+                      f"and the counterparty must reset as well")
+    r = obj.call("sessions.reset", id=session_id)
+    console.print(_change(f"session {session_id}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
+
+
+@sessions.command("seqnum")
+@click.argument("session_id")
+@click.option("--sender", type=click.IntRange(min=1), help="next MsgSeqNum we send")
+@click.option("--target", type=click.IntRange(min=1), help="next MsgSeqNum we expect")
+@click.option("--force", is_flag=True, help="allow lowering the target and changing a logged-on session")
+@_yes
+@click.pass_obj
+def sessions_seqnum(obj: Ctx, session_id: str, sender: int | None, target: int | None, force: bool,
+                    yes: bool) -> None:
+    """Set a session's next sender and/or target sequence number."""
+    if sender is None and target is None:
+        raise click.UsageError("give --sender N and/or --target N")
+    if not yes:
+        want = ", ".join(f"{k} {v}" for k, v in (("sender", sender), ("target", target)) if v is not None)
+        _confirm(yes, f"set {_session_summary(obj, session_id)} to {want}?")
+    r = obj.call("sessions.seqnum", id=session_id, sender=sender, target=target, force=force)
+    console.print(_change(f"session {session_id}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
+
+
+def _configured_sessions(cfg: config_mod.Config) -> dict[str, Any]:
+    """sessions.cfg's sessions by CompID, read without touching the configured var folder."""
+    import tempfile
+
+    from fix_engine import settings as fix_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        loaded = fix_settings.load(cfg.sessions_file, fix_settings.SessionOverrides(var_dir=Path(tmp)))
+        return {s.key: s for s in fix_settings.sessions(loaded)}
+
+
+@sessions.command("password")
+@click.argument("comp_id")
+@click.option("--username", help="Username(553) the client sends (default: the CompID)")
+@click.option("--address", "addresses", default="", help="allowed source addresses, comma-separated "
+              "(required for FIX 4.2 sessions; empty: any address)")
+@click.option("--password-stdin", is_flag=True, help="read the password from the first line of stdin")
+@_yes
+@click.pass_obj
+def sessions_password(obj: Ctx, comp_id: str, username: str | None, addresses: str, password_stdin: bool,
+                      yes: bool) -> None:
+    """Set a client's logon credential (a salted scrypt hash in the journal, never the password).
+
+    Works with or without a running engine; a running engine uses it after
+    `fixoms sessions reload-credentials` (or a restart)."""
+    from fixoms.admin import AdminClient, AdminError, EngineNotRunning, current_user
+    from oms.journal import append_audit, create_schema, load_credentials, set_credential
+
+    cfg = obj.config
+    allowed = sorted({a.strip() for a in addresses.split(",") if a.strip()})
+    try:
+        known = _configured_sessions(cfg)
+    except Exception as exc:
+        err.print(f"warning: cannot read {cfg.sessions_file} to check {comp_id}: {exc}", highlight=False)
+        known = {}
+    if known:
+        info = known.get(comp_id)
+        if info is None or info.connection_type != "acceptor":
+            clients = ", ".join(sorted(k for k, s in known.items() if s.connection_type == "acceptor"))
+            raise click.ClickException(f"{comp_id} is not a client session in {cfg.sessions_file} "
+                                       f"(clients: {clients})")
+        if info.begin_string == "FIX.4.2" and not allowed:
+            err.print(f"warning: {comp_id} is a FIX 4.2 session: without --address it cannot log on "
+                      f"(FIX 4.2 has no Username/Password)", highlight=False)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt(f"password for {comp_id}", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise click.ClickException("the password is empty")
+    _confirm(yes, f"set the credential of {comp_id} (username {username or comp_id}, addresses "
+                  f"{','.join(allowed) or 'any'})?")
+    user_name = username or comp_id
+    try:
+        AdminClient(obj.socket).call("credentials.set", comp_id=comp_id, username=user_name, password=password,
+                                     addresses=allowed)
+        running = True
+    except EngineNotRunning:
+        running = False
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not running:
+        db = _db(obj)
+        create_schema(db)
+        replaced = comp_id in load_credentials(db)
+        set_credential(db, comp_id, user_name, password, frozenset(allowed), current_user())
+        append_audit(db, cfg.instance, current_user(), "admin",
+                     {"action": "credentials.set", "via": "cli", "ok": True, "comp_id": comp_id,
+                      "username": user_name, "allowed_addresses": allowed, "replaced": replaced})
+    console.print(f"credential of {comp_id} set (username {user_name}, addresses "
+                  f"{','.join(allowed) or 'any'})", highlight=False)
+    if running:
+        console.print("the running engine uses it only after `fixoms sessions reload-credentials` (or a restart)")
+    else:
+        console.print("the engine is not running: it reads the credential when it starts")
+
+
+@sessions.command("reload-credentials")
+@_yes
+@click.pass_obj
+def sessions_reload_credentials(obj: Ctx, yes: bool) -> None:
+    """Make the running engine use the credentials now in the journal (for the next logons)."""
+    obj.call("ping")
+    _confirm(yes, "reload logon credentials from the journal?")
+    r = obj.call("credentials.reload")
+    console.print(f"credentials: {r['before']} -> {r['after']} (added {','.join(r['added']) or 'none'}; "
+                  f"changed {','.join(r['changed']) or 'none'}; removed {','.join(r['removed']) or 'none'})",
+                  highlight=False)
+
+
+# --- orders: operator cancels ----------------------------------------------------------------------------
+@orders.command("cancel")
+@click.argument("order_id")
+@click.option("--reason", default="canceled by operator", show_default=True)
+@_yes
+@click.pass_obj
+def orders_cancel(obj: Ctx, order_id: str, reason: str, yes: bool) -> None:
+    """Cancel one order as if its client had asked (the client gets the cancel, with the reason)."""
+    from fixoms.blotter import show_order
+
+    if not yes:
+        obj.call("ping")
+        o = show_order(_db(obj), order_id)
+        if o is None:
+            raise click.ClickException(f"no order {order_id}")
+        _confirm(yes, f"cancel {order_id} ({o['session']} {o['account']} {o['side']} {o['order_qty']} {o['symbol']}"
+                      f"{' @ ' + o['price'] if o['price'] else ''}, {o['status']}, filled {o['cum_qty']})?")
+    r = obj.call("orders.cancel", order_id=order_id, reason=reason)
+    console.print(f"order {order_id}: {r['before']} -> {r['after']} ({reason})", highlight=False)
+
+
+@orders.command("cancel-all")
+@click.option("--account")
+@click.option("--symbol")
+@click.option("--session")
+@click.option("--reason", default="canceled by operator", show_default=True)
+@_yes
+@click.pass_obj
+def orders_cancel_all(obj: Ctx, account: str | None, symbol: str | None, session: str | None, reason: str,
+                      yes: bool) -> None:
+    """Cancel every open order in an explicit scope (--account, --symbol and/or --session; they combine)."""
+    from fixoms.blotter import list_orders
+
+    if not (account or symbol or session):
+        raise click.UsageError("cancel-all needs an explicit scope: --account, --symbol and/or --session")
+    scope = ", ".join(f"{k} {v}" for k, v in (("account", account), ("symbol", symbol), ("session", session)) if v)
+    if not yes:
+        obj.call("ping")
+        n = len(list_orders(_db(obj), open_only=True, account=account, symbol=symbol, session=session))
+        _confirm(yes, f"cancel the {n} open orders of {scope}?")
+    r = obj.call("orders.cancel_all", account=account, symbol=symbol, session=session, reason=reason)
+    if r["orders"]:
+        console.print(_table(f"{r['count']} orders of {scope}", ("order_id", "before", "after"), r["orders"]))
+    console.print(f"{r['count']} open orders of {scope}: cancel requested ({reason})", highlight=False)
+
+
+# --- risk ------------------------------------------------------------------------------------------------
+@cli.group()
+def risk() -> None:
+    """Pre-trade risk of the running engine: limits, trading states (kill switch), exposure."""
+
+
+@risk.command("show")
+@_json
+@click.pass_obj
+def risk_show(obj: Ctx, as_json: bool) -> None:
+    """Trading states, limits and exposure per account."""
+    snap = obj.call("risk.show")
+    if as_json:
+        _print_json(snap)
+        return
+    firm = snap["firm"]
+    console.print(f"firm: {firm['state']}; restricted {','.join(firm['restricted']) or 'none'}; submit rate "
+                  f"{firm['session_submit_rate']}/s, modify rate {firm['session_modify_rate']}/s, duplicate "
+                  f"window {firm['duplicate_window']}s", highlight=False)
+    if snap["states"]:
+        console.print(_table("trading states (not ACTIVE)", ("scope", "state", "who", "reason"), snap["states"]))
+    limit_cols = ("max_order_qty", "max_order_notional", "credit_limit", "max_position", "max_open_orders",
+                  "price_collar")
+    rows = [{"account": "(defaults)", "state": "", **snap["defaults"]}]
+    for name, acct in snap["accounts"].items():
+        rows.append({"account": name, "state": acct["state"], **acct["limits"], **acct["exposure"]})
+    console.print(_table("accounts", ("account", "state", *limit_cols, "open_notional", "filled_notional",
+                                      "gross_position"), rows))
+
+
+@risk.command("set")
+@click.argument("account")
+@click.argument("name")
+@click.argument("value")
+@_yes
+@click.pass_obj
+def risk_set(obj: Ctx, account: str, name: str, value: str, yes: bool) -> None:
+    """Change one limit of ACCOUNT ('*' for the firm / defaults), e.g. `risk set ACC-1 max_order_qty 5000`."""
+    if not yes:
+        obj.call("ping")
+        _confirm(yes, f"set {name} of {account} to {value}?")
+    r = obj.call("risk.set", account=account, name=name, value=value)
+    console.print(f"{account} {name}: {r['before']} -> {r['after']}", highlight=False)
+
+
+def _trading_state(obj: Ctx, state: str, scope: str, reason: str, cancel_open: bool, yes: bool) -> None:
+    if not yes:
+        obj.call("ping")
+        extra = " and cancel its open orders" if cancel_open else ""
+        _confirm(yes, f"set {scope} to {state}{extra} (reason: {reason})?")
+    r = obj.call("risk.state", scope=scope, state=state, reason=reason, cancel_open=cancel_open)
+    tail = f"; {r['canceled']} open orders canceled" if cancel_open else ""
+    console.print(f"{r['scope']}: {r['before']} -> {r['after']} ({reason}){tail}", highlight=False)
+
+
+_SCOPE_HELP = "firm, account:ACCOUNT or session:COMPID"
+
+
+@risk.command("halt")
+@click.option("--scope", required=True, help=_SCOPE_HELP)
+@click.option("--reason", required=True)
+@click.option("--cancel-open", is_flag=True, help="also cancel the scope's open orders")
+@_yes
+@click.pass_obj
+def risk_halt(obj: Ctx, scope: str, reason: str, cancel_open: bool, yes: bool) -> None:
+    """Kill switch: refuse new orders and risk-adding replaces in the scope (cancels still pass)."""
+    _trading_state(obj, "HALTED", scope, reason, cancel_open, yes)
+
+
+@risk.command("reduce")
+@click.option("--scope", required=True, help=_SCOPE_HELP)
+@click.option("--reason", required=True)
+@_yes
+@click.pass_obj
+def risk_reduce(obj: Ctx, scope: str, reason: str, yes: bool) -> None:
+    """Reduce-only: accept only orders that bring positions towards flat."""
+    _trading_state(obj, "REDUCING", scope, reason, False, yes)
+
+
+@risk.command("resume")
+@click.option("--scope", required=True, help=_SCOPE_HELP)
+@click.option("--reason", required=True)
+@_yes
+@click.pass_obj
+def risk_resume(obj: Ctx, scope: str, reason: str, yes: bool) -> None:
+    """Back to ACTIVE."""
+    _trading_state(obj, "ACTIVE", scope, reason, False, yes)
+
+
+# --- positions -------------------------------------------------------------------------------------------
+def _settlement(cfg: config_mod.Config) -> Any:
+    import tomllib
+
+    from oms.positions import SettlementCalendar
+
+    section: dict[str, Any] = {}
+    if cfg.source is not None and Path(cfg.source).exists():
+        section = tomllib.loads(Path(cfg.source).read_text()).get("settlement", {})
+    try:
+        return SettlementCalendar.from_config(section)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _marks(values: tuple[str, ...]) -> dict[str, Any]:
+    from decimal import Decimal, InvalidOperation
+
+    out: dict[str, Decimal] = {}
+    for v in values:
+        symbol, _, px = v.partition("=")
+        try:
+            price = Decimal(px)
+            if not symbol or not price.is_finite() or price <= 0:
+                raise InvalidOperation
+        except InvalidOperation:
+            raise click.BadParameter(f"{v!r}: expected SYMBOL=PRICE, e.g. IBM=151.25", param_hint="--mark") from None
+        out[symbol.strip()] = price
+    return out
+
+
+POSITION_COLUMNS = ("account", "symbol", "qty", "avg_cost", "mark", "realized", "unrealized", "total", "unsettled")
+
+
+@cli.command()
+@click.option("--account")
+@click.option("--symbol")
+@click.option("--mark", "mark_values", multiple=True, metavar="SYMBOL=PRICE",
+              help="mark price (default: the symbol's last fill); repeatable")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="date for the unsettled quantity (default: today in [schedule] timezone)")
+@click.option("--trades", "show_trades", is_flag=True, help="also list each trade with its settlement date")
+@_json
+@click.pass_obj
+def positions(obj: Ctx, account: str | None, symbol: str | None, mark_values: tuple[str, ...], as_of: Any,
+              show_trades: bool, as_json: bool) -> None:
+    """Positions and P&L per account and symbol, from the journal's executions (busts excluded)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from fixoms.blotter import positions_report, trade_dict
+    from oms.positions import fmt_money
+
+    cfg = obj.config
+    tz = ZoneInfo(cfg.timezone)
+    day = as_of.date() if as_of is not None else datetime.now(tz).date()
+    book = positions_report(_db(obj), account=account, symbol=symbol, marks=_marks(mark_values),
+                            calendar=_settlement(cfg), tz=tz, as_of=day)
+    rows = [p.as_dict() for p in book.positions]
+    totals = {k: fmt_money(v) for k, v in book.totals().items()}
+    if as_json:
+        data: dict[str, Any] = {"as_of": day.isoformat(), "positions": rows, "totals": totals}
+        if show_trades:
+            data["trades"] = [trade_dict(t) for t in book.trades]
+        _print_json(data)
+        return
+    console.print(_table(f"positions as of {day.isoformat()}", POSITION_COLUMNS, rows))
+    console.print(f"realized {totals['realized']}, unrealized {totals['unrealized']}", highlight=False)
+    if show_trades:
+        console.print(_table("trades", ("exec_id", "account", "symbol", "side", "qty", "px", "trade_date",
+                                        "settle_date", "status"), [trade_dict(t) for t in book.trades]))
+
+
+# --- jobs ------------------------------------------------------------------------------------------------
+@cli.group()
+def jobs() -> None:
+    """Scheduled jobs of the running engine."""
+
+
+@jobs.command("list")
+@_json
+@click.pass_obj
+def jobs_list(obj: Ctx, as_json: bool) -> None:
+    """Jobs with their next run time and trigger."""
+    rows = obj.call("jobs.list")
+    if as_json:
+        _print_json(rows)
+    else:
+        console.print(_table(f"{len(rows)} jobs", ("id", "name", "next_run", "trigger"), rows))
+
+
+@jobs.command("run")
+@click.argument("name")
+@_yes
+@click.pass_obj
+def jobs_run(obj: Ctx, name: str, yes: bool) -> None:
+    """Run a job now (expire_day expires every working DAY order)."""
+    if not yes:
+        obj.call("ping")
+        _confirm(yes, f"run job {name} now?")
+    r = obj.call("jobs.run", name=name)
+    console.print(f"job {name} ran: open orders {r['open_orders_before']} -> {r['open_orders_after']}",
+                  highlight=False)
+
+
+# --- audit -----------------------------------------------------------------------------------------------
+@cli.group()
+def audit() -> None:
+    """The tamper-evident audit trail (hash chain) in the journal."""
+
+
+@audit.command("verify")
+@click.option("--instance", help="one engine instance (default: every instance in the journal)")
+@_json
+@click.pass_obj
+def audit_verify(obj: Ctx, instance: str | None, as_json: bool) -> None:
+    """Recompute the hash chain; report the first broken link (exit 1) or that it is intact."""
+    from fixoms.blotter import verify_audit
+
+    results = verify_audit(_db(obj), instance)
+    if as_json:
+        _print_json([{"instance": name, "rows": v.rows, "intact": v.intact, "last_seq": v.last_seq,
+                      "last_hash": v.last_hash,
+                      "broken": {"seq": v.broken.seq, "reason": v.broken.reason} if v.broken else None}
+                     for name, v in results.items()])
+    broken = [(name, v) for name, v in results.items() if not v.intact]
+    if not as_json:
+        for name, v in results.items():
+            if v.intact:
+                console.print(f"{name}: {v.rows} rows, chain intact (last hash {v.last_hash[:16]})", highlight=False)
+        if not results:
+            console.print("0 rows, chain intact (no audit rows yet)")
+    if broken:
+        name, v = broken[0]
+        assert v.broken is not None
+        raise click.ClickException(f"{name}: chain broken at row {v.broken.seq}: {v.broken.reason} "
+                                   f"({v.rows} rows verified before it)")
+
+
+@audit.command("list")
+@click.option("--instance", help="engine instance (default: [engine] instance)")
+@click.option("--kind", type=click.Choice(["inbound", "outbound", "admin"]))
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100_000))
+@_json
+@click.pass_obj
+def audit_list(obj: Ctx, instance: str | None, kind: str | None, limit: int, as_json: bool) -> None:
+    """The last audit rows, oldest first."""
+    from fixoms.blotter import audit_rows
+
+    rows = audit_rows(_db(obj), instance or obj.config.instance, limit, kind)
+    if as_json:
+        _print_json(rows)
+        return
+    for r in rows:
+        r["summary"] = json.dumps(r["summary"], separators=(",", ":"))
+        r["hash"] = r["hash"][:12]
+    console.print(_table(f"last {len(rows)} audit rows", ("seq", "ts", "who", "kind", "summary", "hash"), rows))
+
+
+# --- config ----------------------------------------------------------------------------------------------
+@cli.group("config")
+def config_group() -> None:
+    """The configuration files."""
+
+
+@config_group.command("check")
+@click.option("--connect", is_flag=True, help="also connect to the database")
+@_json
+@click.pass_obj
+def config_check(obj: Ctx, connect: bool, as_json: bool) -> None:
+    """Validate fixoms.toml and sessions.cfg without starting anything (exit 1 on an error)."""
+    checks = _config_checks(obj, connect)
+    if as_json:
+        _print_json(checks)
+    else:
+        console.print(_table("config check", ("check", "result", "detail"), checks))
+    failed = [c for c in checks if c["result"] == "FAIL"]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(checks)} checks failed: "
+                                   + "; ".join(f"{c['check']}: {c['detail']}" for c in failed))
+    if not as_json:
+        console.print(f"{len(checks)} checks passed" + (f" ({sum(c['result'] == 'WARN' for c in checks)} warnings)"
+                                                         if any(c["result"] == "WARN" for c in checks) else ""))
+
+
+def _config_checks(obj: Ctx, connect: bool) -> list[dict[str, str]]:
+    from fixoms.admin import MAX_SOCKET_PATH
+
+    out: list[dict[str, str]] = []
+
+    def add(check: str, ok: bool | None, detail: str) -> None:
+        out.append({"check": check, "result": "OK" if ok else ("WARN" if ok is None else "FAIL"), "detail": detail})
+
+    try:
+        cfg = config_mod.load(obj.config_path)
+    except config_mod.ConfigError as exc:
+        add("fixoms.toml", False, str(exc))
+        return out
+    add("fixoms.toml", True, str(cfg.source or "built-in defaults (no fixoms.toml)"))
+    try:
+        calendar = _settlement(cfg)
+        add("settlement", True, f"T+{calendar.cycle_days}, {len(calendar.holidays)} holidays")
+    except click.ClickException as exc:
+        add("settlement", False, exc.message)
+    try:
+        from oms.journal import make_engine
+
+        db = make_engine(cfg.database_url)
+        if connect:
+            with db.connect():
+                pass
+        add("database", True, cfg.database_url + (" (connected)" if connect else ""))
+    except Exception as exc:
+        add("database", False, f"{cfg.database_url}: {exc.__class__.__name__}: {exc}")
+    sock = obj.socket
+    add("admin socket", len(os.fsencode(sock)) <= MAX_SOCKET_PATH,
+        f"{sock}" if len(os.fsencode(sock)) <= MAX_SOCKET_PATH else f"{sock} is longer than {MAX_SOCKET_PATH} bytes")
+    try:
+        known = _configured_sessions(cfg)
+    except Exception as exc:
+        add("sessions.cfg", False, f"{cfg.sessions_file}: {exc}")
+        return out
+    clients = {k for k, s in known.items() if s.connection_type == "acceptor"}
+    venues = {k for k, s in known.items() if s.connection_type == "initiator"}
+    add("sessions.cfg", True, f"{cfg.sessions_file}: {len(clients)} client and {len(venues)} venue sessions")
+    for key, s in sorted(known.items()):
+        if s.connection_type == "acceptor" and "SocketAcceptPort" not in s.settings:
+            add(f"session {key}", False, "acceptor session without SocketAcceptPort")
+        if s.connection_type == "initiator" and not {"SocketConnectHost", "SocketConnectPort"} <= set(s.settings):
+            add(f"session {key}", False, "initiator session without SocketConnectHost/SocketConnectPort")
+    missing = sorted({v for v in cfg.symbols.values() if v not in venues})
+    add("symbols", not missing, f"{len(cfg.symbols)} symbols" if not missing else
+        f"routed to venues with no initiator session: {', '.join(missing)}")
+    for what, names in (("accounts", set(cfg.accounts)), ("cancel_on_disconnect", cfg.cancel_on_disconnect)):
+        unknown = sorted(names - clients)
+        add(what, None if unknown else True,
+            f"not client sessions in sessions.cfg: {', '.join(unknown)}" if unknown else f"{len(names)} sessions")
+    if not cfg.require_auth:
+        add("access", None, "require_auth = false: clients without a credential may log on")
+    return out
 
 
 def main() -> None:

@@ -74,7 +74,8 @@ def run_demo(config: Config, console: Console, keep: bool = False) -> int:
         SimulatorServer(v.name, venue_ports[v.name], workdir / "venues" / v.name, v.seed, prices or None)
         for v in config.sim_venues
     ]
-    cfg = replace(config, database_url=f"sqlite:///{workdir / 'demo.db'}", var_dir=workdir / "engine")
+    cfg = replace(config, database_url=f"sqlite:///{workdir / 'demo.db'}", var_dir=workdir / "engine",
+                  admin_socket=workdir / "admin.sock")
     from oms.journal import create_schema, make_engine, set_credential
 
     db = make_engine(cfg.database_url)

@@ -204,6 +204,15 @@ class SetRiskLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class EngineCall:
+    """Run `fn` on the engine thread, after everything submitted before it; `reply` gets its result (or
+    the exception it raised) once the batch is committed. How the admin socket reads order state."""
+
+    fn: Any
+    reply: Any
+
+
+@dataclass(frozen=True, slots=True)
 class AdminCancel:
     """An operator cancel of one order (by OrderID), as if the client had asked."""
 
@@ -233,4 +242,5 @@ Command = (
     | AdminCancel
     | SetTradingState
     | SetRiskLimit
+    | EngineCall
 )

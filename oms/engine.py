@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
 MAX_BATCH = 2000
+# How often an order's unfilled IOC children are re-routed before the rest is canceled back.
+MAX_REROUTES = 20
 _STOP = object()
 
 
@@ -109,6 +111,7 @@ class Engine:
         self.quotes: dict[tuple[str, str], tuple[Decimal | None, Decimal | None]] = {}
         self.risk: RiskGate | None = None
         self._resend: list[Outbound] = []
+        self._reroutes: dict[str, int] = {}
         self._seq = 0
         self._thread: threading.Thread | None = None
         self.batches = 0
@@ -199,7 +202,9 @@ class Engine:
         try:
             client_messages = [o for o in b.outbound
                                if isinstance(o, ExecutionReport | CancelReject | MassCancelReport)]
-            self.journal.commit(b.events, b.dirty.values(), client_messages)
+            # The batch's business messages in and out are audited in the same transaction.
+            self.journal.commit(b.events, b.dirty.values(), client_messages, inbound=commands,
+                                outbound=b.outbound)
         except Exception as exc:
             return self._commit_failed(commands, exc)
         self.batches += 1
@@ -722,6 +727,17 @@ class Engine:
             return
         # Nothing works at any venue and nobody asked for it: the venue ended our children.
         last = max(order.children.values(), key=lambda ch: int(ch.child_id.rsplit(".", 1)[1]), default=None)
+        if (
+            last is not None
+            and last.time_in_force in (TimeInForce.IOC, TimeInForce.FOK)
+            and order.time_in_force not in (TimeInForce.IOC, TimeInForce.FOK)
+            and not last.text.startswith("rejected")
+            and self._reroutes.get(order.order_id, 0) < MAX_REROUTES
+        ):
+            # The router's IOC child came back unfilled: re-route the rest against the refreshed book.
+            self._reroutes[order.order_id] = self._reroutes.get(order.order_id, 0) + 1
+            if self._route_residual(order, b) and order.working_child_qty > 0:
+                return
         if order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
             text = "IOC remainder canceled" if order.time_in_force is TimeInForce.IOC else "FOK not filled"
         else:
@@ -754,6 +770,13 @@ class Engine:
         log.warning("%s set %s %s -> %s (%s); %d orders canceled", cmd.user, cmd.scope, before, after, cmd.reason,
                     canceled)
         _reply(cmd.reply, b, (before, after, canceled))
+
+    def _on_call(self, cmd: c.EngineCall, b: _Batch) -> None:
+        try:
+            result = cmd.fn()
+        except Exception as exc:  # handed back to the caller, not raised in the engine
+            result = exc
+        _reply(cmd.reply, b, result)
 
     def _on_set_limit(self, cmd: c.SetRiskLimit, b: _Batch) -> None:
         if self.risk is None:
@@ -810,6 +833,7 @@ class Engine:
         c.VenueSessionDown: _on_venue_down,
         c.SetTradingState: _on_set_state,
         c.SetRiskLimit: _on_set_limit,
+        c.EngineCall: _on_call,
     }
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -36,7 +38,9 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine as SAEngine
+from sqlalchemy.exc import IntegrityError
 
+from oms import audit
 from oms import events as ev
 from oms.access import Credential, hash_password
 from oms.enums import OrdRejReason, OrdStatus, OrdType, Side, TimeInForce
@@ -165,6 +169,22 @@ credentials_t = Table(
     Column("allowed_addresses", Text, nullable=False, default=""),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("updated_by", String(64), nullable=False),
+)
+
+# The audit trail (oms.audit): one hash chain per instance. Written with each engine batch (inbound and
+# outbound business messages) and by operator actions; never updated. `ts` is ISO text and `summary`
+# canonical JSON text, so what is hashed is exactly what is stored, on every backend.
+audit_t = Table(
+    "audit",
+    metadata,
+    Column("instance", String(32), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts", String(40), nullable=False),
+    Column("who", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
 )
 
 cl_ord_ids_t = Table(
@@ -341,6 +361,10 @@ class Journal:
         self._known_orders: set[str] = set()
         self._known_children: set[str] = set()
         self._batch = 0
+        # The audit chain's head (seq, hash), read on first use; the lock keeps the engine's batches and
+        # operator rows (admin socket thread) in one chain.
+        self._audit_head: tuple[int, str] | None = None
+        self._audit_lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str, instance: str) -> Journal:
@@ -392,13 +416,17 @@ class Journal:
         self._known_children = {cid for o in state.orders.values() for cid in o.children}
         return state
 
-    def commit(self, events: list[ev.Event], dirty: Iterable[Order], client_messages: list[Any] | None = None) -> None:
+    def commit(self, events: list[ev.Event], dirty: Iterable[Order], client_messages: list[Any] | None = None,
+               inbound: Sequence[Any] = (), outbound: Sequence[Any] = ()) -> None:
         """Write a batch in one transaction. Raises on failure; nothing of the batch is then stored.
 
         `client_messages` (what this batch will send to clients) go to the outbox; committing a batch
-        marks the previous one sent, since the engine sends a batch before it commits the next."""
+        marks the previous one sent, since the engine sends a batch before it commits the next.
+        `inbound` (the batch's commands) and `outbound` (everything it will send) are audited: their
+        business messages become hash-chained audit rows (oms.audit) in the same transaction."""
         dirty = list(dirty)
-        if not events and not dirty and not client_messages:
+        audit_entries = audit.batch_entries(inbound, outbound) if inbound or outbound else []
+        if not events and not dirty and not client_messages and not audit_entries:
             return  # e.g. a batch of market data only: nothing to make durable
         now = _now()
         event_rows: list[dict[str, Any]] = []
@@ -447,7 +475,7 @@ class Journal:
             for c in o.children.values():
                 (upd_children if c.child_id in self._known_children else new_children).append(child_row(c))
         batch = self._batch + 1
-        with self.engine.begin() as conn:
+        with self._transaction(audit_entries, now) as (conn, _audit_rows):
             if self._batch:
                 conn.execute(outbox_t.update().where(outbox_t.c.instance == self.instance)
                              .where(outbox_t.c.batch == self._batch).values(sent=True))
@@ -487,6 +515,57 @@ class Journal:
         self._known_orders.update(r["order_id"] for r in new_orders)
         self._known_children.update(r["child_id"] for r in new_children)
 
+    # --- audit -------------------------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self, entries: Sequence[audit.Entry] = (),
+                     now: datetime | None = None) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
+        """A write transaction that starts by appending `entries` to the audit chain, one at a time in
+        this process. The cached head moves when the transaction commits. If another writer (a CLI
+        while no engine ran) moved the chain, the append conflicts on (instance, seq): it is retried
+        once from the database's head before anything else of the transaction has run."""
+        now = now or _now()
+        with self._audit_lock:
+            written: list[dict[str, Any]] = []
+            try:
+                with self.engine.connect() as conn:
+                    trans = conn.begin()
+                    if entries:
+                        try:
+                            self._write_audit(conn, written, entries, now)
+                        except IntegrityError:
+                            trans.rollback()
+                            written.clear()
+                            self._audit_head = None
+                            log.warning("the audit chain moved under this journal (another writer): "
+                                        "chaining from the database's head")
+                            trans = conn.begin()
+                            self._write_audit(conn, written, entries, now)
+                    with trans:  # commits when the body returns, rolls back if it raises
+                        yield conn, written
+            except BaseException:
+                self._audit_head = None
+                raise
+            if written:
+                self._audit_head = (written[-1]["seq"], written[-1]["hash"])
+
+    def _write_audit(self, conn: Any, written: list[dict[str, Any]], entries: Sequence[audit.Entry],
+                     now: datetime) -> None:
+        head = self._audit_head
+        if head is None:
+            head = self._audit_head = audit_head(conn, self.instance)
+        rows = [r.as_dict() | {"instance": self.instance} for r in audit.chain(head, entries, now)]
+        conn.execute(insert(audit_t), rows)
+        written.extend(rows)
+
+    def append_audit(self, who: str, kind: str, summary: dict[str, Any]) -> int:
+        """Add one row (an operator action) to the chain, in its own transaction; returns its seq.
+
+        Thread-safe against the engine's `commit`. While an engine runs, only its process writes the
+        chain (other processes go through its admin socket)."""
+        with self._transaction([audit.Entry(who, kind, summary)]) as (_conn, written):
+            pass
+        return int(written[-1]["seq"])
+
     def events_for(self, order_id: str) -> list[ev.Event]:
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -525,3 +604,86 @@ def set_credential(engine: SAEngine, comp_id: str, username: str, password: str,
     with engine.begin() as conn:
         conn.execute(credentials_t.delete().where(credentials_t.c.comp_id == comp_id))
         conn.execute(insert(credentials_t), [row])
+
+
+# --- read helpers for operators (CLI, admin socket) ----------------------------------------------------
+def audit_head(conn: Any, instance: str) -> tuple[int, str] | None:
+    row = conn.execute(
+        select(audit_t.c.seq, audit_t.c.hash).where(audit_t.c.instance == instance)
+        .order_by(audit_t.c.seq.desc()).limit(1)
+    ).first()
+    return (int(row.seq), str(row.hash)) if row is not None else None
+
+
+def audit_instances(engine: SAEngine) -> list[str]:
+    with engine.connect() as conn:
+        return [str(r[0]) for r in conn.execute(select(audit_t.c.instance).distinct().order_by(audit_t.c.instance))]
+
+
+def iter_audit(engine: SAEngine, instance: str, chunk: int = 5000) -> Iterator[audit.Row]:
+    """The instance's audit rows in seq order, read in chunks (the trail can be large)."""
+    last = 0
+    cols = (audit_t.c.seq, audit_t.c.ts, audit_t.c.who, audit_t.c.kind, audit_t.c.summary, audit_t.c.prev_hash,
+            audit_t.c.hash)
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(*cols).where(audit_t.c.instance == instance).where(audit_t.c.seq > last)
+                .order_by(audit_t.c.seq).limit(chunk)
+            ).all()
+        for r in rows:
+            yield audit.Row(int(r.seq), r.ts, r.who, r.kind, r.summary, r.prev_hash, r.hash)
+        if len(rows) < chunk:
+            return
+        last = int(rows[-1].seq)
+
+
+def audit_tail(engine: SAEngine, instance: str, limit: int = 20, kind: str | None = None) -> list[audit.Row]:
+    """The last `limit` rows (of one kind if given), oldest first."""
+    q = select(audit_t).where(audit_t.c.instance == instance)
+    if kind:
+        q = q.where(audit_t.c.kind == kind)
+    with engine.connect() as conn:
+        rows = conn.execute(q.order_by(audit_t.c.seq.desc()).limit(limit)).all()
+    return [audit.Row(int(r.seq), r.ts, r.who, r.kind, r.summary, r.prev_hash, r.hash) for r in reversed(rows)]
+
+
+def append_audit(engine: SAEngine, instance: str, who: str, kind: str, summary: dict[str, Any]) -> int:
+    """An audit row written by a process that runs no engine (the CLI while the engine is down)."""
+    return Journal(engine, instance).append_audit(who, kind, summary)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRow:
+    """One execution with the order it belongs to (the input of oms.positions)."""
+
+    exec_id: str
+    order_id: str
+    account: str
+    symbol: str
+    side: str
+    last_qty: Decimal
+    last_px: Decimal
+    status: str
+    ts: datetime
+
+
+def executions(engine: SAEngine, account: str | None = None, symbol: str | None = None) -> list[ExecutionRow]:
+    """Every execution (busted ones too, with their status) joined with its order, oldest first."""
+    q = (
+        select(executions_t.c.exec_id, executions_t.c.order_id, orders_t.c.account, orders_t.c.symbol,
+               orders_t.c.side, executions_t.c.last_qty, executions_t.c.last_px, executions_t.c.status,
+               executions_t.c.ts)
+        .join(orders_t, orders_t.c.order_id == executions_t.c.order_id)
+        .order_by(executions_t.c.ts, executions_t.c.exec_id)
+    )
+    if account:
+        q = q.where(orders_t.c.account == account)
+    if symbol:
+        q = q.where(orders_t.c.symbol == symbol)
+    with engine.connect() as conn:
+        return [
+            ExecutionRow(r.exec_id, r.order_id, r.account, r.symbol, r.side or "", r.last_qty, r.last_px, r.status,
+                         r.ts if r.ts.tzinfo else r.ts.replace(tzinfo=UTC))
+            for r in conn.execute(q)
+        ]

@@ -78,7 +78,8 @@ class Stack:
         from fixoms import config as cfgmod
 
         base = cfgmod.load(ROOT / "fixoms.toml")
-        return replace(base, database_url=self.db_url, var_dir=self.tmp / "engine", sessions_file=ROOT / "sessions.cfg")
+        return replace(base, database_url=self.db_url, var_dir=self.tmp / "engine", sessions_file=ROOT / "sessions.cfg",
+                       admin_socket=self.tmp / "admin.sock")
 
     def start_engine(self) -> None:
         from fix_engine.settings import SessionOverrides

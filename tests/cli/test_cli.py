@@ -198,6 +198,16 @@ def test_disable_logs_a_client_out_with_the_reason_and_it_stays_down_until_enabl
         assert c.app.logon_event.wait(10)
 
 
+def test_a_disabled_venue_stays_down_and_reconnects_when_enabled(cfg: Path) -> None:
+    out = ok(fixoms(cfg, "sessions", "disable", "VENUE-A", "--reason", "venue maintenance", "--yes"))
+    assert "session VENUE-A: enabled yes -> no; state LOGGED_ON -> DOWN" in out
+    time.sleep(2.5)  # ReconnectInterval is 1 s: it would be back by now if it tried
+    assert session(cfg, "VENUE-A")["state"] == "DOWN"
+    out = ok(fixoms(cfg, "sessions", "enable", "VENUE-A", "--yes"))
+    assert "enabled no -> yes" in out
+    wait_until(lambda: session(cfg, "VENUE-A")["state"] == "LOGGED_ON", what="VENUE-A back")
+
+
 def test_seqnum_refuses_lowering_the_target_and_logged_on_sessions_without_force(cfg: Path) -> None:
     res = fixoms(cfg, "sessions", "seqnum", "VENUE-A", "--sender", "500", "--yes")
     assert res.exit_code == 1 and "VENUE-A is logged on" in res.stderr and "--force" in res.stderr

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import delete, func, select, update
 
 from fixoms.cli import cli
@@ -71,6 +73,16 @@ def test_the_hash_is_sha256_of_prev_hash_and_the_canonical_json_of_the_row() -> 
                            sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert audit.canonical_row(row.seq, row.ts, row.who, row.kind, row.summary, row.prev_hash) == canonical
     assert row.hash == hashlib.sha256((row.prev_hash + canonical).encode()).hexdigest()
+
+
+_json_scalar = st.one_of(st.text(), st.integers(), st.booleans(), st.none())
+
+
+@given(st.dictionaries(st.text(), st.one_of(_json_scalar, st.lists(_json_scalar, max_size=3),
+                                            st.dictionaries(st.text(), _json_scalar, max_size=3)), max_size=8))
+def test_canonical_json_is_sorted_compact_json(value: dict[str, object]) -> None:
+    assert audit.canonical_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"),
+                                                     ensure_ascii=False)
 
 
 @pytest.mark.parametrize("tamper, reason", [

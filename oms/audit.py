@@ -1,0 +1,277 @@
+"""The audit trail: a hash chain of who did what, when (pure: no database, no threads).
+
+Every row is `(seq, ts, who, kind, summary, prev_hash, hash)` with
+`hash = sha256(prev_hash + canonical JSON of {kind, prev_hash, seq, summary, ts, who})`, so changing,
+inserting or deleting any row breaks the link to the next one. `kind` is `inbound` (a client request or
+a venue report the engine handled), `outbound` (a message the engine sent to a client or a venue) or
+`admin` (an operator action through the admin socket or the CLI).
+
+The journal (`oms.journal`) writes the rows of an engine batch in the batch's own transaction and
+keeps the chain head; this module only builds, hashes and verifies rows. A chain cannot show that rows
+were cut off at its end: record the last hash `verify` prints somewhere else if that matters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import operator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from oms import commands as c
+from oms.reports import (
+    CancelReject,
+    ExecutionReport,
+    MassCancelReport,
+    VenueCancel,
+    VenueNewOrder,
+    VenueStatusRequest,
+)
+
+GENESIS = "0" * 64
+KINDS = ("inbound", "outbound", "admin")
+
+# Client requests and venue reports: what the engine is asked to do by a counterparty. Operator
+# commands are audited as `admin` rows (with the before -> after) by whoever issued them; session
+# up/down, market prices and scheduled work are not business messages (what they cause is: outbound).
+INBOUND_TYPES: tuple[type, ...] = (
+    c.NewOrder, c.InvalidOrder, c.CancelOrder, c.ReplaceOrder, c.StatusRequest, c.MassCancel, c.MassStatus,
+    c.VenueReport, c.VenueCancelReject,
+)
+OUTBOUND_TYPES: tuple[type, ...] = (
+    ExecutionReport, CancelReject, MassCancelReport, VenueNewOrder, VenueCancel, VenueStatusRequest,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A row before it is chained: who, which kind, and a JSON-able summary of what."""
+
+    who: str
+    kind: str
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    seq: int
+    ts: str
+    who: str
+    kind: str
+    summary: str  # canonical JSON text, exactly as stored and hashed
+    prev_hash: str
+    hash: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "ts": self.ts, "who": self.who, "kind": self.kind, "summary": self.summary,
+                "prev_hash": self.prev_hash, "hash": self.hash}
+
+
+@dataclass(frozen=True, slots=True)
+class Broken:
+    seq: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    rows: int
+    last_seq: int
+    last_hash: str
+    broken: Broken | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.broken is None
+
+
+# --- summaries ---------------------------------------------------------------------------------------
+_PLAIN = (str, int, bool)
+
+
+def _value(v: Any) -> Any:
+    if type(v) in _PLAIN:
+        return v
+    if isinstance(v, Enum):
+        return v.value
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, datetime | date):
+        return v.isoformat()
+    if isinstance(v, str | int | float | bool) or v is None:
+        return v
+    if isinstance(v, dict):
+        return {str(k): _value(x) for k, x in v.items()}
+    if isinstance(v, list | tuple | set | frozenset):
+        return [_value(x) for x in v]
+    return str(v)
+
+
+# Per dataclass: its field names (sorted, `reply` callables left out) and one getter for all of them.
+_FIELDS: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
+
+
+def _fields_of(t: type) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
+    spec = _FIELDS.get(t)
+    if spec is None:
+        names = tuple(sorted(f.name for f in dataclasses.fields(t) if f.name != "reply"))
+        getter = operator.attrgetter(*names)
+        spec = _FIELDS[t] = (names, (lambda obj: (getter(obj),)) if len(names) == 1 else getter)
+    return spec
+
+
+def summarize(obj: Any) -> dict[str, Any]:
+    """A message or command as `{"type": ClassName, field: value, ...}`; None and empty fields left out."""
+    names, values = _fields_of(type(obj))
+    out: dict[str, Any] = {"type": type(obj).__name__}
+    for name, v in zip(names, values(obj), strict=True):
+        tv = type(v)
+        if tv is str:
+            if v:
+                out[name] = v
+        elif v is None or v is False:
+            continue
+        elif tv is int or tv is bool:
+            out[name] = v
+        else:
+            convert = _CONVERT.get(tv)
+            if convert is None:
+                convert = _CONVERT[tv] = _converter(tv)
+            out[name] = convert(v)
+    return out
+
+
+# Per value type, how it becomes JSON: decimals as exact strings, enums as their FIX value.
+_CONVERT: dict[type, Callable[[Any], Any]] = {Decimal: Decimal.__str__}
+
+
+def _converter(t: type) -> Callable[[Any], Any]:
+    if issubclass(t, Enum):
+        return lambda v: _value(v._value_)
+    return _value
+
+
+def _inbound_who(cmd: Any) -> str:
+    return str(getattr(cmd, "session", None) or getattr(cmd, "venue", None) or "?")
+
+
+def _outbound_who(msg: Any) -> str:
+    return str(getattr(msg, "session", None) or getattr(msg, "venue", None) or "?")
+
+
+def batch_entries(inbound: Iterable[Any], outbound: Iterable[Any]) -> list[Entry]:
+    """The rows an engine batch adds: its business commands in, then everything it sends out.
+
+    `who` of an inbound row is the session or venue it came from; of an outbound row, the one it goes to."""
+    entries = [Entry(_inbound_who(cmd), "inbound", summarize(cmd)) for cmd in inbound
+               if isinstance(cmd, INBOUND_TYPES)]
+    entries.extend(Entry(_outbound_who(msg), "outbound", summarize(msg)) for msg in outbound
+                   if isinstance(msg, OUTBOUND_TYPES))
+    return entries
+
+
+# --- hashing -----------------------------------------------------------------------------------------
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# The string encoder of `_ENCODER` (ensure_ascii=False), so hand-built JSON is the same text.
+_dumps_str: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 text as is: the one JSON text of a value.
+
+    Flat objects of strings, integers, booleans and nulls (every message summary) are built here
+    directly, which is several times faster than the json module's sorting encoder and gives the
+    same text; anything else goes through that encoder."""
+    if type(value) is not dict:
+        return _ENCODER.encode(value)
+    parts = []
+    if any(type(k) is not str for k in value):
+        return _ENCODER.encode(value)
+    for k in sorted(value):
+        v = value[k]
+        tv = type(v)
+        if tv is str:
+            text = _dumps_str(v)
+        elif tv is bool:
+            text = "true" if v else "false"
+        elif tv is int:
+            text = int.__repr__(v)
+        elif v is None:
+            text = "null"
+        else:
+            return _ENCODER.encode(value)
+        parts.append(f"{_dumps_str(k)}:{text}")
+    return "{" + ",".join(parts) + "}"
+
+
+def canonical_row(seq: int, ts: str, who: str, kind: str, summary: str, prev_hash: str) -> str:
+    """`canonical_json` of the row with its summary as an object, built without re-encoding the summary.
+
+    `summary` must itself be canonical JSON (as `canonical_json` makes it); the keys are in sorted order."""
+    return (f'{{"kind":{_dumps_str(kind)},"prev_hash":{_dumps_str(prev_hash)},"seq":{int(seq)},'
+            f'"summary":{summary},"ts":{_dumps_str(ts)},"who":{_dumps_str(who)}}}')
+
+
+def row_hash(prev_hash: str, seq: int, ts: str, who: str, kind: str, summary: str) -> str:
+    data = prev_hash + canonical_row(seq, ts, who, kind, summary, prev_hash)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def chain(head: tuple[int, str] | None, entries: Iterable[Entry], ts: datetime) -> list[Row]:
+    """Chain `entries` after `head` ((seq, hash) of the last row, or None for an empty trail)."""
+    seq, prev = head if head is not None else (0, GENESIS)
+    stamp = ts.isoformat(timespec="microseconds")
+    rows: list[Row] = []
+    for e in entries:
+        if e.kind not in KINDS:
+            raise ValueError(f"unknown audit kind {e.kind!r}")
+        seq += 1
+        summary = canonical_json(e.summary)
+        digest = row_hash(prev, seq, stamp, e.who, e.kind, summary)
+        rows.append(Row(seq, stamp, e.who, e.kind, summary, prev, digest))
+        prev = digest
+    return rows
+
+
+def verify(rows: Iterable[Any]) -> Verification:
+    """Walk the rows in seq order (objects with the Row attributes) and stop at the first broken link.
+
+    A row is broken when its seq does not follow the previous one (a row was deleted or inserted), its
+    prev_hash is not the previous row's hash, or its hash is not the hash of its own content."""
+    count = 0
+    last_seq = 0
+    prev = GENESIS
+    for r in rows:
+        seq = int(r.seq)
+        if seq != last_seq + 1:
+            missing = f"row {last_seq + 1} missing" if seq > last_seq + 1 else f"row {seq} out of order"
+            return Verification(count, last_seq, prev, Broken(seq, f"{missing} (found {seq} after {last_seq})"))
+        if r.prev_hash != prev:
+            return Verification(count, last_seq, prev,
+                                Broken(seq, f"prev_hash {r.prev_hash[:12]}... is not row {last_seq}'s hash "
+                                            f"{prev[:12]}..."))
+        try:
+            expected = row_hash(r.prev_hash, seq, r.ts, r.who, r.kind, r.summary)
+        except Exception as exc:  # a column edited into something unhashable is a broken row too
+            return Verification(count, last_seq, prev, Broken(seq, f"row unreadable: {exc}"))
+        if expected != r.hash:
+            return Verification(count, last_seq, prev,
+                                Broken(seq, "content does not match its hash (the row was changed after it "
+                                            "was written)"))
+        count += 1
+        last_seq = seq
+        prev = r.hash
+    return Verification(count, last_seq, prev)
+
+
+def iter_rows(dicts: Iterable[dict[str, Any]]) -> Iterator[Row]:
+    for d in dicts:
+        yield Row(int(d["seq"]), d["ts"], d["who"], d["kind"], d["summary"], d["prev_hash"], d["hash"])
