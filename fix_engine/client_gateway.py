@@ -20,10 +20,15 @@ log = logging.getLogger(__name__)
 
 
 class ClientGateway(GuardedApplication):
-    def __init__(self, submit: Callable[[c.Command], None], authenticator: Authenticator | None = None) -> None:
+    """Client sessions, and drop-copy sessions: those get a copy (CopyMsgIndicator 797=Y) of every
+    ExecutionReport for the accounts they are entitled to, and may send no orders."""
+
+    def __init__(self, submit: Callable[[c.Command], None], authenticator: Authenticator | None = None,
+                 drop_copy: dict[str, frozenset[str]] | None = None) -> None:
         super().__init__()
         self.submit = submit
         self.authenticator = authenticator
+        self.drop_copy = dict(drop_copy or {})
         self.remote: dict[str, str] = {}
         self.stopping = False
         self._seqnums: dict[str, tuple[int, int]] = {}
@@ -56,15 +61,21 @@ class ClientGateway(GuardedApplication):
         raise fix.RejectLogon(reason)
 
     def on_logon(self, key: str) -> None:
-        self.submit(c.ClientSessionUp(key))
+        if key not in self.drop_copy:
+            self.submit(c.ClientSessionUp(key))
 
     def on_logout(self, key: str) -> None:
+        if key in self.drop_copy:
+            return
         # When we stop the engine, the client did not drop: no cancel-on-disconnect.
         if not self.stopping:
             self.submit(c.ClientSessionDown(key))
 
     def on_from_app(self, raw: str, sid: Any) -> None:
         key = session_key(sid)
+        if key in self.drop_copy:
+            self._business_reject(raw, key, 0, "drop copy session: no orders or requests accepted")
+            return
         try:
             command = codec.decode_client(raw, key)
         except codec.UnsupportedMessage:
@@ -89,6 +100,9 @@ class ClientGateway(GuardedApplication):
     def send_report(self, report: ExecutionReport) -> None:
         begin = self.begin_strings.get(report.session, codec.FIX44)
         self.send_raw(report.session, codec.encode_report(report, begin))
+        for key, accounts in self.drop_copy.items():
+            if report.account in accounts or "*" in accounts:
+                self.send_raw(key, codec.encode_report(report, self.begin_strings.get(key, codec.FIX44), copy=True))
 
     def send_cancel_reject(self, reject: CancelReject) -> None:
         begin = self.begin_strings.get(reject.session, codec.FIX44)

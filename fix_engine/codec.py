@@ -44,6 +44,7 @@ EXEC_REF_ID, EXPIRE_DATE = 19, 432
 MASS_CANCEL_REQUEST_TYPE, MASS_CANCEL_RESPONSE, MASS_CANCEL_REJECT_REASON = 530, 531, 532
 TOTAL_AFFECTED_ORDERS, MASS_STATUS_REQ_ID, MASS_STATUS_REQ_TYPE = 533, 584, 585
 TOT_NUM_REPORTS, LAST_RPT_REQUESTED = 911, 912
+COPY_MSG_INDICATOR = 797
 MD_REQ_ID, SUBSCRIPTION_REQUEST_TYPE, MARKET_DEPTH, MD_UPDATE_TYPE = 262, 263, 264, 265
 NO_MD_ENTRY_TYPES, NO_MD_ENTRIES, MD_ENTRY_TYPE, MD_ENTRY_PX, MD_ENTRY_SIZE = 267, 268, 269, 270, 271
 MD_UPDATE_ACTION, NO_RELATED_SYM = 279, 146
@@ -251,7 +252,7 @@ def _message(begin: str, msg_type: str, body: list[tuple[int, str]], poss_resend
     return SOH.join(parts) + SOH
 
 
-def encode_report(r: ExecutionReport, begin: str) -> str:
+def encode_report(r: ExecutionReport, begin: str, copy: bool = False) -> str:
     exec_type = r.exec_type.value
     body: list[tuple[int, str]] = [
         (ORDER_ID, r.order_id),
@@ -296,6 +297,8 @@ def encode_report(r: ExecutionReport, begin: str) -> str:
         if rej is not None and int(rej) not in _FIX42_REJ:
             rej = OrdRejReason.BROKER_OPTION
     body.append((EXEC_TYPE, exec_type))
+    if copy:
+        body.append((COPY_MSG_INDICATOR, "Y"))
     if rej is not None:
         body.append((ORD_REJ_REASON, str(int(rej))))
     return _message(begin, EXECUTION_REPORT, body, r.poss_resend)

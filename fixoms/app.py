@@ -39,7 +39,8 @@ class EngineApp:
         infos = fix_settings.sessions(self.settings)
         venue_names = [s.key for s in infos if s.connection_type == "initiator"]
         authenticator = Authenticator(load_credentials(self.journal.engine), config.require_auth)
-        self.gateway = ClientGateway(submit=lambda cmd: None, authenticator=authenticator)
+        self.gateway = ClientGateway(submit=lambda cmd: None, authenticator=authenticator,
+                                     drop_copy=dict(config.drop_copy))
         self.venue_app = VenueApplication(submit=lambda cmd: None, symbols=sorted(config.symbols))
         self.engine = Engine(
             self.journal,

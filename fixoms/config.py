@@ -38,6 +38,8 @@ class Config:
     admin_socket: Path = Path("var/fixoms.sock")
     risk: RiskConfig = field(default_factory=RiskConfig)
     require_auth: bool = True
+    # drop-copy session CompID -> accounts whose ExecutionReports it receives ("*" = all)
+    drop_copy: dict[str, frozenset[str]] = field(default_factory=dict)
     # client CompIDs whose working orders are canceled when their session drops
     cancel_on_disconnect: set[str] = field(default_factory=set)
     timezone: str = "America/New_York"
@@ -102,6 +104,10 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> C
         cfg.risk = RiskConfig.from_dict(data.get("risk", {}))
     except ValueError as exc:
         raise ConfigError(f"[risk] {exc}") from None
+    drop = data.get("drop_copy", {})
+    if not isinstance(drop, dict) or not all(isinstance(v, list) for v in drop.values()):
+        raise ConfigError("[drop_copy] must map a session CompID to a list of accounts")
+    cfg.drop_copy = {str(k): frozenset(str(a) for a in v) for k, v in drop.items()}
     access = data.get("access", {})
     cfg.require_auth = bool(access.get("require_auth", True))
     cod = access.get("cancel_on_disconnect", list(cfg.accounts))

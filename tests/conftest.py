@@ -28,7 +28,7 @@ def _pg_available() -> str | None:
 _PG_SKIP = _pg_available()
 
 
-PASSWORDS = {"CLIENT1": "secret-1"}
+PASSWORDS = {"CLIENT1": "secret-1", "DROPCOPY1": "copy-1"}
 
 
 def seed_credentials(url: str) -> None:
@@ -39,6 +39,7 @@ def seed_credentials(url: str) -> None:
     create_schema(engine)
     set_credential(engine, "CLIENT1", "CLIENT1", PASSWORDS["CLIENT1"], frozenset(), "tests")
     set_credential(engine, "CLIENT2", "CLIENT2", "unused", frozenset({"127.0.0.1"}), "tests")
+    set_credential(engine, "DROPCOPY1", "DROPCOPY1", PASSWORDS["DROPCOPY1"], frozenset(), "tests")
     engine.dispose()
 
 

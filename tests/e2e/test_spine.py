@@ -178,3 +178,21 @@ def test_market_data_reaches_the_engine(stack: Stack) -> None:
     while _t.monotonic() < deadline and eng.quotes[("VENUE-B", "IBM")][0] != D("150.00"):
         _t.sleep(0.05)
     assert eng.quotes[("VENUE-B", "IBM")] == (D("150.00"), D("150.01"))
+
+
+def test_drop_copy_receives_its_accounts_reports_only(stack: Stack) -> None:
+    dc = stack.client("DROPCOPY1")
+    c1 = stack.client()
+    c2 = stack.client("CLIENT2", "FIX.4.2")
+    mine = c1.new_order("AAPL", "1", 100, ord_type="1")  # ACC-1: copied
+    c1.wait_report(mine, status=FILLED)
+    other = c2.new_order("TSLA", "2", 100, ord_type="1")  # ACC-2: not copied
+    c2.wait_report(other, status=FILLED)
+    copies = [dc.wait_report(mine, status=s) for s in (NEW, FILLED)]
+    assert all(m[797] == "Y" and m[codec.ACCOUNT] == "ACC-1" for m in copies)
+    dc.drain(0.5)
+    assert not [m for m in dc.received if m.get(codec.CL_ORD_ID) == other]
+    # a drop copy session may not trade
+    dc.new_order("AAPL", "1", 100, ord_type="1", cl_ord_id="DC-1")
+    bmr = dc.wait_for(lambda m: m[codec.MSG_TYPE] == codec.BUSINESS_REJECT)
+    assert "drop copy" in bmr[codec.TEXT]
