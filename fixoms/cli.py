@@ -22,7 +22,8 @@ from rich.console import Console
 from fixoms import config as config_mod
 
 # soft_wrap: a line is never broken to fit the terminal (errors stay one line; paths stay greppable).
-console = Console(soft_wrap=True)
+# Not a terminal (CI logs, pipes): wide enough that tables keep whole columns instead of ellipses.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
 
