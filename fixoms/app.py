@@ -11,15 +11,17 @@ from fix_engine.client_gateway import ClientGateway
 from fix_engine.logs import SessionLogFactory
 from fix_engine.quickfix_import import fix
 from fixoms.admin import AdminError, AdminServer, socket_path
-from fixoms.config import Config
+from fixoms.config import Config, ConfigError
 from fixoms.jobs import Jobs
 from oms.access import Authenticator
 from oms.engine import Engine, EngineConfig
 from oms.journal import Journal, load_credentials
+from oms.ports import VenueConnector
 from oms.risk import RiskEngine
 from oms.risk_gate import RiskGateAdapter
-from sor.static import StaticRouter
+from sor.router import SmartRouter
 from venues.fix_venue import VenueApplication
+from venues.internal import InternalVenue
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +44,21 @@ class EngineApp:
         self.gateway = ClientGateway(submit=lambda cmd: None, authenticator=authenticator,
                                      drop_copy=dict(config.drop_copy))
         self.venue_app = VenueApplication(submit=lambda cmd: None, symbols=sorted(config.symbols))
+        try:
+            self.router = SmartRouter.from_config(dict(config.symbols), config.sor, config.venue_profiles)
+        except ValueError as exc:
+            raise ConfigError(f"[sor]/[venue_profiles]: {exc}") from None
+        venues: dict[str, VenueConnector] = {name: self.venue_app.connector(name) for name in venue_names}
+        self.internal: InternalVenue | None = None
+        if self.router.internal_venue:
+            self.internal = InternalVenue(lambda cmd: None, reference=self.router.reference_prices,
+                                          on_book=self.router.on_internal_book, name=self.router.internal_venue)
+            venues[self.router.internal_venue] = self.internal
         self.engine = Engine(
             self.journal,
-            StaticRouter(config.symbols),
+            self.router,
             self.gateway,
-            {name: self.venue_app.connector(name) for name in venue_names},
+            venues,
             EngineConfig(
                 instance=config.instance,
                 symbols=frozenset(config.symbols),
@@ -60,6 +72,8 @@ class EngineApp:
             self.risk, lambda symbol: engine.reference_price(symbol) or config.reference_prices.get(symbol)
         )
         self.gateway.submit = self.engine.submit
+        if self.internal is not None:
+            self.internal.submit = self.engine.submit
         self.venue_app.submit = self.engine.submit
         self.jobs = Jobs(config.instance, self.engine.submit, self.journal.engine, config.timezone, config.session_end)
         a, i = self.acceptor_settings, self.initiator_settings
@@ -77,6 +91,8 @@ class EngineApp:
     def start(self) -> None:
         # Recover before any session can deliver a message.
         self.engine.start()
+        if self.internal is not None:
+            self.internal.start()
         if self.initiator is not None:
             self.initiator.start()
         self.acceptor.start()

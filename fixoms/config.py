@@ -37,6 +37,9 @@ class Config:
     sim_venues: list[SimVenueConfig] = field(default_factory=list)
     admin_socket: Path = Path("var/fixoms.sock")
     risk: RiskConfig = field(default_factory=RiskConfig)
+    # [sor] and [venue_profiles.*] as written: sor.router.SmartRouter.from_config validates them
+    sor: dict[str, Any] = field(default_factory=dict)
+    venue_profiles: dict[str, Any] = field(default_factory=dict)
     require_auth: bool = True
     # drop-copy session CompID -> accounts whose ExecutionReports it receives ("*" = all)
     drop_copy: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -104,6 +107,8 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> C
         cfg.risk = RiskConfig.from_dict(data.get("risk", {}))
     except ValueError as exc:
         raise ConfigError(f"[risk] {exc}") from None
+    cfg.sor = dict(data.get("sor", {}))
+    cfg.venue_profiles = dict(data.get("venue_profiles", {}))
     drop = data.get("drop_copy", {})
     if not isinstance(drop, dict) or not all(isinstance(v, list) for v in drop.values()):
         raise ConfigError("[drop_copy] must map a session CompID to a list of accounts")

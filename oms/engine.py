@@ -694,6 +694,17 @@ class Engine:
             if order.pending is not None:
                 self._refuse_pending(order, CxlRejReason.TOO_LATE_TO_CANCEL, "order is filled", b)
             return
+        if (
+            order.pending is None and not order.expiring and not order.held and not order.is_terminal
+            and order.time_in_force not in (TimeInForce.IOC, TimeInForce.FOK) and order.unrouted_qty > 0
+            and order.working_child_qty > 0
+            and any(ch.time_in_force is TimeInForce.IOC for ch in order.children.values())
+            and not any(ch.time_in_force is TimeInForce.IOC and not ch.done for ch in order.children.values())
+            and self._reroutes.get(order.order_id, 0) < MAX_REROUTES
+        ):
+            # Some IOC children came back short while others rest: route the missed quantity again.
+            self._reroutes[order.order_id] = self._reroutes.get(order.order_id, 0) + 1
+            self._route_residual(order, b)
         if order.is_terminal or order.working_child_qty > 0:
             return
         if order.pending is OrdStatus.PENDING_CANCEL:
@@ -725,23 +736,24 @@ class Engine:
             return
         if order.held or order.leaves_qty <= 0 or any(not ch.done for ch in order.children.values()):
             return
-        # Nothing works at any venue and nobody asked for it: the venue ended our children.
-        last = max(order.children.values(), key=lambda ch: int(ch.child_id.rsplit(".", 1)[1]), default=None)
-        if (
-            last is not None
-            and last.time_in_force in (TimeInForce.IOC, TimeInForce.FOK)
-            and order.time_in_force not in (TimeInForce.IOC, TimeInForce.FOK)
-            and not last.text.startswith("rejected")
-            and self._reroutes.get(order.order_id, 0) < MAX_REROUTES
-        ):
-            # The router's IOC child came back unfilled: re-route the rest against the refreshed book.
+        # Nothing works at any venue and nobody asked for it. If the router's IOC children came back
+        # short (or were never sent), work the rest again against the refreshed book; if a venue ended
+        # a resting child or rejected one, the rest goes back to the client with the venue's reason.
+        ended = [ch for ch in order.children.values() if ch.status is not OrdStatus.FILLED]
+        last = max(ended, key=lambda ch: int(ch.child_id.rsplit(".", 1)[1]), default=None)
+        if order.time_in_force not in (TimeInForce.IOC, TimeInForce.FOK) and (
+            last is None or (last.time_in_force in (TimeInForce.IOC, TimeInForce.FOK)
+                             and last.status is not OrdStatus.REJECTED)
+        ) and self._reroutes.get(order.order_id, 0) < MAX_REROUTES:
             self._reroutes[order.order_id] = self._reroutes.get(order.order_id, 0) + 1
             if self._route_residual(order, b) and order.working_child_qty > 0:
                 return
         if order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
             text = "IOC remainder canceled" if order.time_in_force is TimeInForce.IOC else "FOK not filled"
+        elif last is None:
+            text = "no venue available"
         else:
-            text = f"{last.venue}: {last.text}" if last else "no venue"
+            text = f"{last.venue}: {last.text}"
         b.emit(order, ev.OrderCanceled(order.order_id, text))
         if self.risk is not None:
             self.risk.on_done(order)

@@ -116,6 +116,13 @@ class Stack:
 
 
 REFERENCE = {"AAPL": Decimal("190.00"), "MSFT": Decimal("410.00"), "IBM": Decimal("150.00"), "TSLA": Decimal("250.00")}
+# Each simulated venue lists the symbols routed to it (fixoms.toml), so these tests see one market per
+# symbol; tests/e2e/test_routing.py lists a symbol on both to show the router splitting.
+LISTINGS = {"VENUE-A": ("AAPL", "MSFT"), "VENUE-B": ("IBM", "TSLA")}
+
+
+def listed(venue: str) -> dict[str, Decimal]:
+    return {s: REFERENCE[s] for s in LISTINGS[venue]}
 
 
 def run_stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
@@ -126,7 +133,7 @@ def run_stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
     seed_credentials(db_url)
     try:
         for i, (name, port) in enumerate(st.venue_ports.items()):
-            sim = SimulatorServer(name, port, tmp_path / "venues" / name, seed=i + 1, symbols=REFERENCE)
+            sim = SimulatorServer(name, port, tmp_path / "venues" / name, seed=i + 1, symbols=listed(name))
             sim.start()
             st.sims.append(sim)
         st.start_engine()

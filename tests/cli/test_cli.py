@@ -153,7 +153,7 @@ def test_admin_socket_is_private_and_speaks_json_lines(cstack: Stack) -> None:
 # --- sessions ---------------------------------------------------------------------------------------
 def test_sessions_list_table_and_json(cfg: Path, cstack: Stack, client: FixClient) -> None:
     rows = {s["id"]: s for s in as_json(fixoms(cfg, "sessions", "list", "--json"))}
-    assert set(rows) == {"CLIENT1", "CLIENT2", "VENUE-A", "VENUE-B"}
+    assert set(rows) == {"CLIENT1", "CLIENT2", "DROPCOPY1", "VENUE-A", "VENUE-B"}
     c1 = rows["CLIENT1"]
     assert (c1["role"], c1["enabled"], c1["state"], c1["remote"], c1["heartbeat"]) == (
         "client", True, "LOGGED_ON", "127.0.0.1", 30)
@@ -163,7 +163,7 @@ def test_sessions_list_table_and_json(cfg: Path, cstack: Stack, client: FixClien
     assert (venue["role"], venue["state"], venue["remote"]) == (
         "venue", "LOGGED_ON", f"127.0.0.1:{cstack.venue_ports['VENUE-A']}")
     table = ok(fixoms(cfg, "sessions", "list"))
-    assert "4 sessions" in table
+    assert "5 sessions" in table
     line = next(ln for ln in table.splitlines() if "CLIENT1" in ln)
     for word in ("client", "yes", "LOGGED_ON", "127.0.0.1", "30"):
         assert word in line, line
@@ -276,7 +276,7 @@ def test_fixoms_run_serves_the_admin_socket_and_removes_it_on_stop(tmp_path: Pat
                             "sessions", "list", "--json"], capture_output=True, text=True, env=env, timeout=60)
         assert p.returncode == 0, p.stderr
         rows = {r["id"]: r for r in json.loads(p.stdout)}
-        assert set(rows) == {"CLIENT1", "CLIENT2", "VENUE-A", "VENUE-B"}
+        assert set(rows) == {"CLIENT1", "CLIENT2", "DROPCOPY1", "VENUE-A", "VENUE-B"}
         assert rows["VENUE-A"]["state"] == "DOWN"  # no venue listens in this test
     finally:
         proc.terminate()
@@ -436,7 +436,7 @@ def test_password_is_picked_up_after_reload_credentials(cfg: Path, cstack: Stack
     assert stored.username == "desk-7" and "s3cret-new" not in (stored.salt + stored.hash)
     assert as_json(fixoms(cfg, "sessions", "show", "CLIENT1", "--json"))["credential"]["username"] == "CLIENT1"
     out = ok(fixoms(cfg, "sessions", "reload-credentials", "--yes"))
-    assert out.strip() == "credentials: 2 -> 2 (added none; changed CLIENT1; removed none)"
+    assert out.strip() == "credentials: 3 -> 3 (added none; changed CLIENT1; removed none)"
     assert as_json(fixoms(cfg, "sessions", "show", "CLIENT1", "--json"))["credential"]["username"] == "desk-7"
     # put the test password back for any later logon
     ok(fixoms(cfg, "sessions", "password", "CLIENT1", "--password-stdin", "--yes", input=PASSWORDS["CLIENT1"] + "\n"))

@@ -25,7 +25,7 @@ from fix_engine.client import FixClient
 from fixoms.netutil import free_port
 from oms.enums import Side
 from oms.journal import children_t, orders_t
-from tests.conftest import REFERENCE, ROOT, logon_fields, seed_credentials
+from tests.conftest import ROOT, listed, logon_fields, seed_credentials
 from venues.simulator import SimulatorServer
 
 
@@ -75,7 +75,7 @@ class Feeder(threading.Thread):
 def test_sigkill_while_fills_arrive(tmp_path: Path, kills: int) -> None:
     venue_ports = {"VENUE-A": free_port(), "VENUE-B": free_port()}
     acceptor = free_port()
-    sims = {n: SimulatorServer(n, p, tmp_path / "venues" / n, 1, REFERENCE) for n, p in venue_ports.items()}
+    sims = {n: SimulatorServer(n, p, tmp_path / "venues" / n, 1, listed(n)) for n, p in venue_ports.items()}
     for s in sims.values():
         s.start()
     config = write_config(tmp_path, acceptor, venue_ports)

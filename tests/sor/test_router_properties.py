@@ -31,23 +31,30 @@ TICK = D("0.01")
 TAKING = (TimeInForce.IOC, TimeInForce.FOK)
 
 
+def often(draw: st.DrawFn, in_ten: int = 8) -> bool:
+    return draw(st.integers(0, 9)) < in_ten
+
+
 @st.composite
 def profiles(draw: st.DrawFn, name: str) -> VenueProfile:
-    types = draw(st.sets(st.sampled_from([OrdType.LIMIT, OrdType.MARKET]), min_size=1))
+    types = {OrdType.LIMIT, OrdType.MARKET} if often(draw) else {draw(st.sampled_from([OrdType.LIMIT,
+                                                                                       OrdType.MARKET]))}
     return VenueProfile(
         name,
         maker_rebate=draw(st.integers(-20, 30)) * D("0.0001"),
         taker_fee=draw(st.integers(-5, 30)) * D("0.0001"),
         order_types=frozenset(types),
-        max_order_qty=draw(st.none() | st.integers(1, 50).map(lambda n: D(n * 100))),
-        supports_ioc=draw(st.booleans()),
-        post_only=draw(st.integers(0, 4)) == 0,
-        touch_outflow=draw(st.none() | st.integers(1, 5000).map(D)),
+        max_order_qty=None if often(draw, 6) else D(draw(st.integers(1, 50)) * 100),
+        supports_ioc=often(draw, 9),
+        post_only=not often(draw, 9),
+        touch_outflow=None if often(draw, 5) else D(draw(st.integers(1, 5000))),
     )
 
 
 def levels(descending: bool) -> st.SearchStrategy[list[tuple[Decimal, Decimal]]]:
-    level = st.tuples(st.integers(9_950, 10_050).map(lambda t: t * TICK), st.integers(1, 3000).map(D))
+    # Mostly an ordinary market around 100.00; sometimes locked or crossed across venues.
+    lo, hi = (9_940, 10_003) if descending else (9_997, 10_060)
+    level = st.tuples(st.integers(lo, hi).map(lambda t: t * TICK), st.integers(1, 3000).map(D))
     return st.lists(level, max_size=6).map(lambda ls: sorted(ls, reverse=descending))
 
 
@@ -64,11 +71,11 @@ class Scenario:
 
 @st.composite
 def scenarios(draw: st.DrawFn) -> Scenario:
-    profs = {v: draw(profiles(v)) for v in VENUES if draw(st.booleans()) or v == "V1"}
-    books = {v: (draw(levels(True)), draw(levels(False))) for v in VENUES if draw(st.integers(0, 3)) > 0}
-    down_after = draw(st.sets(st.sampled_from(VENUES)))
-    up = draw(st.sets(st.sampled_from((*VENUES, "INTERNAL", "GHOST"))))
-    interest = st.tuples(st.integers(9_950, 10_050).map(lambda t: t * TICK), st.integers(1, 3000).map(D),
+    profs = {v: draw(profiles(v)) for v in VENUES if often(draw, 7)}
+    books = {v: (draw(levels(True)), draw(levels(False))) for v in VENUES if often(draw, 9)}
+    down_after = {v for v in VENUES if not often(draw, 8)}
+    up = {v for v in (*VENUES, "INTERNAL") if often(draw)} | ({"GHOST"} if not often(draw, 9) else set())
+    interest = st.tuples(st.integers(9_960, 10_040).map(lambda t: t * TICK), st.integers(1, 3000).map(D),
                          st.sampled_from(["ACC-1", "ACC-2", ""]))
     internal = (draw(st.lists(interest, max_size=4)), draw(st.lists(interest, max_size=4)))
     names = st.sampled_from(["single", "pro_rata", "sweep", "cont_kukanov", "post_only"])
@@ -78,22 +85,23 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 
 @st.composite
 def orders(draw: st.DrawFn) -> Order:
-    ord_type = draw(st.sampled_from([OrdType.MARKET, OrdType.LIMIT, OrdType.STOP, OrdType.STOP_LIMIT]))
+    ord_type = draw(st.sampled_from([OrdType.MARKET, OrdType.LIMIT, OrdType.LIMIT, OrdType.STOP,
+                                     OrdType.STOP_LIMIT]))
     priced = ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT)
     order = make_order(
         draw(st.sampled_from([Side.BUY, Side.SELL, Side.SELL_SHORT])),
         draw(st.integers(1, 20_000)),
         draw(st.integers(9_940, 10_060)) * TICK if priced else None,
         ord_type,
-        draw(st.sampled_from([TimeInForce.DAY, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK,
-                              TimeInForce.GTD])),
+        draw(st.sampled_from([TimeInForce.DAY, TimeInForce.DAY, TimeInForce.GTC, TimeInForce.IOC,
+                              TimeInForce.FOK, TimeInForce.GTD])),
         account=draw(st.sampled_from(["ACC-1", "ACC-2", "ACC-3"])),
         strategy=draw(st.none() | st.sampled_from(["single", "pro_rata", "sweep", "cont_kukanov", "post_only",
                                                    "Cont-Kukanov", "vwap"])),
-        ex_destination=draw(st.none() | st.none() | st.sampled_from((*VENUES, "INTERNAL"))),
+        ex_destination=None if often(draw, 9) else draw(st.sampled_from((*VENUES, "INTERNAL"))),
     )
     # Earlier rounds: IOC children that missed, and maybe one still working.
-    for _ in range(draw(st.integers(0, 8))):
+    for _ in range(draw(st.integers(0, 8)) if not often(draw, 6) else 0):
         child = route_child(order, draw(st.sampled_from(VENUES)), 100, None, OrdType.MARKET, TimeInForce.IOC)
         order.apply(ev.ChildDone(order.order_id, child, False, "IOC canceled"))
     working = draw(st.integers(0, 2)) * min(order.order_qty // 3, D(1000))

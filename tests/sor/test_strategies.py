@@ -47,7 +47,7 @@ def book() -> ConsolidatedBook:
     return b
 
 
-def request(side: Side, qty: int, limit: str | None = None, tif: TimeInForce = TimeInForce.DAY,
+def request(side: Side, qty: int | Decimal, limit: str | None = None, tif: TimeInForce = TimeInForce.DAY,
             venues: dict[str, VenueProfile] | None = None, **kw: object) -> RouteRequest:
     b = book()
     venues = PROFILES if venues is None else venues
@@ -309,3 +309,9 @@ def test_router_from_config() -> None:
     assert router.default_strategy.name == "sweep" and router.strategy_by_account["ACC-9"].name == "pro_rata"
     assert not router.crossing and router.lot_size == 100 and router.urgency_bps == D("2.5")
     assert router.profile("A").taker_fee == D("0.003") and router.profile("Z") == VenueProfile("Z")
+
+
+def test_cont_kukanov_quantities_stay_exact() -> None:
+    qty = D("1234567.891")
+    plans = ContKukanov().plan(request(Side.SELL, qty, "100.00"))
+    assert total(plans) == qty
