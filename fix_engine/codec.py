@@ -55,6 +55,12 @@ EXECUTION_REPORT, CANCEL_REJECT, BUSINESS_REJECT, LOGON = "8", "9", "j", "A"
 MASS_CANCEL_REQUEST, MASS_CANCEL_REPORT, MASS_STATUS_REQUEST = "q", "r", "AF"
 MD_REQUEST, MD_SNAPSHOT, MD_INCREMENTAL, MD_REQUEST_REJECT = "V", "W", "X", "Y"
 
+# TargetStrategy(847) is an enumerated int in the shipped FIX 4.4 dictionary (1 VWAP, 2 Participate,
+# 3 Minimize market impact) and QuickFIX C++ cannot be told to accept other values, so the standard
+# ones map to our nearest strategies and any strategy can be named in the user-defined tag 20847.
+TARGET_STRATEGIES = {"2": "pro_rata", "3": "cont_kukanov"}
+ROUTING_STRATEGY = 20847
+
 FIX42 = "FIX.4.2"
 FIX44 = "FIX.4.4"
 
@@ -236,7 +242,7 @@ def decode_new_order(fields: dict[int, str], session: str) -> c.Command:
         max_floor=max_floor,
         expire_time=expire_time,
         ex_destination=fields.get(EX_DESTINATION) or None,
-        target_strategy=fields.get(TARGET_STRATEGY) or None,
+        target_strategy=fields.get(ROUTING_STRATEGY) or TARGET_STRATEGIES.get(fields.get(TARGET_STRATEGY, "")),
         poss_resend=fields.get(POSS_RESEND) == "Y",
     )
 

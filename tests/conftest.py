@@ -125,7 +125,8 @@ def listed(venue: str) -> dict[str, Decimal]:
     return {s: REFERENCE[s] for s in LISTINGS[venue]}
 
 
-def run_stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
+def run_stack(tmp_path: Path, db_url: str,
+              listings: dict[str, tuple[str, ...]] | None = None) -> Iterator[Stack]:
     from fixoms.netutil import free_port
     from venues.simulator import SimulatorServer
 
@@ -133,7 +134,8 @@ def run_stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
     seed_credentials(db_url)
     try:
         for i, (name, port) in enumerate(st.venue_ports.items()):
-            sim = SimulatorServer(name, port, tmp_path / "venues" / name, seed=i + 1, symbols=listed(name))
+            symbols = {s: REFERENCE[s] for s in (listings or LISTINGS)[name]}
+            sim = SimulatorServer(name, port, tmp_path / "venues" / name, seed=i + 1, symbols=symbols)
             sim.start()
             st.sims.append(sim)
         st.start_engine()

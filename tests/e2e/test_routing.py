@@ -1,0 +1,100 @@
+"""Smart order routing over real sessions (RoutingStrategy 20847=sweep asks for the sweep): IBM is listed on both simulated venues (same reference
+price, different seeded depth), VENUE-B is cheaper to take from (fixoms.toml [venue_profiles])."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from fix_engine import codec
+from oms.enums import Side
+from tests.conftest import Stack, run_stack
+
+NEW, FILLED = "0", "2"
+BOTH = {"VENUE-A": ("AAPL", "MSFT", "IBM"), "VENUE-B": ("IBM", "TSLA")}
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'journal.db'}"
+
+
+@pytest.fixture
+def stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
+    yield from run_stack(tmp_path, db_url, BOTH)
+
+
+def wait_quotes(stack: Stack, symbol: str, venues: set[str]) -> None:
+    eng = stack.app.engine  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if venues <= {v for (v, s) in eng.quotes if s == symbol}:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"no quotes from {venues} for {symbol}")
+
+
+def venue_app(stack: Stack, name: str):  # type: ignore[no-untyped-def]
+    return next(s.app for s in stack.sims if s.app.name == name)
+
+
+def test_order_bigger_than_the_best_level_is_split_in_price_then_fee_order(stack: Stack) -> None:
+    wait_quotes(stack, "IBM", {"VENUE-A", "VENUE-B"})
+    a_best = venue_app(stack, "VENUE-A").books["IBM"].best_ask()
+    b_best = venue_app(stack, "VENUE-B").books["IBM"].best_ask()
+    assert a_best[0] == b_best[0] == 15001  # both venues' touch is 150.01
+    qty = a_best[1] + b_best[1]  # more than either venue shows at the touch
+    c1 = stack.client()
+    cl = c1.new_order("IBM", "1", qty, price="150.01", extra=[(codec.ROUTING_STRATEGY, "sweep")])
+    done = c1.wait_report(cl, status=FILLED)
+    assert Decimal(done[codec.AVG_PX]) == Decimal("150.01")
+    order = stack.app.engine.orders[done[codec.ORDER_ID]]  # type: ignore[attr-defined]
+    children = sorted(order.children.values(), key=lambda ch: int(ch.child_id.rsplit(".", 1)[1]))
+    # same price: the cheaper venue to take from (VENUE-B, taker fee 0.0025 < 0.0030) first
+    assert [(ch.venue, ch.qty, ch.price) for ch in children[:2]] == [
+        ("VENUE-B", Decimal(b_best[1]), Decimal("150.01")), ("VENUE-A", Decimal(a_best[1]), Decimal("150.01"))]
+    fills = [m for m in c1.reports_for(cl) if m[codec.EXEC_TYPE] == "F"]
+    assert {m[codec.LAST_MKT] for m in fills} == {"VENUE-A", "VENUE-B"}
+
+
+def test_internal_cross_happens_at_the_mid_and_inside_the_nbbo(stack: Stack) -> None:
+    wait_quotes(stack, "IBM", {"VENUE-A", "VENUE-B"})
+    c1 = stack.client()
+    c2 = stack.client("CLIENT2", "FIX.4.2")
+    # CLIENT2 (ACC-2) rests a marketable sell on the internal book
+    resting = c2.new_order("IBM", "2", 300, price="149.99", extra=[(codec.EX_DESTINATION, "INTERNAL")])
+    c2.wait_report(resting, status=NEW)
+    eng = stack.app.engine  # type: ignore[attr-defined]
+    assert eng.reference_price("IBM") == Decimal("150.00")
+    # CLIENT1 (ACC-1) buys, marketable too: both sides marketable -> cross at the NBBO mid
+    cl = c1.new_order("IBM", "1", 200, price="150.05")
+    fill = c1.wait_report(cl, status=FILLED)
+    assert (fill[codec.LAST_MKT], fill[codec.LAST_PX], fill[codec.LAST_QTY]) == ("INTERNAL", "150", "200")
+    other = c2.wait_for(lambda m: m.get(codec.CL_ORD_ID) == resting and m.get(codec.EXEC_TYPE) == "1")
+    assert (other[codec.LAST_PX], other[codec.LAST_QTY], other[codec.LAST_MKT]) == ("150", "200", "INTERNAL")
+    assert Decimal("149.99") <= Decimal(fill[codec.LAST_PX]) <= Decimal("150.01")  # never through the NBBO
+
+
+def test_a_venue_that_disconnects_gets_no_more_children(stack: Stack) -> None:
+    wait_quotes(stack, "IBM", {"VENUE-A", "VENUE-B"})
+    eng = stack.app.engine  # type: ignore[attr-defined]
+    c1 = stack.client()
+    first = c1.new_order("IBM", "1", 100, price="150.05", extra=[(codec.ROUTING_STRATEGY, "sweep")])
+    c1.wait_report(first, status=FILLED)
+    down = next(s for s in stack.sims if s.app.name == "VENUE-B")
+    down.stop()
+    stack.sims.remove(down)
+    deadline = time.monotonic() + 10
+    while "VENUE-B" in eng.venues_up and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "VENUE-B" not in eng.venues_up
+    sizes = sum(q for _, q, _ in venue_app(stack, "VENUE-A").books["IBM"].depth(1, 3))
+    cl = c1.new_order("IBM", "1", sizes, price="150.03", extra=[(codec.ROUTING_STRATEGY, "sweep")])
+    c1.wait_report(cl, status=FILLED)
+    order = next(o for o in eng.orders.values() if o.cl_ord_id == cl)
+    assert {ch.venue for ch in order.children.values()} == {"VENUE-A"}
+    _ = Side
