@@ -20,6 +20,7 @@ from oms.ports import VenueConnector
 from oms.risk import RiskEngine
 from oms.risk_gate import RiskGateAdapter
 from sor.router import SmartRouter
+from sor.tca import order_tca
 from venues.fix_venue import VenueApplication
 from venues.internal import InternalVenue
 
@@ -71,6 +72,9 @@ class EngineApp:
         self.engine.risk = RiskGateAdapter(
             self.risk, lambda symbol: engine.reference_price(symbol) or config.reference_prices.get(symbol)
         )
+        profiles = {v: self.router.profile(v) for v in venues}
+        self.engine.tca = lambda order: order_tca(order, order.arrival_mid, profiles,
+                                                  completed_at=order.updated_at).as_dict()
         self.gateway.submit = self.engine.submit
         if self.internal is not None:
             self.internal.submit = self.engine.submit

@@ -845,6 +845,58 @@ def _config_checks(obj: Ctx, connect: bool) -> list[dict[str, str]]:
     return out
 
 
+@cli.group()
+def report() -> None:
+    """Reports from the journal."""
+
+
+@report.command("tca")
+@click.option("--symbol")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1), help="orders listed")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def report_tca(obj: Ctx, symbol: str | None, limit: int, as_json: bool) -> None:
+    """Transaction cost analysis: per finished order and aggregated (shortfall vs arrival mid in bps,
+    fill rate, fees and rebates, venues, time to fill)."""
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from oms.journal import events_t
+    from sor.tca import ParentTCA, aggregate
+
+    with _db(obj).connect() as conn:
+        rows = conn.execute(select(events_t.c.payload).where(events_t.c.kind == "TcaRecorded")
+                            .order_by(events_t.c.seq)).all()
+    tcas = [ParentTCA.from_dict(r.payload["figures"]) for r in rows]
+    if symbol:
+        tcas = [t for t in tcas if t.symbol == symbol]
+    summary = aggregate(tcas)
+    if as_json:
+        _print_json({"orders": [t.as_dict() for t in tcas], "summary": {
+            k: (str(v) if v is not None and not isinstance(v, int | dict) else v)
+            for k, v in vars_of(summary).items()}})
+        return
+    t = Table(title=f"TCA, last {min(limit, len(tcas))} of {len(tcas)} finished orders", title_justify="left")
+    for col in ("order", "symbol", "side", "qty", "filled", "arrival mid", "avg px", "shortfall bps", "fees",
+                "rebates", "venues", "time to fill s"):
+        t.add_column(col)
+    for x in tcas[-limit:]:
+        t.add_row(x.order_id, x.symbol, x.side.name, str(x.order_qty), str(x.filled_qty), str(x.arrival_mid or ""),
+                  str(x.avg_price or ""), str(x.shortfall_bps if x.shortfall_bps is not None else ""),
+                  str(x.fees), str(x.rebates), ",".join(x.venues),
+                  "" if x.time_to_fill is None else f"{x.time_to_fill.total_seconds():.3f}")
+    console.print(t)
+    console.print(f"{summary.parents} orders, fill rate {summary.fill_rate}, shortfall "
+                  f"{summary.shortfall_bps if summary.shortfall_bps is not None else 'n/a'} bps, fees "
+                  f"{summary.fees}, rebates {summary.rebates}, net {summary.net_fees}")
+
+
+def vars_of(obj: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

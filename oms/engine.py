@@ -112,6 +112,9 @@ class Engine:
         self.risk: RiskGate | None = None
         self._resend: list[Outbound] = []
         self._reroutes: dict[str, int] = {}
+        # Figures of a finished parent (set by the wiring: sor.tca); journaled as TcaRecorded.
+        self.tca: Callable[[Order], dict[str, Any]] | None = None
+        self._tca_done: set[str] = set()
         self._seq = 0
         self._thread: threading.Thread | None = None
         self.batches = 0
@@ -130,6 +133,7 @@ class Engine:
         self.fills = state.fills
         self._seq = state.max_seq
         self.held = {}
+        self._tca_done = {o.order_id for o in self.orders.values() if o.is_terminal}
         for order in self.orders.values():
             if order.held and not order.is_terminal:
                 self.held.setdefault(order.symbol, set()).add(order.order_id)
@@ -199,6 +203,7 @@ class Engine:
                 self._handle(cmd, b)
             except Exception:  # one bad command must not take the others down
                 log.exception("engine failed on %r", cmd)
+        self._record_tca(b)
         try:
             client_messages = [o for o in b.outbound
                                if isinstance(o, ExecutionReport | CancelReject | MassCancelReport)]
@@ -217,6 +222,17 @@ class Engine:
         if self.on_batch is not None:
             self.on_batch(self.batches)
         return []
+
+    def _record_tca(self, b: _Batch) -> None:
+        if self.tca is None:
+            return
+        for order in b.dirty.values():
+            if order.is_terminal and order.order_id not in self._tca_done and order.rej_reason is None:
+                self._tca_done.add(order.order_id)
+                try:
+                    b.events.append(ev.TcaRecorded(order.order_id, self.tca(order)))
+                except Exception:
+                    log.exception("TCA failed for %s", order.order_id)
 
     def _commit_failed(self, commands: list[Any], exc: Exception) -> list[Any]:
         """Fail closed: forget the uncommitted changes, refuse new orders, retry everything else."""
@@ -290,7 +306,7 @@ class Engine:
                 order_id, self._seq, cmd.session, account, cmd.cl_ord_id, cmd.symbol, cmd.side,
                 cmd.ord_type, cmd.time_in_force, cmd.order_qty, cmd.price, cmd.stop_px, _now(),
                 expire_time=cmd.expire_time, max_floor=cmd.max_floor, ex_destination=cmd.ex_destination, held=held,
-                target_strategy=cmd.target_strategy,
+                target_strategy=cmd.target_strategy, arrival_mid=self.reference_price(cmd.symbol),
             )
             order = Order.from_accepted(accepted)
             plans = [] if held else self.router.route(order, order.order_qty, frozenset(self.venues_up))

@@ -35,6 +35,7 @@ class OrderAccepted:
     ex_destination: str | None = None
     held: bool = False  # a stop the broker holds until the market trades through StopPx
     target_strategy: str | None = None
+    arrival_mid: Decimal | None = None  # NBBO mid when the order arrived (for TCA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,14 @@ class RequestRefused:
 
 
 @dataclass(frozen=True, slots=True)
+class TcaRecorded:
+    """Transaction cost analysis of a finished parent (sor.tca.ParentTCA.as_dict)."""
+
+    order_id: str
+    figures: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class TradingStateChanged:
     """An operator moved a scope (firm, account:X, session:Y) to ACTIVE/REDUCING/HALTED."""
 
@@ -255,6 +264,7 @@ Event = (
     | OrderReplaced
     | CancelRefused
     | RequestRefused
+    | TcaRecorded
     | TradingStateChanged
     | RiskLimitChanged
     | OrderCanceled

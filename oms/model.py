@@ -74,6 +74,7 @@ class Order:
     max_floor: Decimal | None = None
     ex_destination: str | None = None
     target_strategy: str | None = None
+    arrival_mid: Decimal | None = None
     held: bool = False
     expiring: bool = False
     cum_qty: Decimal = ZERO
@@ -277,7 +278,7 @@ class Order:
             e.order_id, e.seq, e.session, e.account, e.cl_ord_id, e.symbol, e.side, e.ord_type,
             e.time_in_force, e.order_qty, e.price, e.stop_px, e.ts,
             expire_time=e.expire_time, max_floor=e.max_floor, ex_destination=e.ex_destination, held=e.held,
-            target_strategy=e.target_strategy,
+            target_strategy=e.target_strategy, arrival_mid=e.arrival_mid,
         )
         order.apply(e)
         return order

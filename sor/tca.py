@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from oms.enums import OrdType, Side, TimeInForce
 from oms.model import Child, Order
@@ -74,6 +75,25 @@ class ParentTCA:
         if self.arrival_mid is None or self.end_price is None:
             return ZERO
         return self.sign * (self.end_price - self.arrival_mid) * (self.order_qty - self.filled_qty)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ParentTCA:
+        """The inverse of `as_dict` (what the journal stores)."""
+
+        def dec(key: str) -> Decimal | None:
+            return None if d.get(key) is None else Decimal(str(d[key]))
+
+        return cls(
+            order_id=str(d["order_id"]), symbol=str(d["symbol"]), side=Side[str(d["side"])],
+            order_qty=Decimal(str(d["order_qty"])), filled_qty=Decimal(str(d["filled_qty"])),
+            arrival_mid=dec("arrival_mid"), avg_price=dec("avg_price"), shortfall_bps=dec("shortfall_bps"),
+            implementation_shortfall_bps=dec("implementation_shortfall_bps"),
+            fill_rate=Decimal(str(d["fill_rate"])), fees=Decimal(str(d["fees"])),
+            rebates=Decimal(str(d["rebates"])), net_fees=Decimal(str(d["net_fees"])),
+            venues=tuple(d.get("venues") or ()),
+            time_to_fill=None if d.get("time_to_fill_s") is None else timedelta(seconds=float(d["time_to_fill_s"])),
+            end_price=dec("end_price"),
+        )
 
     def as_dict(self) -> dict[str, object]:
         """JSON-friendly (Decimals as strings) for the journal and `fixoms report tca --json`."""

@@ -98,3 +98,29 @@ def test_a_venue_that_disconnects_gets_no_more_children(stack: Stack) -> None:
     order = next(o for o in eng.orders.values() if o.cl_ord_id == cl)
     assert {ch.venue for ch in order.children.values()} == {"VENUE-A"}
     _ = Side
+
+
+def test_tca_is_journaled_and_reported(stack: Stack) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from fixoms.cli import cli
+
+    wait_quotes(stack, "IBM", {"VENUE-A", "VENUE-B"})
+    c1 = stack.client()
+    cl = c1.new_order("IBM", "1", 300, price="150.05", extra=[(codec.ROUTING_STRATEGY, "sweep")])
+    c1.wait_report(cl, status=FILLED)
+    c1.drain(0.3)
+    cfg = stack.tmp / "fixoms.toml"
+    cfg.write_text(f'[database]\nurl = "{stack.db_url}"\n')
+    out = CliRunner().invoke(cli, ["--config", str(cfg), "report", "tca", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    (mine,) = [o for o in data["orders"] if o["filled_qty"] == "300"]
+    assert mine["arrival_mid"] == "150.00" and mine["fill_rate"] == "1"
+    assert Decimal(mine["shortfall_bps"]) > 0  # bought above the arrival mid: a cost
+    assert Decimal(mine["fees"]) > 0 and set(mine["venues"]) <= {"VENUE-A", "VENUE-B"}
+    assert data["summary"]["parents"] == 1
+    table = CliRunner().invoke(cli, ["--config", str(cfg), "report", "tca"])
+    assert table.exit_code == 0 and "shortfall" in table.output
