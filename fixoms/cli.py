@@ -136,14 +136,24 @@ def run(obj: Ctx) -> None:
 @click.option("--port", required=True, type=click.IntRange(1, 65535))
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--var-dir", type=click.Path(file_okay=False), help="store/log folder (default: <var>/venues/NAME)")
+@click.option("--activity-ms", type=click.FloatRange(0), default=None,
+              help="background orders arrive/cancel this often (default: [sim_venues.NAME] activity_ms, else 0)")
 @click.pass_obj
-def venue_sim(obj: Ctx, name: str, port: int, seed: int, var_dir: str | None) -> None:
-    """Run a simulated venue (FIX 4.4 acceptor with a price-time book per symbol)."""
+def venue_sim(obj: Ctx, name: str, port: int, seed: int, var_dir: str | None, activity_ms: float | None) -> None:
+    """Run a simulated venue (FIX 4.4 acceptor with a C price-time book per symbol, publishing market data)."""
     from venues.simulator import SimulatorServer
 
     cfg = obj.config
+    spec = next((v for v in cfg.sim_venues if v.name == name), None)
     folder = Path(var_dir) if var_dir else cfg.var_dir / "venues" / name
-    server = SimulatorServer(name, port, folder, seed, dict(cfg.reference_prices) or None)
+    prices = dict(cfg.reference_prices)
+    if spec is not None and spec.symbols:
+        prices = {s: p for s, p in prices.items() if s in spec.symbols}
+    server = SimulatorServer(
+        name, port, folder, seed, prices or None,
+        levels=spec.levels if spec else 5, latency_ms=spec.latency_ms if spec else 0.0,
+        activity_ms=activity_ms if activity_ms is not None else (spec.activity_ms if spec else 0.0),
+    )
     server.start()
     console.print(f"venue {name} listening on port {port}; Ctrl-C to stop")
     try:

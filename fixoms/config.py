@@ -20,6 +20,10 @@ class SimVenueConfig:
     name: str
     port: int
     seed: int = 1
+    levels: int = 5  # depth of seeded house liquidity each side
+    latency_ms: float = 0.0  # added before the simulator answers each message
+    activity_ms: float = 0.0  # background orders arrive/cancel this often (0: a still book)
+    symbols: tuple[str, ...] = ()  # listed symbols (default: all configured)
 
 
 @dataclass
@@ -131,7 +135,12 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> C
                           f"{cfg.timezone!r} / {cfg.session_end!r}") from None
     for name, spec in data.get("sim_venues", {}).items():
         try:
-            cfg.sim_venues.append(SimVenueConfig(name, int(spec["port"]), int(spec.get("seed", 1))))
+            cfg.sim_venues.append(SimVenueConfig(
+                name, int(spec["port"]), int(spec.get("seed", 1)), int(spec.get("levels", 5)),
+                float(spec.get("latency_ms", 0)), float(spec.get("activity_ms", 0)),
+                tuple(str(x) for x in spec.get("symbols", ())),
+            ))
         except (KeyError, TypeError, ValueError):
-            raise ConfigError(f"[sim_venues.{name}] needs an integer port") from None
+            raise ConfigError(f"[sim_venues.{name}] needs an integer port (levels, latency_ms, activity_ms: "
+                              "numbers; symbols: a list)") from None
     return cfg

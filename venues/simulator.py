@@ -110,6 +110,7 @@ class VenueSimulator(GuardedApplication):
         # Re-entrant so a test can pause the venue (hold the lock) and still inject events.
         self._lock = threading.RLock()
         self.md_depth = 5
+        self.latency = 0.0
         self.md_subs: dict[str, dict[str, str]] = {}
         self.published: dict[tuple[str, str], tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]] = {}
         self._trades: list[tuple[str, Decimal, Decimal]] = []
@@ -139,6 +140,8 @@ class VenueSimulator(GuardedApplication):
 
     # --- FIX ---------------------------------------------------------------------------------
     def on_from_app(self, raw: str, sid: Any) -> None:
+        if self.latency:
+            time.sleep(self.latency)  # the venue's own answer time (config latency_ms)
         with self._lock:
             self._dispatch(raw, sid)
 
@@ -453,8 +456,12 @@ class SimulatorServer:
     """Runs a VenueSimulator behind a QuickFIX SocketAcceptor."""
 
     def __init__(self, name: str, port: int, var_dir: Path, seed: int = 1,
-                 symbols: dict[str, Decimal] | None = None) -> None:
-        self.app = VenueSimulator(name, symbols, seed=stable_seed(name, seed))
+                 symbols: dict[str, Decimal] | None = None, levels: int = 5, latency_ms: float = 0.0,
+                 activity_ms: float = 0.0) -> None:
+        self.app = VenueSimulator(name, symbols, seed=stable_seed(name, seed), levels=levels)
+        self.app.latency = latency_ms / 1000
+        self.activity = activity_ms / 1000
+        self.seed = seed
         self.settings = simulator_settings(name, port, Path(var_dir))
         # The C++ acceptor keeps raw pointers to the factories: they must live as long as it does.
         self.store_factory = fix.FileStoreFactory(self.settings)
@@ -463,6 +470,8 @@ class SimulatorServer:
 
     def start(self) -> None:
         self.acceptor.start()
+        if self.activity > 0:
+            self.app.start_activity(self.activity, stable_seed(self.app.name, self.seed))
 
     def stop(self) -> None:
         # Destroy the acceptor now, not at garbage collection: QuickFIX's global session registry is

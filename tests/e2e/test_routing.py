@@ -97,7 +97,6 @@ def test_a_venue_that_disconnects_gets_no_more_children(stack: Stack) -> None:
     c1.wait_report(cl, status=FILLED)
     order = next(o for o in eng.orders.values() if o.cl_ord_id == cl)
     assert {ch.venue for ch in order.children.values()} == {"VENUE-A"}
-    _ = Side
 
 
 def test_tca_is_journaled_and_reported(stack: Stack) -> None:
@@ -124,3 +123,28 @@ def test_tca_is_journaled_and_reported(stack: Stack) -> None:
     assert data["summary"]["parents"] == 1
     table = CliRunner().invoke(cli, ["--config", str(cfg), "report", "tca"])
     assert table.exit_code == 0 and "shortfall" in table.output
+
+
+def test_venue_books_move_over_time_and_the_router_follows(stack: Stack) -> None:
+    wait_quotes(stack, "IBM", {"VENUE-A", "VENUE-B"})
+    router = stack.app.router  # type: ignore[attr-defined]
+    venue = venue_app(stack, "VENUE-B")
+
+    def view() -> object:
+        return tuple(router.book.venue_levels("VENUE-B", "IBM", side) for side in (Side.BUY, Side.SELL))
+
+    seen = {view()}
+    venue.start_activity(0.005, seed=11)  # seeded background participants
+    try:
+        deadline = time.monotonic() + 10
+        while len(seen) < 5 and time.monotonic() < deadline:
+            seen.add(view())
+            time.sleep(0.01)
+    finally:
+        venue.stop_activity()
+    assert len(seen) >= 5  # the router's consolidated book followed the venue's moving book
+    time.sleep(0.3)
+    with venue.paused():
+        best = venue.books["IBM"].best_ask()
+    nbbo = stack.app.router.nbbo("IBM")  # type: ignore[attr-defined]
+    assert nbbo is not None and nbbo.ask <= Decimal(best[0]) / 100
