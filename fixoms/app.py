@@ -79,7 +79,8 @@ class EngineApp:
         if self.internal is not None:
             self.internal.submit = self.engine.submit
         self.venue_app.submit = self.engine.submit
-        self.jobs = Jobs(config.instance, self.engine.submit, self.journal.engine, config.timezone, config.session_end)
+        self.jobs = Jobs(config.instance, self.engine.submit, self.journal.engine, config.timezone, config.session_end,
+                         eod=self._eod_report)
         a, i = self.acceptor_settings, self.initiator_settings
         self._factories = [fix.FileStoreFactory(a), SessionLogFactory(a, self.gateway), fix.FileStoreFactory(i),
                            fix.FileLogFactory(i)]
@@ -108,6 +109,16 @@ class EngineApp:
         except (AdminError, OSError) as exc:
             log.error("admin socket not started, operators cannot reach this engine: %s", exc)
             self.admin = None
+
+    def _eod_report(self) -> None:
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        from fixoms.eod import write_eod
+
+        tz = ZoneInfo(self.config.timezone)
+        summary = write_eod(self.journal.engine, datetime.now(tz).date(), self.config.var_dir / "reports", tz)
+        log.warning("end-of-day report %s: %s", summary["date"], summary["accounts"])
 
     def wait_venues(self, timeout: float = 10.0) -> bool:
         want = set(self.engine.venues)

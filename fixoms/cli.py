@@ -860,6 +860,32 @@ def report() -> None:
     """Reports from the journal."""
 
 
+@report.command("eod")
+@click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]), help="trading day (default: today)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="folder for the CSVs (default: <var>/reports)")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def report_eod(obj: Ctx, day: Any, out_dir: str | None, as_json: bool) -> None:
+    """End-of-day report: orders, fills, positions and P&L per account (CSV files and a summary)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from fixoms.eod import write_eod
+
+    cfg = obj.config
+    tz = ZoneInfo(cfg.timezone)
+    when = day.date() if day is not None else datetime.now(tz).date()
+    summary = write_eod(_db(obj), when, Path(out_dir) if out_dir else cfg.var_dir / "reports", tz, _settlement(cfg))
+    if as_json:
+        _print_json(summary)
+        return
+    rows = [{"account": k, **v} for k, v in summary["accounts"].items()]
+    console.print(_table(f"end of day {summary['date']}", ("account", "orders", "fills", "filled_qty", "realized",
+                                                           "unrealized"), rows))
+    for name, path in summary["files"].items():
+        console.print(f"{name}: {path}", highlight=False)
+
+
 @report.command("tca")
 @click.option("--symbol")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1), help="orders listed")

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # Job functions must be importable by reference (the SQL job store stores "module:function"), so they
 # find the running engine here, by instance id.
 _SUBMIT: dict[str, Callable[[c.Command], None]] = {}
+_EOD: dict[str, Callable[[], None]] = {}
 
 
 def run_job(instance: str, name: str) -> None:
@@ -39,18 +40,21 @@ def run_job(instance: str, name: str) -> None:
         submit(c.ExpireOrders("day", now))
     elif name == "expire_gtd":
         submit(c.ExpireOrders("gtd", now))
+    elif name == "eod_report" and instance in _EOD:
+        _EOD[instance]()
     else:
         log.error("unknown job %s", name)
 
 
-JOB_NAMES = ("expire_day", "expire_gtd")
+JOB_NAMES = ("expire_day", "expire_gtd", "eod_report")
 
 
 class Jobs:
     def __init__(self, instance: str, submit: Callable[[c.Command], None], db_engine: Any, timezone: str,
-                 session_end: str, gtd_poll_seconds: float = 1.0) -> None:
+                 session_end: str, gtd_poll_seconds: float = 1.0, eod: Callable[[], None] | None = None) -> None:
         self.instance = instance
         self.submit = submit
+        self.eod = eod
         hour, minute = (int(x) for x in session_end.split(":"))
         self.scheduler = BackgroundScheduler(
             timezone=timezone,
@@ -65,17 +69,26 @@ class Jobs:
                                                     timezone=timezone),
                                args=[instance, "expire_day"], id="expire_day", name="DAY order expiry",
                                replace_existing=True)
+        # The end-of-day report runs after DAY expiry has settled (15 minutes after session end).
+        eod_minute = (hour * 60 + minute + 15) % (24 * 60)
+        self.scheduler.add_job(run_job, CronTrigger(day_of_week="mon-fri", hour=eod_minute // 60,
+                                                    minute=eod_minute % 60, timezone=timezone),
+                               args=[instance, "eod_report"], id="eod_report", name="end-of-day report",
+                               replace_existing=True)
         self.scheduler.add_job(run_job, IntervalTrigger(seconds=gtd_poll_seconds), args=[instance, "expire_gtd"],
                                id="expire_gtd", name="GTD order expiry", jobstore="memory", replace_existing=True)
 
     def start(self) -> None:
         _SUBMIT[self.instance] = self.submit
+        if self.eod is not None:
+            _EOD[self.instance] = self.eod
         self.scheduler.start()
 
     def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         _SUBMIT.pop(self.instance, None)
+        _EOD.pop(self.instance, None)
 
     def run_now(self, name: str) -> None:
         if name not in JOB_NAMES:

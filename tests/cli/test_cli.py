@@ -403,7 +403,7 @@ def test_positions_from_real_fills_with_a_bust(cfg: Path, cstack: Stack, client:
 # --- jobs and config ------------------------------------------------------------------------------------
 def test_jobs_list_and_run(cfg: Path) -> None:
     rows = as_json(fixoms(cfg, "jobs", "list", "--json"))
-    assert {r["id"] for r in rows} == {"expire_day", "expire_gtd"}
+    assert {r["id"] for r in rows} == {"expire_day", "expire_gtd", "eod_report"}
     assert "expire_day" in ok(fixoms(cfg, "jobs", "list"))
     out = ok(fixoms(cfg, "jobs", "run", "expire_gtd", "--yes"))
     assert out.startswith("job expire_gtd ran: open orders ")
@@ -498,3 +498,19 @@ def test_audit_verify_intact_then_reports_a_tampered_row(cfg: Path, cstack: Stac
     assert p.stderr.count("\n") == 1
     res = fixoms(cfg, "audit", "verify", "--json")
     assert res.exit_code == 1 and json.loads(res.stdout)[0]["broken"]["seq"] == target["seq"]
+
+
+def test_report_eod_writes_csvs_and_prints_a_summary(cfg: Path, cstack: Stack, client: FixClient,
+                                                      tmp_path: Path) -> None:
+    import csv
+
+    cl = client.new_order("AAPL", "1", 100, ord_type="1")
+    client.wait_report(cl, status="2")
+    out = as_json(fixoms(cfg, "report", "eod", "--out", str(tmp_path / "eod"), "--json"))
+    acc = out["accounts"]["ACC-1"]
+    assert acc["fills"] >= 1 and acc["orders"] >= 1
+    with open(out["files"]["fills"]) as fh:
+        fills = list(csv.DictReader(fh))
+    assert any(f["symbol"] == "AAPL" and f["qty"] == "100" for f in fills)
+    table = ok(fixoms(cfg, "report", "eod", "--out", str(tmp_path / "eod")))
+    assert "end of day" in table and "ACC-1" in table
