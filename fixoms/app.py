@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from fix_engine import settings as fix_settings
 from fix_engine.client_gateway import ClientGateway
@@ -13,6 +14,7 @@ from fix_engine.quickfix_import import fix
 from fixoms.admin import AdminError, AdminServer, socket_path
 from fixoms.config import Config, ConfigError
 from fixoms.jobs import Jobs
+from fixoms.metrics import Metrics
 from oms.access import Authenticator
 from oms.engine import Engine, EngineConfig
 from oms.journal import Journal, load_credentials
@@ -79,6 +81,9 @@ class EngineApp:
         if self.internal is not None:
             self.internal.submit = self.engine.submit
         self.venue_app.submit = self.engine.submit
+        self.metrics = Metrics(lambda: (len(self.gateway.logged_on), len(self.venue_app.logged_on)))
+        self.engine.observer = self.metrics.observe
+        self._metrics_server: Any = None
         self.jobs = Jobs(config.instance, self.engine.submit, self.journal.engine, config.timezone, config.session_end,
                          eod=self._eod_report)
         a, i = self.acceptor_settings, self.initiator_settings
@@ -102,6 +107,11 @@ class EngineApp:
             self.initiator.start()
         self.acceptor.start()
         self.jobs.start()
+        if self.config.metrics_port is not None:
+            try:
+                self._metrics_server = self.metrics.serve(self.config.metrics_port)
+            except OSError as exc:  # metrics must never stop trading
+                log.error("metrics endpoint on 127.0.0.1:%s not started: %s", self.config.metrics_port, exc)
         # Operators last: everything they can act on is running.
         self.admin: AdminServer | None = AdminServer(self, socket_path(self.config))
         try:
@@ -130,6 +140,9 @@ class EngineApp:
         return False
 
     def stop(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server = None
         if getattr(self, "admin", None) is not None:
             self.admin.stop()  # type: ignore[union-attr]
             self.admin = None

@@ -44,6 +44,7 @@ class Config:
     # [sor] and [venue_profiles.*] as written: sor.router.SmartRouter.from_config validates them
     sor: dict[str, Any] = field(default_factory=dict)
     venue_profiles: dict[str, Any] = field(default_factory=dict)
+    metrics_port: int | None = None  # Prometheus endpoint on 127.0.0.1 (None: off, 0: any free port)
     require_auth: bool = True
     # drop-copy session CompID -> accounts whose ExecutionReports it receives ("*" = all)
     drop_copy: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -113,6 +114,12 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> C
         raise ConfigError(f"[risk] {exc}") from None
     cfg.sor = dict(data.get("sor", {}))
     cfg.venue_profiles = dict(data.get("venue_profiles", {}))
+    metrics = data.get("metrics", {})
+    if "port" in metrics:
+        try:
+            cfg.metrics_port = int(metrics["port"])
+        except (TypeError, ValueError):
+            raise ConfigError("[metrics] port must be an integer (0: any free port)") from None
     drop = data.get("drop_copy", {})
     if not isinstance(drop, dict) or not all(isinstance(v, list) for v in drop.values()):
         raise ConfigError("[drop_copy] must map a session CompID to a list of accounts")

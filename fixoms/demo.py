@@ -75,7 +75,7 @@ def run_demo(config: Config, console: Console, keep: bool = False) -> int:
         for v in config.sim_venues
     ]
     cfg = replace(config, database_url=f"sqlite:///{workdir / 'demo.db'}", var_dir=workdir / "engine",
-                  admin_socket=workdir / "admin.sock")
+                  admin_socket=workdir / "admin.sock", metrics_port=None)
     from oms.journal import create_schema, make_engine, set_credential
 
     db = make_engine(cfg.database_url)

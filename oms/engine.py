@@ -66,6 +66,17 @@ class EngineConfig:
     retry_delay: float = 0.5
 
 
+@dataclass(frozen=True, slots=True)
+class BatchStats:
+    """What one committed batch did, for metrics: its commands, its events, the journal commit time and
+    the time from taking the batch to having sent everything it produced."""
+
+    commands: list[Any]
+    events: list[ev.Event]
+    commit_seconds: float
+    batch_seconds: float
+
+
 @dataclass
 class _Batch:
     events: list[ev.Event] = field(default_factory=list)
@@ -120,6 +131,7 @@ class Engine:
         self.batches = 0
         # Called after each committed batch (tests and the admin socket use it to observe progress).
         self.on_batch: Callable[[int], None] | None = None
+        self.observer: Callable[[BatchStats], None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     def recover(self) -> None:
@@ -197,6 +209,7 @@ class Engine:
     # --- one batch ---------------------------------------------------------------------------
     def process(self, commands: list[Any]) -> list[Any]:
         """Handle a batch; returns the commands to retry if the journal could not commit it."""
+        started = time.perf_counter()
         b = _Batch()
         for cmd in commands:
             try:
@@ -208,12 +221,19 @@ class Engine:
             client_messages = [o for o in b.outbound
                                if isinstance(o, ExecutionReport | CancelReject | MassCancelReport)]
             # The batch's business messages in and out are audited in the same transaction.
+            commit_start = time.perf_counter()
             self.journal.commit(b.events, b.dirty.values(), client_messages, inbound=commands,
                                 outbound=b.outbound)
+            commit_seconds = time.perf_counter() - commit_start
         except Exception as exc:
             return self._commit_failed(commands, exc)
         self.batches += 1
         self._send(b.outbound)
+        if self.observer is not None:
+            try:
+                self.observer(BatchStats(commands, b.events, commit_seconds, time.perf_counter() - started))
+            except Exception:
+                log.exception("batch observer failed")
         for reply in b.replies:
             try:
                 reply()

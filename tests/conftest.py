@@ -80,7 +80,7 @@ class Stack:
 
         base = cfgmod.load(ROOT / "fixoms.toml")
         return replace(base, database_url=self.db_url, var_dir=self.tmp / "engine", sessions_file=ROOT / "sessions.cfg",
-                       admin_socket=self.tmp / "admin.sock")
+                       admin_socket=self.tmp / "admin.sock", metrics_port=0)
 
     def start_engine(self) -> None:
         from fix_engine.settings import SessionOverrides

@@ -196,3 +196,23 @@ def test_drop_copy_receives_its_accounts_reports_only(stack: Stack) -> None:
     dc.new_order("AAPL", "1", 100, ord_type="1", cl_ord_id="DC-1")
     bmr = dc.wait_for(lambda m: m[codec.MSG_TYPE] == codec.BUSINESS_REJECT)
     assert "drop copy" in bmr[codec.TEXT]
+
+
+def test_prometheus_metrics(stack: Stack) -> None:
+    import urllib.request
+
+    c1 = stack.client()
+    cl = c1.new_order("AAPL", "1", 100, ord_type="1")
+    c1.wait_report(cl, status=FILLED)
+    bad = c1.new_order("XYZ", "1", 100, ord_type="1")
+    c1.wait_report(bad, status=REJECTED)
+    port = stack.app.metrics.port  # type: ignore[attr-defined]
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+              if line and not line.startswith("#")}
+    assert values["fixoms_orders_total"] == 2
+    assert values['fixoms_rejects_total{reason="1"}'] == 1
+    assert values["fixoms_fills_total"] >= 1
+    assert values['fixoms_sessions_up{role="client"}'] == 1
+    assert values['fixoms_sessions_up{role="venue"}'] == 2
+    assert values["fixoms_batch_seconds_count"] > 0 and values["fixoms_journal_commit_seconds_count"] > 0
