@@ -36,19 +36,19 @@ def _name(enum: type[ExecType] | type[OrdStatus], value: str | None) -> str:
 
 def _flow_table(title: str, msgs: list[Msg]) -> Table:
     t = Table(title=title, title_justify="left")
-    for col in ("ClOrdID", "ExecType", "OrdStatus", "OrderQty", "LastQty", "LastPx", "CumQty", "LeavesQty",
-                "AvgPx", "Text"):
+    for col in ("ClOrdID", "ExecType", "OrdStatus", "OrderQty", "LastQty", "LastPx", "LastMkt", "CumQty",
+                "LeavesQty", "AvgPx", "Text"):
         t.add_column(col)
     for m in msgs:
         if m.get(codec.MSG_TYPE) == codec.CANCEL_REJECT:
             t.add_row(m.get(codec.CL_ORD_ID, ""), "CANCEL REJECT", _name(OrdStatus, m.get(codec.ORD_STATUS)),
-                      "", "", "", "", "", "", m.get(codec.TEXT, ""))
+                      "", "", "", "", "", "", "", m.get(codec.TEXT, ""))
             continue
         et = m.get(codec.EXEC_TYPE)
         t.add_row(
             m.get(codec.CL_ORD_ID, ""), _name(ExecType, et), _name(OrdStatus, m.get(codec.ORD_STATUS)),
             m.get(codec.ORDER_QTY, ""), m.get(codec.LAST_QTY, ""), m.get(codec.LAST_PX, ""),
-            m.get(codec.CUM_QTY, ""), m.get(codec.LEAVES_QTY, ""), m.get(codec.AVG_PX, ""), m.get(codec.TEXT, ""),
+            m.get(codec.LAST_MKT, ""), m.get(codec.CUM_QTY, ""), m.get(codec.LEAVES_QTY, ""), m.get(codec.AVG_PX, ""), m.get(codec.TEXT, ""),
         )
     return t
 
