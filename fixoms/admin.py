@@ -110,6 +110,7 @@ class AdminServer:
             "risk.set": self._risk_set,
             "risk.state": self._risk_state,
             "jobs.list": self._jobs_list,
+            "venues.list": self._venues_list,
             "jobs.run": self._jobs_run,
         }
 
@@ -549,6 +550,36 @@ class AdminServer:
         return result, result
 
     # jobs
+    def _venues_list(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+        """Status, fees and latency profile, open children and today's fills per venue (engine thread)."""
+        from datetime import UTC, datetime
+
+        engine = self.app.engine
+        router = self.app.router
+
+        def read() -> list[dict[str, Any]]:
+            today = datetime.now(UTC).date()
+            rows = []
+            for name in sorted(engine.venues):
+                children = [ch for o in engine.orders.values() for ch in o.children.values() if ch.venue == name]
+                fills = 0
+                for (venue, _), f in engine.fills.items():
+                    updated = engine.orders[f[0]].updated_at
+                    if venue == name and updated is not None and updated.date() == today:
+                        fills += 1
+                profile = router.profile(name)
+                rows.append({
+                    "venue": name, "status": "up" if name in engine.venues_up else "down",
+                    "open_children": sum(1 for ch in children if not ch.done),
+                    "fills_today": fills,
+                    "taker_fee": str(profile.taker_fee), "maker_rebate": str(profile.maker_rebate),
+                    "latency_ms": str(profile.latency_ms),
+                    "symbols_quoted": len([s for s in router.book.symbols() if name in router.book.venues(s)]),
+                })
+            return rows
+
+        return self.on_engine_thread(read), None
+
     def _jobs_list(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
         return self.app.jobs.list(), None
 

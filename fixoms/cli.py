@@ -692,6 +692,24 @@ def jobs() -> None:
     """Scheduled jobs of the running engine."""
 
 
+@cli.group()
+def venues() -> None:
+    """Execution venues of the running engine."""
+
+
+@venues.command("list")
+@_json
+@click.pass_obj
+def venues_list(obj: Ctx, as_json: bool) -> None:
+    """Status, open children, fills today, fees and latency per venue."""
+    rows = obj.call("venues.list")
+    if as_json:
+        _print_json(rows)
+    else:
+        console.print(_table(f"{len(rows)} venues", ("venue", "status", "open_children", "fills_today", "taker_fee",
+                                                     "maker_rebate", "latency_ms", "symbols_quoted"), rows))
+
+
 @jobs.command("list")
 @_json
 @click.pass_obj

@@ -514,3 +514,10 @@ def test_report_eod_writes_csvs_and_prints_a_summary(cfg: Path, cstack: Stack, c
     assert any(f["symbol"] == "AAPL" and f["qty"] == "100" for f in fills)
     table = ok(fixoms(cfg, "report", "eod", "--out", str(tmp_path / "eod")))
     assert "end of day" in table and "ACC-1" in table
+
+
+def test_venues_list(cfg: Path, cstack: Stack) -> None:
+    rows = {r["venue"]: r for r in as_json(fixoms(cfg, "venues", "list", "--json"))}
+    assert set(rows) == {"INTERNAL", "VENUE-A", "VENUE-B"}
+    assert rows["VENUE-A"]["status"] == "up" and rows["VENUE-A"]["taker_fee"] == "0.0030"
+    assert "venues" in ok(fixoms(cfg, "venues", "list"))
