@@ -46,9 +46,14 @@ class ClientGateway(GuardedApplication):
         if self.authenticator is None or message.getHeader().getField(codec.MSG_TYPE) != codec.LOGON:
             return
         key = session_key(sid)
-        fields = codec.parse(message.toString())
-        reason = self.authenticator.check_logon(key, sid.getBeginString().getValue(), fields.get(codec.USERNAME),
-                                                fields.get(codec.PASSWORD), self.remote.get(key))
+        try:
+            fields = codec.parse(message.toString())
+            reason = self.authenticator.check_logon(key, sid.getBeginString().getValue(),
+                                                    fields.get(codec.USERNAME), fields.get(codec.PASSWORD),
+                                                    self.remote.get(key))
+        except Exception:  # authentication fails closed: an error is a refusal, never a pass
+            log.exception("logon check failed for %s", key)
+            fields, reason = {}, "invalid logon"
         if reason is None:
             return
         log.warning("refused logon %s from %s: %s", key, self.remote.get(key, "?"), reason)

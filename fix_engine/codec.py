@@ -69,6 +69,21 @@ _FIX42_REJ = {int(r) for r in OrdRejReason if r <= 8}
 _FIX42_CXL = {0, 1, 2, 3}
 
 
+# The longest identifiers we take (the journal's columns are wider): longer ones are refused up front
+# so no batch can fail on them in the database.
+ID_LIMITS = {CL_ORD_ID: ("ClOrdID", 64), ORIG_CL_ORD_ID: ("OrigClOrdID", 64), ACCOUNT: ("Account", 32),
+             SYMBOL: ("Symbol", 16), EX_DESTINATION: ("ExDestination", 32), ORDER_ID: ("OrderID", 64),
+             MASS_STATUS_REQ_ID: ("MassStatusReqID", 64)}
+
+
+def too_long(fields: dict[int, str]) -> tuple[int, str] | None:
+    for tag, (name, limit) in ID_LIMITS.items():
+        value = fields.get(tag)
+        if value is not None and len(value) > limit:
+            return tag, f"{name}({tag}) longer than {limit} characters"
+    return None
+
+
 class DecodeError(Exception):
     """A message that cannot become a domain command. `tag` names the offending field."""
 
@@ -127,6 +142,15 @@ def _fmt(value: Decimal | None) -> str:
 def decode_client(raw: str, session: str) -> c.Command:
     fields = parse(raw)
     msg_type = fields.get(MSG_TYPE, "")
+    if ROUTING_STRATEGY in fields and len(fields[ROUTING_STRATEGY]) > 32:
+        fields[ROUTING_STRATEGY] = ""  # not a strategy we know: route by default
+    problem = too_long(fields)
+    if problem is not None:
+        if msg_type == NEW_ORDER_SINGLE:
+            # echoed in full on the reject (not stored in a column: no order row for an invalid order)
+            return c.InvalidOrder(session, fields.get(CL_ORD_ID, ""), fields.get(SYMBOL, ""),
+                                  fields.get(SIDE, ""), fields.get(ORDER_QTY, ""), OrdRejReason.OTHER, problem[1])
+        raise DecodeError(problem[1], problem[0])
     if msg_type == NEW_ORDER_SINGLE:
         return decode_new_order(fields, session)
     if msg_type == CANCEL_REQUEST:

@@ -29,6 +29,11 @@ class LogListener(Protocol):
     def before_logon(self, sid: Any) -> None: ...
 
 
+def _safe(s: str) -> str:
+    """SWIG hands us invalid UTF-8 as surrogate escapes, which FileLog cannot take back: log them replaced."""
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 class _SessionLog(fix.Log):  # type: ignore[misc]
     def __init__(self, inner: Any, sid: Any | None, listener: LogListener | None) -> None:
         fix.Log.__init__(self)
@@ -37,25 +42,34 @@ class _SessionLog(fix.Log):  # type: ignore[misc]
         self.listener = listener
 
     def clear(self) -> None:
-        self.inner.clear()
+        try:
+            self.inner.clear()
+        except Exception:
+            log.exception("log clear failed")
 
     def backup(self) -> None:
-        self.inner.backup()
+        try:
+            self.inner.backup()
+        except Exception:
+            log.exception("log backup failed")
 
     def onIncoming(self, s: str) -> None:
-        self.inner.onIncoming(s)
         try:
+            self.inner.onIncoming(_safe(s))
             if self.sid is not None and self.listener is not None and "\x0135=A\x01" in s:
                 self.listener.before_logon(self.sid)
         except Exception:
             log.exception("log hook failed")
 
     def onOutgoing(self, s: str) -> None:
-        self.inner.onOutgoing(s)
+        try:
+            self.inner.onOutgoing(_safe(s))
+        except Exception:
+            log.exception("log failed")
 
     def onEvent(self, s: str) -> None:
-        self.inner.onEvent(s)
         try:
+            self.inner.onEvent(_safe(s))
             if s.startswith(ALLOWS) and self.sid is not None and self.listener is not None:
                 self.listener.on_remote_address(self.sid, s[len(ALLOWS):])
             elif s.startswith(DENIES):

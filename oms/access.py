@@ -16,7 +16,8 @@ _N, _R, _P = 2**14, 8, 1  # scrypt cost: ~20 ms a check here, paid once per logo
 
 def hash_password(password: str, salt: bytes | None = None) -> tuple[str, str]:
     salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+    # surrogateescape: bytes that are not UTF-8 still hash (and simply do not match), never raise
+    digest = hashlib.scrypt(password.encode("utf-8", "surrogateescape"), salt=salt, n=_N, r=_R, p=_P, dklen=32)
     return salt.hex(), digest.hex()
 
 

@@ -1,0 +1,272 @@
+"""Restart time with a full journal: engine start -> accepting logons, SQLite and PostgreSQL.
+
+The journal is filled through the journal API (`oms.journal.Journal.commit`, the engine's own write
+path) with --orders synthetic orders: each accepted, routed to a venue, acknowledged and - except the
+last --open ones - filled, so the tables hold what a day of that many orders leaves (events, orders,
+children, executions, ClOrdIDs). Then, --runs times:
+
+  spawn -> logon   `fixoms run` is started and a FIX client (CLIENT1, Username/Password) logs on as
+                   soon as the port accepts connections: the time until the Logon is answered;
+  listen           the same start until the port first accepts a TCP connection;
+  load             Journal.load() alone (what recovery reads), in this process;
+  import           `python -c "import fixoms.app"` (what every start pays before reading anything).
+
+No venue runs during the measurement (the engine's initiator keeps trying in the background, as after
+a restart while venues are down), so every run starts from the same journal: reconciliation with the
+venues (status requests for the open children) happens after logons are accepted and is not timed.
+Target (docs/performance.md): start to accepting logons <= 1 s with 100,000 orders.
+
+Run: .venv/bin/python bench/restart_bench.py [--orders 100000] [--open 1000] [--runs 3] [--db sqlite,postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import simplefix  # noqa: E402
+from e2e import ENV, engine_config, pg_admin, pg_reachable  # noqa: E402
+
+from fixoms.netutil import free_port  # noqa: E402
+from oms import events as ev  # noqa: E402
+from oms.enums import OrdType, Side, TimeInForce  # noqa: E402
+from oms.journal import Journal, make_engine, set_credential  # noqa: E402
+from oms.model import Order  # noqa: E402
+
+SYMBOLS = {"AAPL": ("VENUE-A", Decimal("190.00")), "MSFT": ("VENUE-A", Decimal("410.00")),
+           "IBM": ("VENUE-B", Decimal("150.00")), "TSLA": ("VENUE-B", Decimal("250.00"))}
+PASSWORD = "bench-1"
+TARGET_S = 1.0
+
+
+def populate(url: str, orders: int, still_open: int, batch: int = 1000) -> float:
+    """Write `orders` orders through Journal.commit; returns the seconds it took."""
+    journal = Journal.open(url, "OMS1")
+    journal.create_schema()
+    for i in (1, 2):
+        set_credential(journal.engine, f"CLIENT{i}", f"CLIENT{i}", PASSWORD if i == 1 else "x", frozenset(), "bench")
+    start = time.perf_counter()
+    ts = datetime.now(UTC)
+    names = list(SYMBOLS)
+    for first in range(1, orders + 1, batch):
+        events: list[ev.Event] = []
+        dirty: list[Order] = []
+        for k in range(first, min(first + batch, orders + 1)):
+            symbol = names[k % 4]
+            venue, ref = SYMBOLS[symbol]
+            side = Side.BUY if k % 2 else Side.SELL
+            qty = Decimal(100 + k % 900)
+            price = ref + Decimal(k % 50 - 25) / 100
+            oid = f"OMS1-{k}"
+            accepted = ev.OrderAccepted(oid, k, f"CLIENT{1 + k % 2}", f"ACC-{1 + k % 2}", f"C{k}", symbol, side,
+                                        OrdType.LIMIT, TimeInForce.DAY, qty, price, None, ts, arrival_mid=ref)
+            order = Order.from_accepted(accepted)
+            child_id = order.next_child_id()
+            steps: list[ev.Event] = [
+                ev.ChildRouted(oid, child_id, venue, qty, price, OrdType.LIMIT, TimeInForce.DAY),
+                ev.ChildAcked(oid, child_id, f"{venue}-{k}"),
+            ]
+            if k <= orders - still_open:
+                steps.append(ev.ChildFilled(oid, child_id, venue, f"{venue}-X{k}", f"{oid}-{1 + order.report_seq}",
+                                            qty, price, ts))
+            events.append(accepted)
+            for step in steps:
+                order.apply(step)
+                events.append(step)
+            dirty.append(order)
+        journal.commit(events, dirty)
+    elapsed = time.perf_counter() - start
+    journal.engine.dispose()
+    return elapsed
+
+
+def logon(port: int, timeout: float) -> bool:
+    """A FIX Logon as CLIENT1; True once the engine answers it with a Logon."""
+    msg = simplefix.FixMessage()
+    for tag, value in ((8, "FIX.4.4"), (35, "A"), (49, "CLIENT1"), (56, "FIXOMS"), (34, 1)):
+        msg.append_pair(tag, value)
+    msg.append_utc_timestamp(52)
+    for tag, value in ((98, 0), (108, 30), (141, "Y"), (553, "CLIENT1"), (554, PASSWORD)):
+        msg.append_pair(tag, value)
+    parser = simplefix.FixParser()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(msg.encode())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = sock.recv(4096)
+            if not data:
+                return False
+            parser.append_buffer(data)
+            reply = parser.get_message()
+            if reply is not None:
+                return reply.get(35) == b"A"
+    return False
+
+
+def start_once(config: Path, port: int, log: Path) -> tuple[float, float]:
+    """(seconds to the first TCP accept, seconds to an answered Logon) of one `fixoms run`."""
+    t0 = time.perf_counter()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "fixoms.cli", "--config", str(config), "--log-level",
+                                 "WARNING", "run"], cwd=config.parent, stdout=subprocess.DEVNULL, stderr=out, env=ENV)
+    listen = answered = float("nan")
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"engine exited: {log.read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            except OSError:
+                time.sleep(0.005)
+                continue
+            if listen != listen:  # nan: first accept
+                listen = time.perf_counter() - t0
+            try:
+                if logon(port, 10):
+                    answered = time.perf_counter() - t0
+                    break
+            except OSError:
+                time.sleep(0.01)
+        return listen, answered
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def in_process_start(config: Path, port: int) -> tuple[float, float]:
+    """(seconds EngineApp(...).start() takes, seconds to an answered Logon) in this process, imports paid."""
+    from fixoms import config as cfgmod
+    from fixoms.app import EngineApp
+
+    cfg = cfgmod.load(config)
+    t0 = time.perf_counter()
+    app = EngineApp(cfg)
+    app.start()
+    started = time.perf_counter() - t0
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if logon(port, 10):
+                    return started, time.perf_counter() - t0
+            except OSError:
+                time.sleep(0.005)
+        return started, float("nan")
+    finally:
+        app.stop()
+
+
+def load_profile(url: str, top: int = 12) -> None:
+    """Where Journal.load() spends its time (cProfile, cumulative)."""
+    import cProfile
+    import io
+    import pstats
+
+    journal = Journal(make_engine(url), "OMS1")
+    prof = cProfile.Profile()
+    prof.enable()
+    journal.load()
+    prof.disable()
+    journal.engine.dispose()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+    lines = [line for line in out.getvalue().splitlines() if line.strip()]
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
+    print("  Journal.load() by own time (cProfile):")
+    for line in lines[start: start + top + 1]:
+        print("    " + line.strip()[:150])
+
+
+def import_time() -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import fixoms.app"], check=True, env=ENV, cwd=ROOT)
+    return time.perf_counter() - t0
+
+
+def load_time(url: str) -> tuple[float, int, int]:
+    journal = Journal(make_engine(url), "OMS1")
+    t0 = time.perf_counter()
+    state = journal.load()
+    elapsed = time.perf_counter() - t0
+    journal.engine.dispose()
+    return elapsed, len(state.orders), sum(not o.is_terminal for o in state.orders.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=100_000)
+    parser.add_argument("--open", type=int, default=1000, help="orders left working (the rest filled)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--profile", action="store_true", help="cProfile Journal.load() once per database")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="fixoms-restart-"))
+    print(f"restart: {args.orders} orders in the journal ({args.open} open), {args.runs} runs, {os.cpu_count()} cores")
+    imp = import_time()
+    print(f"  import fixoms.app: {imp:.2f}s")
+    try:
+        for db in [d.strip() for d in args.db.split(",") if d.strip()]:
+            var = tmp / db
+            var.mkdir()
+            pg_db = f"fixoms_restart_{os.getpid()}"
+            if db == "postgresql":
+                if why := pg_reachable():
+                    print(f"\n== postgresql: skipped, {why}")
+                    continue
+                pg_admin(f"DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)")
+                pg_admin(f"CREATE DATABASE {pg_db}")
+                url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_db}"
+            else:
+                url = f"sqlite:///{var / 'journal.db'}"
+            try:
+                filled = populate(url, args.orders, args.open)
+                port = free_port()
+                config = engine_config(var, port, {"VENUE-A": free_port(), "VENUE-B": free_port()}, url, 2)
+                loads = [load_time(url) for _ in range(args.runs)]
+                starts = [start_once(config, port, var / "engine.log") for _ in range(args.runs)]
+                inproc = [in_process_start(config, port) for _ in range(args.runs)]
+                print(f"\n== {db}: journal written in {filled:.1f}s ({args.orders / filled:.0f} orders/s "
+                      "through Journal.commit)")
+                print(f"  Journal.load()      median {statistics.median(x[0] for x in loads):.2f}s "
+                      f"({loads[0][1]} orders, {loads[0][2]} open)")
+                listen = [s[0] for s in starts]
+                ready = [s[1] for s in starts]
+                print(f"  spawn -> listening  median {statistics.median(listen):.2f}s  "
+                      f"(runs: {', '.join(f'{x:.2f}' for x in listen)})")
+                print(f"  spawn -> logon      median {statistics.median(ready):.2f}s  "
+                      f"(runs: {', '.join(f'{x:.2f}' for x in ready)})  target <= {TARGET_S:.0f}s: "
+                      f"{'met' if statistics.median(ready) <= TARGET_S else 'NOT met'}")
+                print(f"  in process, imports paid: EngineApp start median {statistics.median(x[0] for x in inproc):.2f}s,"
+                      f" -> logon median {statistics.median(x[1] for x in inproc):.2f}s  target <= {TARGET_S:.0f}s: "
+                      f"{'met' if statistics.median(x[1] for x in inproc) <= TARGET_S else 'NOT met'}")
+                if args.profile:
+                    load_profile(url)
+            finally:
+                if db == "postgresql":
+                    pg_admin(f"DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

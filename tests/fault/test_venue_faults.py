@@ -1,0 +1,231 @@
+"""Venue faults: a venue session drops with working children, a venue rejects everything, a venue stops
+answering. The promise: every client order ends up either finished for the client (filled, canceled or
+rejected, with a reason) or working at a venue that is up - nothing is left working for ever with no
+live child (an orphan).
+
+Real parts: the engine in this process (so the test can see its view), two venue simulators behind
+QuickFIX acceptors, FIX clients over loopback, SQLite. A venue "drops" when its simulator stops; it
+"rejects everything" when it does not list the symbol; it "stops answering" when its application
+swallows what it receives while its FIX session stays up (heartbeats still flow).
+
+What the engine does not do today is a strict xfail naming the change it needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fix_engine import codec
+from fix_engine.client import FixClient
+from tests.conftest import REFERENCE, Stack, run_stack
+from venues.simulator import SimulatorServer
+
+NEW, PARTIAL, FILLED, CANCELED, REJECTED = "0", "1", "2", "4", "8"
+DONE = {FILLED, CANCELED, REJECTED, "C"}
+BOTH = {"VENUE-A": ("AAPL", "MSFT", "IBM"), "VENUE-B": ("IBM", "TSLA")}
+GRACE = 10.0  # seconds the engine gets to deal with a fault before an order counts as orphaned
+
+
+def venue(stack: Stack, name: str) -> SimulatorServer:
+    return next(s for s in stack.sims if s.app.name == name)
+
+
+def restart_venue(stack: Stack, name: str, listing: tuple[str, ...]) -> SimulatorServer:
+    """The venue comes back on its port with its FIX store (sequence numbers) but an empty book, as a
+    venue that canceled everything when the session dropped."""
+    old = venue(stack, name)
+    stack.sims.remove(old)
+    sim = SimulatorServer(name, stack.venue_ports[name], stack.tmp / "venues" / name, seed=9,
+                          symbols={s: REFERENCE[s] for s in listing})
+    sim.start()
+    stack.sims.append(sim)
+    return sim
+
+
+def order_id(client: FixClient, cl: str) -> str:
+    return next(m[codec.ORDER_ID] for m in client.reports_for(cl) if m.get(codec.ORDER_ID, "NONE") != "NONE")
+
+
+def finished(client: FixClient, cl: str) -> dict[str, str] | None:
+    """The client's last ExecutionReport for `cl` if it says the order is done."""
+    reports = [m for m in client.reports_for(cl) if m.get(codec.MSG_TYPE) == codec.EXECUTION_REPORT]
+    return reports[-1] if reports and reports[-1].get(codec.ORD_STATUS) in DONE else None
+
+
+def working_at_live_venue(stack: Stack, oid: str) -> list[str]:
+    """Children of `oid` open at a venue whose simulator runs (the venue's own view)."""
+    out = []
+    for sim in stack.sims:
+        if sim.acceptor is None:
+            continue
+        for o in list(sim.app.orders.values()):
+            if o.cl_ord_id.startswith(oid + ".") and o.leaves > 0:
+                out.append(f"{sim.app.name}:{o.cl_ord_id}")
+    return out
+
+
+def orphans(stack: Stack, client: FixClient, cls: list[str], grace: float = GRACE) -> dict[str, Any]:
+    """Orders neither finished for the client nor working at a live venue once `grace` has passed
+    (returns as soon as there are none)."""
+    deadline = time.monotonic() + grace
+    while True:
+        left = {cl: client.reports_for(cl)[-1].get(codec.ORD_STATUS) for cl in cls
+                if finished(client, cl) is None and not working_at_live_venue(stack, order_id(client, cl))}
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def both(tmp_path: Path) -> Iterator[Stack]:
+    """IBM listed on both venues: an order at a venue that drops could go to the other one."""
+    yield from run_stack(tmp_path, f"sqlite:///{tmp_path / 'journal.db'}", BOTH)
+
+
+@pytest.fixture
+def single(tmp_path: Path) -> Iterator[Stack]:
+    """One market per symbol (IBM on VENUE-B only), as fixoms.toml routes them."""
+    yield from run_stack(tmp_path, f"sqlite:///{tmp_path / 'journal.db'}")
+
+
+def resting_bids(client: FixClient, n: int, price: str = "149.00") -> list[str]:
+    cls = [client.new_order("IBM", "1", 100 + i, price=price) for i in range(n)]
+    for cl in cls:
+        client.wait_report(cl, exec_type=NEW, timeout=15)
+    return cls
+
+
+# --- a venue session drops ---------------------------------------------------------------------------
+@pytest.mark.xfail(strict=True, reason=(
+    "Engine._on_venue_down only marks the venue down: children working there are left as they are, so the "
+    "client's orders keep working with no live child until the venue logs on again (possibly never). "
+    "Needs: on VenueSessionDown (after a grace period, [venues] down_grace_s), mark those children "
+    "'unknown', re-route the parent's open quantity to the venues still up when the router can "
+    "(Router.route with venues_up), else cancel the parent back with Text 'VENUE-B down'; reconcile "
+    "the old children when the venue returns (status requests already do) so nothing is double-filled"))
+def test_orders_working_at_a_venue_that_drops_are_rerouted_or_canceled(both: Stack) -> None:
+    client = both.client()
+    cls = resting_bids(client, 4)
+    assert any(c.startswith("VENUE-B:") for cl in cls for c in working_at_live_venue(both, order_id(client, cl)))
+    venue(both, "VENUE-B").stop()
+    stranded = orphans(both, client, cls)
+    assert not stranded, f"orders with no live child {GRACE}s after VENUE-B dropped: {stranded}"
+
+
+def test_orders_at_a_dropped_venue_are_resolved_when_it_comes_back(single: Stack) -> None:
+    """Today's safety net: when the venue logs on again the engine asks it for the status of every open
+    child; a venue that lost them says 'unknown' and the orders are canceled back with that reason."""
+    client = single.client()
+    cls = resting_bids(client, 3)
+    eng = single.app.engine  # type: ignore[attr-defined]
+    venue(single, "VENUE-B").stop()
+    deadline = time.monotonic() + 10
+    while "VENUE-B" in eng.venues_up and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "VENUE-B" not in eng.venues_up
+    # while it is down, a new IBM order has nowhere to go: refused with a reason, not left hanging
+    refused = client.new_order("IBM", "1", 77, price="149.00")
+    answer = client.wait_report(refused, timeout=10)
+    assert answer[codec.ORD_STATUS] == REJECTED and "no venue" in answer[codec.TEXT], answer
+    restart_venue(single, "VENUE-B", ("IBM", "TSLA"))
+    for cl in cls:
+        done = client.wait_report(cl, status=CANCELED, timeout=20)
+        assert "VENUE-B" in done[codec.TEXT], done
+    assert not orphans(single, client, cls, grace=0)
+
+
+# --- a venue rejects everything ----------------------------------------------------------------------
+def test_a_venue_that_rejects_everything(tmp_path: Path) -> None:
+    """VENUE-B does not list IBM (its operator forgot, or halted it): every child is rejected. The client
+    sees its order acknowledged, then canceled with the venue's reason; nothing keeps working."""
+    gen = run_stack(tmp_path, f"sqlite:///{tmp_path / 'journal.db'}", {"VENUE-A": ("AAPL", "MSFT"),
+                                                                       "VENUE-B": ("TSLA",)})
+    stack = next(gen)
+    try:
+        client = stack.client()
+        cls = [client.new_order("IBM", side, 100 + i, price=px)
+               for i, (side, px) in enumerate([("1", "149.00"), ("2", "151.00"), ("1", "150.50")])]
+        for cl in cls:
+            done = client.wait_for(lambda m, cl=cl: m.get(codec.CL_ORD_ID) == cl
+                                   and m.get(codec.ORD_STATUS) in DONE, timeout=15)
+            assert done[codec.ORD_STATUS] in (CANCELED, REJECTED), done
+            assert "unknown symbol IBM" in done[codec.TEXT], done
+            assert Decimal(done[codec.CUM_QTY]) == 0
+        assert not orphans(stack, client, cls, grace=0)
+        eng = stack.app.engine  # type: ignore[attr-defined]
+        assert all(o.is_terminal for o in eng.orders.values() if o.symbol == "IBM")
+    finally:
+        next(gen, None)
+
+
+# --- a venue stops answering -------------------------------------------------------------------------
+def silence(sim: SimulatorServer) -> None:
+    """The venue's application swallows everything; its FIX session stays up (QuickFIX still heartbeats)."""
+    sim.app._dispatch = lambda raw, sid: None  # type: ignore[method-assign]
+
+
+def speak(sim: SimulatorServer) -> None:
+    del sim.app._dispatch
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "No timeout on a child the venue never acknowledges: the client got ExecType New at once (the engine "
+    "acks before the venue does) and the child stays PendingNew for ever. Needs a venue ack timeout "
+    "(e.g. [venues] ack_timeout_s): send OrderStatusRequest, then treat the child as rejected ('no answer "
+    "from VENUE-B') and re-route or cancel the parent back; reconcile if the venue answers late"))
+def test_an_order_the_venue_never_acknowledges_is_resolved(single: Stack) -> None:
+    client = single.client()
+    silence(venue(single, "VENUE-B"))
+    try:
+        cl = client.new_order("IBM", "1", 100, price="149.00")
+        client.wait_report(cl, exec_type=NEW, timeout=10)
+        stranded = orphans(single, client, [cl])
+        assert not stranded, f"order still working with no child the venue knows after {GRACE}s: {stranded}"
+    finally:
+        speak(venue(single, "VENUE-B"))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "No timeout on a venue cancel that is never answered: the client's order stays PendingCancel for ever. "
+    "Needs a cancel-ack timeout: ask the venue for status, and if it stays silent tell the client "
+    "(OrderCancelReject 'no answer from VENUE-B', or cancel back once the venue confirms)"))
+def test_a_cancel_the_venue_never_answers_is_resolved(single: Stack) -> None:
+    client = single.client()
+    (cl,) = resting_bids(client, 1)
+    silence(venue(single, "VENUE-B"))
+    try:
+        x = client.cancel(cl, "IBM", "1", 100)
+        client.wait_report(x, status="6", timeout=10)  # PendingCancel
+        deadline = time.monotonic() + GRACE
+        answer = None
+        while answer is None and time.monotonic() < deadline:
+            answer = next((m for m in client.reports_for(cl)
+                           if m.get(codec.CL_ORD_ID) == x and m.get(codec.MSG_TYPE) == codec.CANCEL_REJECT
+                           or m.get(codec.ORD_STATUS) == CANCELED), None)
+            time.sleep(0.2)
+        assert answer is not None, f"cancel {x} neither done nor refused {GRACE}s after the venue went silent"
+    finally:
+        speak(venue(single, "VENUE-B"))
+
+
+def test_a_silent_venue_does_not_hold_up_other_venues_or_sessions(single: Stack) -> None:
+    """While VENUE-B swallows everything, VENUE-A's orders and another client's fill as usual."""
+    c1 = single.client()
+    c2 = single.client("CLIENT2", "FIX.4.2")
+    silence(venue(single, "VENUE-B"))
+    try:
+        stuck = c1.new_order("IBM", "1", 100, price="149.00")
+        c1.wait_report(stuck, exec_type=NEW, timeout=10)
+        for i in range(3):
+            cl = c2.new_order("AAPL", "1", 100, price=f"{191 + i / 100:.2f}")
+            c2.wait_report(cl, status=FILLED, timeout=15)
+            cl = c1.new_order("MSFT", "2", 100, price=f"{409 - i / 100:.2f}")
+            c1.wait_report(cl, status=FILLED, timeout=15)
+    finally:
+        speak(venue(single, "VENUE-B"))
