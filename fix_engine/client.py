@@ -88,6 +88,7 @@ class FixClient:
                     f"DataDictionary={settings.resolve_dictionary(dictionary)}",
                     "ValidateUserDefinedFields=N",
                     "AllowUnknownMsgFields=Y",
+                    "SocketNodelay=Y",
                     f"ResetOnLogon={'Y' if reset_on_logon else 'N'}",
                     "[SESSION]",
                     f"BeginString={begin_string}",

@@ -437,6 +437,7 @@ def simulator_settings(name: str, port: int, var_dir: Path) -> Any:
                 f"DataDictionary={settings.resolve_dictionary('FIX44.xml')}",
                 "ValidateUserDefinedFields=N",
                 "AllowUnknownMsgFields=Y",
+                "SocketNodelay=Y",
                 "[SESSION]",
                 "BeginString=FIX.4.4",
                 f"SenderCompID={name}",
