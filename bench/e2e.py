@@ -17,11 +17,12 @@ and the CPU each process used during the throughput run. Targets (docs/performan
 throughput >= 60% of the bare echo's; at 1,000 orders/s ack p50 <= 300 us and p99 <= 1 ms.
 
 --profile samples the engine with py-spy (pip install py-spy into .venv) during its throughput run and
-prints the functions that dominate. --nodelay runs the engine a second time with SocketNodelay=Y added to
-sessions.cfg [DEFAULT] (QuickFIX 1.16 leaves Nagle on by default; the echo runs with it off).
+prints the functions that dominate. --nagle runs the engine a second time with SocketNodelay=N in its
+sessions.cfg [DEFAULT] (QuickFIX 1.16's default: Nagle on), to show what SocketNodelay=Y is worth on the
+client side (the venue simulators keep theirs).
 
 Run: .venv/bin/python bench/e2e.py [--sessions 4] [--rate 200,1000] [--seconds 10] [--window 50]
-                                    [--db sqlite,postgresql] [--profile] [--nodelay] [--no-echo]
+                                    [--db sqlite,postgresql] [--profile] [--nagle] [--no-echo]
 Everything runs on 127.0.0.1 in a temporary folder; PostgreSQL gets a database of its own, dropped after.
 """
 
@@ -151,7 +152,8 @@ class Generator:
         var.mkdir(parents=True, exist_ok=True)
         lines = ["[DEFAULT]", "ConnectionType=initiator", "SocketConnectHost=127.0.0.1", f"SocketConnectPort={port}",
                  f"FileStorePath={var / 'store'}", "StartTime=00:00:00", "EndTime=00:00:00", "HeartBtInt=30",
-                 "ReconnectInterval=1", "UseDataDictionary=N", "ResetOnLogon=Y", "SocketNodelay=Y", "BeginString=FIX.4.4",
+                 "ReconnectInterval=1", "UseDataDictionary=N", "ResetOnLogon=Y", "SocketNodelay=Y",
+                 "BeginString=FIX.4.4",
                  "TargetCompID=FIXOMS", ""]
         for comp in self.comps:
             lines += ["[SESSION]", f"SenderCompID={comp}", ""]
@@ -301,7 +303,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def engine_config(tmp: Path, port: int, venue_ports: dict[str, int], url: str, sessions: int,
-                  nodelay: bool = False) -> Path:
+                  nagle: bool = False) -> Path:
     """sessions.cfg: the repository's [DEFAULT] and non-client sessions, our CLIENT1..n (FIX 4.4);
     fixoms.toml: the repository's with our database, accounts, no per-session rate limit, still venues."""
     blocks = (ROOT / "sessions.cfg").read_text().split("[SESSION]")
@@ -310,8 +312,9 @@ def engine_config(tmp: Path, port: int, venue_ports: dict[str, int], url: str, s
                               f"SocketAcceptPort={port}\nDataDictionary=FIX44.xml\n\n" for i in range(1, sessions + 1))
     cfg += "".join("[SESSION]" + b for b in kept)
     cfg = re.sub(r"(?m)^SocketAcceptPort=\d+", f"SocketAcceptPort={port}", cfg)
-    if nodelay:  # QuickFIX 1.16 leaves Nagle on unless told: back-to-back messages wait for a delayed ACK
-        cfg = cfg.replace("[DEFAULT]\n", "[DEFAULT]\nSocketNodelay=Y\n", 1)
+    cfg = re.sub(r"(?m)^SocketNodelay=.*\n", "", cfg)  # ours, whatever the repository's says
+    # QuickFIX 1.16 leaves Nagle on unless told: back-to-back messages then wait for a delayed ACK
+    cfg = cfg.replace("[DEFAULT]\n", f"[DEFAULT]\nSocketNodelay={'N' if nagle else 'Y'}\n", 1)
     for name, p in venue_ports.items():
         cfg = re.sub(rf"(TargetCompID={re.escape(name)}\n(?:.*\n)*?SocketConnectPort=)\d+", rf"\g<1>{p}", cfg)
     (tmp / "sessions.cfg").write_text(cfg)
@@ -355,7 +358,7 @@ def echo_target(tmp: Path, sessions: int, fill: bool, threaded: bool = False) ->
 
 
 @contextmanager
-def engine_target(tmp: Path, sessions: int, db: str, nodelay: bool = False,
+def engine_target(tmp: Path, sessions: int, db: str, nagle: bool = False,
                   switch_interval: float | None = None) -> Iterator[Target]:
     from oms.journal import create_schema, make_engine, set_credential
 
@@ -370,7 +373,7 @@ def engine_target(tmp: Path, sessions: int, db: str, nodelay: bool = False,
         url = f"sqlite:///{var / 'journal.db'}"
     port = free_port()
     venue_ports = {"VENUE-A": free_port(), "VENUE-B": free_port()}
-    config = engine_config(var, port, venue_ports, url, sessions, nodelay)
+    config = engine_config(var, port, venue_ports, url, sessions, nagle)
     passwords = {f"CLIENT{i}": f"bench-{i}" for i in range(1, sessions + 1)}
     sa = make_engine(url)
     create_schema(sa)
@@ -396,7 +399,7 @@ def engine_target(tmp: Path, sessions: int, db: str, nodelay: bool = False,
                 cwd=var, stdout=subprocess.DEVNULL, stderr=out, env=ENV)
         wait_listening(port, procs["engine"], var / "engine.log")
         time.sleep(1.0)  # the venues log on and send their books
-        extra = (", SocketNodelay=Y" if nodelay else "") + (f", switch {switch_interval} ms" if switch_interval else "")
+        extra = (", SocketNodelay=N" if nagle else "") + (f", switch {switch_interval} ms" if switch_interval else "")
         yield Target(f"engine ({db}{extra})", procs, port, passwords)
     finally:
         for proc in procs.values():
@@ -564,8 +567,8 @@ def main() -> None:
     parser.add_argument("--no-echo", action="store_true")
     parser.add_argument("--switch-interval", type=float, default=None, metavar="MS",
                         help="run the engine with sys.setswitchinterval(MS/1000) (default 5 ms) - an experiment")
-    parser.add_argument("--nodelay", action="store_true",
-                        help="also run the engine with SocketNodelay=Y added to sessions.cfg [DEFAULT]")
+    parser.add_argument("--nagle", action="store_true",
+                        help="also run the engine with SocketNodelay=N (Nagle on) in its sessions.cfg [DEFAULT]")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rate.split(",") if r.strip()]
@@ -585,11 +588,11 @@ def main() -> None:
             if db == "postgresql" and (why := pg_reachable()):
                 print(f"\n== engine (postgresql): skipped, {why}")
                 continue
-            for nodelay in (False, True) if args.nodelay else (False,):
-                with engine_target(tmp, args.sessions, db, nodelay, args.switch_interval) as t:
+            for nagle in (False, True) if args.nagle else (False,):
+                with engine_target(tmp, args.sessions, db, nagle, args.switch_interval) as t:
                     pid = t.procs["engine"].pid
                     prof = (lambda pid=pid, db=db: Profiler(pid, tmp / f"profile-{db}.txt", args.seconds)) \
-                        if args.profile and not nodelay else None
+                        if args.profile and not nagle else None
                     r = measure(t, args, tmp, "end", True, prof)
                     results[t.name] = r
                     show(t.name, r)

@@ -1033,9 +1033,10 @@ def test_an_unauthenticated_invalid_utf8_logon_cannot_lock_a_client_out(own_engi
 
 def test_oversized_identifiers_do_not_wedge_the_journal(request: pytest.FixtureRequest, tmp_path: Path,
                                                         db_url: str) -> None:
-    """ClOrdID/Account longer than the journal's columns. SQLite stores them (it does not enforce VARCHAR
-    lengths); on PostgreSQL the batch's commit fails: the order is refused as 'journal unavailable' and a
-    cancel carrying such a ClOrdID is retried for ever, so every later order of every client is refused."""
+    """ClOrdID/Account longer than the journal's columns. Before codec.ID_LIMITS they reached the database:
+    SQLite stored them (it does not enforce VARCHAR lengths), PostgreSQL failed the batch - the order was
+    refused as 'journal unavailable' and a cancel carrying such a ClOrdID was retried for ever, so every
+    later order of every client was refused. Now they are refused up front, on both backends."""
     proc = EngineProcess(tmp_path, db_url)
     proc.start()
     client2: FixClient | None = None

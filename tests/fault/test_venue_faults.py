@@ -52,7 +52,7 @@ def order_id(client: FixClient, cl: str) -> str:
     return next(m[codec.ORDER_ID] for m in client.reports_for(cl) if m.get(codec.ORDER_ID, "NONE") != "NONE")
 
 
-def finished(client: FixClient, cl: str) -> dict[str, str] | None:
+def finished(client: FixClient, cl: str) -> dict[int, str] | None:
     """The client's last ExecutionReport for `cl` if it says the order is done."""
     reports = [m for m in client.reports_for(cl) if m.get(codec.MSG_TYPE) == codec.EXECUTION_REPORT]
     return reports[-1] if reports and reports[-1].get(codec.ORD_STATUS) in DONE else None
