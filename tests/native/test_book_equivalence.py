@@ -4,7 +4,6 @@ identical states."""
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
@@ -35,20 +34,9 @@ from native import (
     op_replace,
     pack_ops,
 )
+from tests.native import load_book
 
-
-def _load_book() -> Any:
-    try:
-        return importlib.import_module("native.book")
-    except ImportError:
-        from native.build_book import build_in_place
-
-        build_in_place()
-        importlib.invalidate_caches()
-        return importlib.import_module("native.book")
-
-
-book_mod = _load_book()
+book_mod = load_book()
 Book = book_mod.Book
 
 MIN_PRICE = 1000

@@ -9,7 +9,6 @@ it under AddressSanitizer and UndefinedBehaviorSanitizer.
 
 from __future__ import annotations
 
-import importlib
 import os
 import random
 from typing import Any
@@ -31,20 +30,9 @@ from native import (
     op_replace,
     pack_ops,
 )
+from tests.native import load_book
 
-
-def _load_book() -> Any:
-    try:
-        return importlib.import_module("native.book")
-    except ImportError:
-        from native.build_book import build_in_place
-
-        build_in_place()
-        importlib.invalidate_caches()
-        return importlib.import_module("native.book")
-
-
-Book = _load_book().Book
+Book = load_book().Book
 
 N_OPS = int(os.environ.get("FIXOMS_REPLAY_OPS", "1000000"))
 SEED = 20240607
