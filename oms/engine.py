@@ -583,10 +583,7 @@ class Engine:
                 held.discard(order_id)
                 b.emit(order, ev.OrderTriggered(order_id, price))
                 if not self._route_residual(order, b):
-                    b.emit(order, ev.OrderCanceled(order_id, f"stop elected at {price}: no venue available"))
-                    if self.risk is not None:
-                        self.risk.on_done(order)
-                    b.outbound.append(report(order, ExecType.CANCELED))
+                    self._end(order, ev.OrderCanceled(order_id, f"stop elected at {price}: no venue available"), b)
 
     def _on_session_up(self, cmd: c.ClientSessionUp, b: _Batch) -> None:
         self.sessions_up.add(cmd.session)
@@ -724,6 +721,17 @@ class Engine:
             b.outbound.append(CancelReject(order.session, order.order_id, cl_ord_id, order.cl_ord_id,
                                            order.ord_status, response_to, reason, text))
 
+    def _end(self, order: Order, event: ev.OrderCanceled | ev.OrderExpired, b: _Batch,
+             orig_cl_ord_id: str | None = None) -> None:
+        """Cancel or expire what is left of an order: the event, risk released, the client told.
+        `orig_cl_ord_id`: the ClOrdID before a client's cancel took effect (sent only if it changed)."""
+        b.emit(order, event)
+        if self.risk is not None:
+            self.risk.on_done(order)
+        exec_type = ExecType.EXPIRED if isinstance(event, ev.OrderExpired) else ExecType.CANCELED
+        orig = orig_cl_ord_id if orig_cl_ord_id is not None and orig_cl_ord_id != order.cl_ord_id else None
+        b.outbound.append(report(order, exec_type, orig_cl_ord_id=orig))
+
     def _settle(self, order: Order, b: _Batch) -> None:
         """After any change to an order or its children: finish what can be finished."""
         if order.status is OrdStatus.FILLED:
@@ -746,11 +754,7 @@ class Engine:
         if order.pending is OrdStatus.PENDING_CANCEL:
             orig = order.cl_ord_id
             text = order.text if not order.pending_cl_ord_id else "canceled at client request"
-            b.emit(order, ev.OrderCanceled(order.order_id, text))
-            if self.risk is not None:
-                self.risk.on_done(order)
-            b.outbound.append(report(order, ExecType.CANCELED,
-                                     orig_cl_ord_id=orig if order.cl_ord_id != orig else None))
+            self._end(order, ev.OrderCanceled(order.order_id, text), b, orig_cl_ord_id=orig)
             return
         if order.pending is OrdStatus.PENDING_REPLACE:
             before = dataclasses.replace(order, children={})
@@ -759,16 +763,10 @@ class Engine:
                 self.risk.on_replaced(before, order)
             b.outbound.append(report(order, ExecType.REPLACED, orig_cl_ord_id=order.orig_cl_ord_id))
             if not order.is_terminal and not self._route_residual(order, b):
-                b.emit(order, ev.OrderCanceled(order.order_id, "replaced, but no venue available"))
-                if self.risk is not None:
-                    self.risk.on_done(order)
-                b.outbound.append(report(order, ExecType.CANCELED))
+                self._end(order, ev.OrderCanceled(order.order_id, "replaced, but no venue available"), b)
             return
         if order.expiring:
-            b.emit(order, ev.OrderExpired(order.order_id, order.text))
-            if self.risk is not None:
-                self.risk.on_done(order)
-            b.outbound.append(report(order, ExecType.EXPIRED))
+            self._end(order, ev.OrderExpired(order.order_id, order.text), b)
             return
         if order.held or order.leaves_qty <= 0 or any(not ch.done for ch in order.children.values()):
             return
@@ -790,10 +788,7 @@ class Engine:
             text = "no venue available"
         else:
             text = f"{last.venue}: {last.text}"
-        b.emit(order, ev.OrderCanceled(order.order_id, text))
-        if self.risk is not None:
-            self.risk.on_done(order)
-        b.outbound.append(report(order, ExecType.CANCELED))
+        self._end(order, ev.OrderCanceled(order.order_id, text), b)
 
     # --- operators ------------------------------------------------------------------------------
     def _on_set_state(self, cmd: c.SetTradingState, b: _Batch) -> None:
