@@ -107,6 +107,10 @@ class Stack:
         self.clients.append(c)
         return c
 
+    def venue(self, name: str = "VENUE-B"):  # type: ignore[no-untyped-def]
+        """The running simulator of that venue (its VenueSimulator application)."""
+        return next(s.app for s in self.sims if s.app.name == name)
+
     def close(self) -> None:
         for c in self.clients:
             c.stop(force=True)

@@ -50,7 +50,7 @@ def cancel_rejects(client: FixClient) -> list[Msg]:
 
 
 def sim(stack: Stack, name: str = "VENUE-B"):  # type: ignore[no-untyped-def]
-    return next(s.app for s in stack.sims if s.app.name == name)
+    return stack.venue(name)
 
 
 # IBM is routed to VENUE-B, reference 150.00: house bids 149.99.., asks 150.01.., so a client bid at

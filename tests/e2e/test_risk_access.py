@@ -260,7 +260,7 @@ def test_cancel_on_disconnect_cancels_at_the_venue(rstack: Stack) -> None:
                 for ch in o.children.values()]
     assert len(children) == 3
     c2.stop()
-    venue = next(s.app for s in rstack.sims if s.app.name == "VENUE-B")
+    venue = rstack.venue("VENUE-B")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         statuses = [venue.orders[venue.by_cl_ord_id[("FIXOMS", cid)]].status.value for cid in children]

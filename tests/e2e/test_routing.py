@@ -38,14 +38,10 @@ def wait_quotes(stack: Stack, symbol: str, venues: set[str]) -> None:
     raise TimeoutError(f"no quotes from {venues} for {symbol}")
 
 
-def venue_app(stack: Stack, name: str):  # type: ignore[no-untyped-def]
-    return next(s.app for s in stack.sims if s.app.name == name)
-
-
 def test_order_bigger_than_the_best_level_is_split_in_price_then_fee_order(stack: Stack) -> None:
     wait_quotes(stack, "IBM", {"VENUE-A", "VENUE-B"})
-    a_best = venue_app(stack, "VENUE-A").books["IBM"].best_ask()
-    b_best = venue_app(stack, "VENUE-B").books["IBM"].best_ask()
+    a_best = stack.venue("VENUE-A").books["IBM"].best_ask()
+    b_best = stack.venue("VENUE-B").books["IBM"].best_ask()
     assert a_best[0] == b_best[0] == 15001  # both venues' touch is 150.01
     qty = a_best[1] + b_best[1]  # more than either venue shows at the touch
     c1 = stack.client()
@@ -92,7 +88,7 @@ def test_a_venue_that_disconnects_gets_no_more_children(stack: Stack) -> None:
     while "VENUE-B" in eng.venues_up and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "VENUE-B" not in eng.venues_up
-    sizes = sum(q for _, q, _ in venue_app(stack, "VENUE-A").books["IBM"].depth(1, 3))
+    sizes = sum(q for _, q, _ in stack.venue("VENUE-A").books["IBM"].depth(1, 3))
     cl = c1.new_order("IBM", "1", sizes, price="150.03", extra=[(codec.ROUTING_STRATEGY, "sweep")])
     c1.wait_report(cl, status=FILLED)
     order = next(o for o in eng.orders.values() if o.cl_ord_id == cl)
@@ -128,7 +124,7 @@ def test_tca_is_journaled_and_reported(stack: Stack) -> None:
 def test_venue_books_move_over_time_and_the_router_follows(stack: Stack) -> None:
     wait_quotes(stack, "IBM", {"VENUE-A", "VENUE-B"})
     router = stack.app.router  # type: ignore[attr-defined]
-    venue = venue_app(stack, "VENUE-B")
+    venue = stack.venue("VENUE-B")
 
     def view() -> object:
         return tuple(router.book.venue_levels("VENUE-B", "IBM", side) for side in (Side.BUY, Side.SELL))

@@ -173,7 +173,7 @@ def test_market_data_reaches_the_engine(stack: Stack) -> None:
         _t.sleep(0.05)
     assert eng.quotes[("VENUE-B", "IBM")] == (D("149.99"), D("150.01"))
     assert eng.reference_price("IBM") == D("150.00")
-    venue_b = next(s.app for s in stack.sims if s.app.name == "VENUE-B")
+    venue_b = stack.venue("VENUE-B")
     venue_b.house_order("IBM", Side.BUY, D("150.00"), 100)  # a better bid: an X update
     while _t.monotonic() < deadline and eng.quotes[("VENUE-B", "IBM")][0] != D("150.00"):
         _t.sleep(0.05)
