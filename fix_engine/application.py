@@ -8,9 +8,13 @@ logged and turned into the nearest FIX answer by the subclass.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+from fix_engine import codec
 from fix_engine.quickfix_import import fix
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,38 @@ def copy_session_id(sid: Any) -> Any:
     )
 
 
+class Probes:
+    """TestRequests an operator sent (`fixoms sessions test-request`), by TestReqID(112): the Heartbeat
+    that answers one records when it arrived. Costs nothing while none is pending."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, queue.Queue[float]] = {}
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._waiting)
+
+    def expect(self, test_req_id: str) -> queue.Queue[float]:
+        answers: queue.Queue[float] = queue.Queue(1)
+        with self._lock:
+            self._waiting[test_req_id] = answers
+        return answers
+
+    def forget(self, test_req_id: str) -> None:
+        with self._lock:
+            self._waiting.pop(test_req_id, None)
+
+    def on_admin(self, raw: str) -> None:
+        fields = codec.parse(raw)
+        if fields.get(codec.MSG_TYPE) != codec.HEARTBEAT:
+            return
+        with self._lock:
+            answers = self._waiting.pop(fields.get(codec.TEST_REQ_ID, ""), None)
+        if answers is not None:
+            answers.put(time.perf_counter())
+
+
 class GuardedApplication(fix.Application):  # type: ignore[misc]
     """Base for our acceptor and initiator applications. Subclasses override the `on_*` hooks."""
 
@@ -59,6 +95,7 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         self.session_ids: dict[str, Any] = {}
         self.begin_strings: dict[str, str] = {}
         self.logged_on: set[str] = set()
+        self.probes = Probes()
 
     # --- QuickFIX callbacks (guarded) --------------------------------------------------------
     def onCreate(self, sid: Any) -> None:
@@ -74,6 +111,8 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         self._guard("toAdmin", self.on_to_admin, message, sid)
 
     def fromAdmin(self, message: Any, sid: Any) -> None:
+        if self.probes.pending:
+            self._guard("probe", self.probes.on_admin, message.toString())
         self._guard("fromAdmin", self.on_from_admin, message, sid)
 
     def toApp(self, message: Any, sid: Any) -> None:

@@ -7,6 +7,7 @@ setting fields one by one through SWIG.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
@@ -106,9 +107,20 @@ def parse(raw: str) -> dict[int, str]:
     return out
 
 
+# (second since the epoch, its "YYYYMMDD-HH:MM:SS." text): every report of a busy second shares it
+_second: tuple[int, str] = (-1, "")
+
+
 def utc_timestamp(ts: datetime | None = None) -> str:
-    ts = ts or datetime.now(UTC)
-    return ts.strftime("%Y%m%d-%H:%M:%S.") + f"{ts.microsecond // 1000:03d}"
+    """UTCTimestamp with milliseconds, of `ts` or of now."""
+    if ts is not None:
+        return ts.strftime("%Y%m%d-%H:%M:%S.") + f"{ts.microsecond // 1000:03d}"
+    global _second
+    sec, ns = divmod(time.time_ns(), 1_000_000_000)
+    cached = _second
+    if cached[0] != sec:
+        cached = _second = (sec, time.strftime("%Y%m%d-%H:%M:%S.", time.gmtime(sec)))
+    return f"{cached[1]}{ns // 1_000_000:03d}"
 
 
 def _dec(fields: dict[int, str], tag: int, name: str) -> Decimal | None:
@@ -523,3 +535,34 @@ def decode_md(raw: str) -> tuple[str, str, list[dict[int, str]]]:
         if entries and tag in (MD_UPDATE_ACTION, MD_ENTRY_TYPE, SYMBOL, MD_ENTRY_PX, MD_ENTRY_SIZE):
             entries[-1][tag] = value
     return msg_type, symbol, entries
+
+
+# --- session level (operator commands: fixoms sessions sequence-reset|resend|test-request) ---------
+BEGIN_SEQ_NO, END_SEQ_NO, SENDER_COMP_ID, SENDING_TIME = 7, 16, 49, 52
+NEW_SEQ_NO, TEST_REQ_ID, GAP_FILL_FLAG = 36, 112, 123
+HEARTBEAT, TEST_REQUEST, RESEND_REQUEST, SEQUENCE_RESET = "0", "1", "2", "4"
+
+MSG_TYPE_NAMES = {
+    HEARTBEAT: "Heartbeat", TEST_REQUEST: "TestRequest", RESEND_REQUEST: "ResendRequest", "3": "Reject",
+    SEQUENCE_RESET: "SequenceReset", "5": "Logout", LOGON: "Logon", NEW_ORDER_SINGLE: "NewOrderSingle",
+    CANCEL_REQUEST: "OrderCancelRequest", REPLACE_REQUEST: "OrderCancelReplaceRequest",
+    STATUS_REQUEST: "OrderStatusRequest", EXECUTION_REPORT: "ExecutionReport", CANCEL_REJECT: "OrderCancelReject",
+    BUSINESS_REJECT: "BusinessMessageReject", MASS_CANCEL_REQUEST: "OrderMassCancelRequest",
+    MASS_CANCEL_REPORT: "OrderMassCancelReport", MASS_STATUS_REQUEST: "OrderMassStatusRequest",
+    MD_REQUEST: "MarketDataRequest", MD_SNAPSHOT: "MarketDataSnapshotFullRefresh",
+    MD_INCREMENTAL: "MarketDataIncrementalRefresh", MD_REQUEST_REJECT: "MarketDataRequestReject",
+}
+
+
+def encode_sequence_reset(begin: str, new_seq_no: int) -> str:
+    """SequenceReset in Reset mode (GapFillFlag=N): the receiver takes NewSeqNo whatever our MsgSeqNum."""
+    return _message(begin, SEQUENCE_RESET, [(GAP_FILL_FLAG, "N"), (NEW_SEQ_NO, str(new_seq_no))])
+
+
+def encode_resend_request(begin: str, begin_seq_no: int, end_seq_no: int) -> str:
+    """ResendRequest; EndSeqNo 0 means "through the last one you sent"."""
+    return _message(begin, RESEND_REQUEST, [(BEGIN_SEQ_NO, str(begin_seq_no)), (END_SEQ_NO, str(end_seq_no))])
+
+
+def encode_test_request(begin: str, test_req_id: str) -> str:
+    return _message(begin, TEST_REQUEST, [(TEST_REQ_ID, test_req_id)])

@@ -126,3 +126,23 @@ def sessions(settings: Any) -> list[SessionInfo]:
             )
         )
     return sorted(out, key=lambda s: (s.connection_type, s.key))
+
+
+def session_file_prefix(begin: str, sender: str, target: str, qualifier: str = "") -> str:
+    """How QuickFIX names a session's FileStore and FileLog files (after its SessionID)."""
+    return f"{begin}-{sender}-{target}" + (f"-{qualifier}" if qualifier else "")
+
+
+def quickfix_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("quickfix")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def quickfix_guarded() -> bool:
+    """Built with native/quickfix/guard.patch (what `make install` installs): bounded framing, a first-
+    message deadline, unparseable frames dropped. A plain PyPI build works but trusts its peers."""
+    return "+fixoms" in quickfix_version()

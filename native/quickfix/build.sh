@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds quickfix 1.16.0 with fixoms' guard patch (guard.patch) as a wheel, once: the wheel is kept
+# in $FIXOMS_WHEEL_CACHE (default ~/.cache/fixoms/wheels) and reused by every checkout on the machine.
+#
+# Why: QuickFIX 1.16's acceptor trusts its peer's framing. Unpatched, a frame with a non-numeric
+# BodyLength makes the session process the previous message again; a connection that never completes
+# its first message is held for ever (a thread each); a frame claiming a huge BodyLength is buffered
+# in full before any logon. The patch drops unparseable frames, bounds a frame to 4 MB and its header
+# to 4 KB, and disconnects a peer without a complete first message after 10 s (docs/operations.md).
+#
+# Usage: native/quickfix/build.sh PYTHON   -> prints the wheel's path
+set -euo pipefail
+PY=${1:?usage: build.sh PYTHON}
+# absolute (the build runs in another directory), but not resolved: a venv's python is a symlink
+case "$PY" in /*) ;; */*) PY="$(pwd)/$PY" ;; *) PY=$(command -v "$PY") ;; esac
+HERE=$(cd "$(dirname "$0")" && pwd)
+VERSION=1.16.0
+LOCAL=fixoms1
+CACHE=${FIXOMS_WHEEL_CACHE:-$HOME/.cache/fixoms/wheels}
+mkdir -p "$CACHE"
+# The patch's hash is part of the name: a changed patch builds a new wheel.
+TAG=$(sha256sum "$HERE/guard.patch" | cut -c1-12)
+DONE="$CACHE/quickfix-$VERSION+$LOCAL.$TAG.path"
+if [ -f "$DONE" ] && [ -f "$(cat "$DONE")" ]; then
+    cat "$DONE"
+    exit 0
+fi
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+echo "building quickfix $VERSION with the fixoms guard patch (about 5 minutes on 2 cores, once)" >&2
+"$PY" -m pip download --quiet --no-binary :all: --no-deps -d "$WORK" "quickfix==$VERSION" >&2
+tar xzf "$WORK/quickfix-$VERSION.tar.gz" -C "$WORK"
+SRC="$WORK/quickfix-$VERSION"
+patch --quiet -p2 -d "$SRC" < "$HERE/guard.patch"
+sed -i "s/^version = $VERSION\$/version = $VERSION+$LOCAL.$TAG/" "$SRC/setup.cfg"
+sed -i "s/^Version: $VERSION\$/Version: $VERSION+$LOCAL.$TAG/" "$SRC/PKG-INFO"
+# Both cores for the compile (setuptools' build_ext -j); no debug info, which only slows it down.
+(cd "$SRC" && CFLAGS="-g0" "$PY" setup.py --quiet build_ext -j 2 1>&2)
+"$PY" -m pip wheel --quiet --no-deps --no-build-isolation -w "$CACHE" "$SRC" >&2
+WHEEL=$(ls "$CACHE"/quickfix-"$VERSION+$LOCAL.$TAG"-*.whl | head -1)
+echo "$WHEEL" > "$DONE"
+echo "$WHEEL"
