@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from fix_engine import settings as fix_settings
 from fix_engine.quickfix_import import fix
+from fixoms.admin_sessions import SessionOps
 from oms import commands as c
 from oms.journal import load_credentials, set_credential
 
@@ -113,6 +114,8 @@ class AdminServer:
             "venues.list": self._venues_list,
             "jobs.run": self._jobs_run,
         }
+        self.session_ops = SessionOps(self)
+        self._actions.update(self.session_ops.actions())
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -354,7 +357,15 @@ class AdminServer:
             "next_target_seq": int(session.getExpectedTargetNum()),
             "remote": remote,
             "heartbeat": int(info.settings.get("HeartBtInt", "0") or 0),
+            **self.session_ops.last_times(info),
         }
+
+    def _with_trading(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add each client session's trading state (HALTED: held by `sessions hold` or `risk halt`)."""
+        states = self.session_ops.trading_states([r["id"] for r in rows if r["role"] == "client"])
+        for r in rows:
+            r["trading"] = states.get(r["id"], "")
+        return rows
 
     def _sessions_list(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
         out = []
@@ -362,11 +373,13 @@ class AdminServer:
             session = fix.Session.lookupSession(fix.SessionID(info.begin_string, info.sender, info.target))
             if session is not None:
                 out.append(self._describe(info, session))
-        return out, None
+        return self._with_trading(out), None
 
     def _sessions_show(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
         info, session = self._session(args)
-        out = self._describe(info, session)
+        out = self._with_trading([self._describe(info, session)])[0]
+        out["message_log"] = self.session_ops.message_log(info)
+        out["recent"] = self.session_ops.recent(info)
         out["settings"] = dict(info.settings)
         if info.connection_type == "acceptor":
             auth = self.app.gateway.authenticator
@@ -552,25 +565,31 @@ class AdminServer:
     # jobs
     def _venues_list(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
         """Status, fees and latency profile, open children and today's fills per venue (engine thread)."""
-        from datetime import UTC, datetime
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        from oms.journal import fills_by_venue
 
         engine = self.app.engine
         router = self.app.router
+        # "Today" is the trading day in the configured time zone; the journal counts finished orders'
+        # fills too (after a restart only working orders are in memory).
+        tz = ZoneInfo(self.app.config.timezone)
+        midnight = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+        fills_today = fills_by_venue(engine.journal.engine, midnight)
 
         def read() -> list[dict[str, Any]]:
-            today = datetime.now(UTC).date()
             rows = []
             for name in sorted(engine.venues):
                 children = [ch for o in engine.orders.values() for ch in o.children.values() if ch.venue == name]
-                fills = 0
-                for (venue, _), f in engine.fills.items():
-                    updated = engine.orders[f[0]].updated_at
-                    if venue == name and updated is not None and updated.date() == today:
-                        fills += 1
+                fills = fills_today.get(name, 0)
                 profile = router.profile(name)
                 rows.append({
-                    "venue": name, "status": "up" if name in engine.venues_up else "down",
+                    # suspect: logged on but not answering (oms.engine venue faults)
+                    "venue": name, "status": ("down" if name not in engine.venues_up
+                                              else "suspect" if name in engine.suspect else "up"),
                     "open_children": sum(1 for ch in children if not ch.done),
+                    "in_doubt": sum(1 for ch in children if ch.in_doubt),
                     "fills_today": fills,
                     "taker_fee": str(profile.taker_fee), "maker_rebate": str(profile.maker_rebate),
                     "latency_ms": str(profile.latency_ms),
@@ -594,9 +613,11 @@ class AdminServer:
             return sum(not o.is_terminal for o in self.app.engine.orders.values())
 
         before = self.on_engine_thread(open_count)
-        self.app.jobs.run_now(name)
+        detail = self.app.jobs.run_now(name)
         after = self.on_engine_thread(open_count)
         result = {"job": name, "open_orders_before": before, "open_orders_after": after}
+        if detail is not None:
+            result["detail"] = detail
         return result, result
 
 

@@ -67,6 +67,10 @@ class EngineApp:
                 symbols=frozenset(config.symbols),
                 default_accounts=dict(config.accounts),
                 cancel_on_disconnect=frozenset(config.cancel_on_disconnect),
+                venue_down_grace_s=config.venue_down_grace_s,
+                venue_ack_timeout_s=config.venue_ack_timeout_s,
+                venues_keep_orders=frozenset(v for v in venue_names
+                                             if not self.router.profile(v).cancel_on_disconnect),
             ),
         )
         self.risk = RiskEngine(config.risk)
@@ -85,10 +89,13 @@ class EngineApp:
         self.engine.observer = self.metrics.observe
         self._metrics_server: Any = None
         self.jobs = Jobs(config.instance, self.engine.submit, self.journal.engine, config.timezone, config.session_end,
-                         eod=self._eod_report)
+                         eod=self._eod_report, rotate=self._rotate_logs, rotate_at=config.rotate_logs_at)
         a, i = self.acceptor_settings, self.initiator_settings
-        self._factories = [fix.FileStoreFactory(a), SessionLogFactory(a, self.gateway), fix.FileStoreFactory(i),
-                           fix.FileLogFactory(i)]
+        # Our LogFactory on both sides: FileLog as before, plus each session's last messages for the
+        # operator and a backup the rotation job can trigger safely.
+        self.client_logs = SessionLogFactory(a, self.gateway)
+        self.venue_logs = SessionLogFactory(i)
+        self._factories = [fix.FileStoreFactory(a), self.client_logs, fix.FileStoreFactory(i), self.venue_logs]
         # ThreadedSocketAcceptor, not the SocketAcceptor the design prefers: 1.16's SocketAcceptor.stop()
         # races its own thread (SocketServer closed on the caller's thread while the acceptor thread
         # deletes it) and segfaulted at shutdown in our tests. Our callbacks only decode and enqueue,
@@ -99,13 +106,27 @@ class EngineApp:
         )
 
     def start(self) -> None:
-        # Recover before any session can deliver a message.
-        self.engine.start()
+        if not fix_settings.quickfix_guarded():
+            log.warning("quickfix %s is not the guarded build (native/quickfix, `make install`): a hostile peer's "
+                        "framing is not bounded", fix_settings.quickfix_version())
+        # Sessions log on while the engine thread recovers: what they deliver waits in the engine's queue
+        # until recovery is done (Engine.start), so a restart accepts logons after the imports and
+        # wiring, not after reading the journal. Jobs and operators start once it is done.
+        self.engine.start(wait=False)
         if self.internal is not None:
             self.internal.start()
         if self.initiator is not None:
             self.initiator.start()
         self.acceptor.start()
+        try:
+            self.engine.wait_recovered()
+        except Exception:
+            # Nothing was answered yet: close the sessions that logged on meanwhile and fail the start.
+            self.gateway.stopping = True
+            self.acceptor.stop()
+            if self.initiator is not None:
+                self.initiator.stop()
+            raise
         self.jobs.start()
         if self.config.metrics_port is not None:
             try:
@@ -129,6 +150,12 @@ class EngineApp:
         tz = ZoneInfo(self.config.timezone)
         summary = write_eod(self.journal.engine, datetime.now(tz).date(), self.config.var_dir / "reports", tz)
         log.warning("end-of-day report %s: %s", summary["date"], summary["accounts"])
+
+    def _rotate_logs(self) -> dict[str, int]:
+        from fixoms.logrotate import rotate_logs
+
+        return rotate_logs([self.client_logs, self.venue_logs], self.config.log_file,
+                           self.config.log_retention_days)
 
     def wait_venues(self, timeout: float = 10.0) -> bool:
         want = set(self.engine.venues)

@@ -4,6 +4,7 @@ P&L, the audit trail."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -13,7 +14,16 @@ from sqlalchemy.engine import Engine as SAEngine
 
 from oms.audit import Verification, verify
 from oms.enums import OrdStatus, Side, reported_status
-from oms.journal import audit_instances, audit_tail, children_t, events_t, executions, iter_audit, orders_t
+from oms.journal import (
+    audit_count,
+    audit_instances,
+    audit_tail,
+    children_t,
+    events_t,
+    executions,
+    iter_audit,
+    orders_t,
+)
 from oms.positions import Book, Fill, SettlementCalendar, Trade, compute, fmt_price, fmt_qty
 
 OPEN_STATUSES = [s.value for s in (OrdStatus.PENDING_NEW, OrdStatus.NEW, OrdStatus.PARTIALLY_FILLED)]
@@ -49,7 +59,8 @@ def order_dict(row: Any) -> dict[str, Any]:
 
 
 def list_orders(engine: SAEngine, *, open_only: bool = False, account: str | None = None,
-                symbol: str | None = None, session: str | None = None) -> list[dict[str, Any]]:
+                symbol: str | None = None, session: str | None = None,
+                venue: str | None = None) -> list[dict[str, Any]]:
     q = select(orders_t).order_by(orders_t.c.seq)
     if open_only:
         q = q.where(orders_t.c.status.in_(OPEN_STATUSES))
@@ -59,6 +70,8 @@ def list_orders(engine: SAEngine, *, open_only: bool = False, account: str | Non
         q = q.where(orders_t.c.symbol == symbol)
     if session:
         q = q.where(orders_t.c.session == session)
+    if venue:
+        q = q.where(orders_t.c.order_id.in_(select(children_t.c.order_id).where(children_t.c.venue == venue)))
     with engine.connect() as conn:
         return [order_dict(r) for r in conn.execute(q)]
 
@@ -106,10 +119,24 @@ def trade_dict(t: Trade) -> dict[str, Any]:
 
 
 # --- audit ---------------------------------------------------------------------------------------------------
-def verify_audit(engine: SAEngine, instance: str | None = None) -> dict[str, Verification]:
-    """Walk each instance's hash chain (or one instance's) and report where it first breaks."""
+def verify_audit(engine: SAEngine, instance: str | None = None,
+                 progress: Callable[[str, int], Callable[[], None]] | None = None) -> dict[str, Verification]:
+    """Walk each instance's hash chain (or one instance's) and report where it first breaks.
+    `progress(instance, rows)` is called before each chain and returns what to call per row read."""
     instances = [instance] if instance else audit_instances(engine)
-    return {name: verify(iter_audit(engine, name)) for name in instances}
+    out = {}
+    for name in instances:
+        rows: Iterable[Any] = iter_audit(engine, name)
+        if progress is not None:
+            rows = _counted(rows, progress(name, audit_count(engine, name)))
+        out[name] = verify(rows)
+    return out
+
+
+def _counted(rows: Iterable[Any], tick: Callable[[], None]) -> Iterator[Any]:
+    for row in rows:
+        tick()
+        yield row
 
 
 def audit_rows(engine: SAEngine, instance: str, limit: int = 20, kind: str | None = None) -> list[dict[str, Any]]:

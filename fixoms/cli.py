@@ -20,6 +20,7 @@ import click
 from rich.console import Console
 
 from fixoms import config as config_mod
+from fixoms.watch import watch
 
 # soft_wrap: a line is never broken to fit the terminal (errors stay one line; paths stay greppable).
 # Not a terminal (CI logs, pipes): wide enough that tables keep whole columns instead of ellipses.
@@ -28,9 +29,10 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 class Ctx:
-    def __init__(self, config_path: str | None, admin_socket: str | None = None) -> None:
+    def __init__(self, config_path: str | None, admin_socket: str | None = None, log_level: str = "WARNING") -> None:
         self.config_path = config_path
         self.admin_socket = admin_socket
+        self.log_level = log_level
         self._config: config_mod.Config | None = None
 
     @property
@@ -84,7 +86,7 @@ def _wait_for_signal() -> None:
 def cli(ctx: click.Context, config_path: str | None, log_level: str, admin_socket: str | None) -> None:
     """fixoms: a broker's FIX order management engine."""
     _setup_logging(log_level)
-    ctx.obj = Ctx(config_path, admin_socket)
+    ctx.obj = Ctx(config_path, admin_socket, log_level)
 
 
 @cli.command("init-db")
@@ -106,13 +108,23 @@ def init_db(obj: Ctx, url: str | None) -> None:
 
 
 @cli.command()
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="text lines, or one JSON object a line (default: [logging] format, else text)")
+@click.option("--log-file", type=click.Path(dir_okay=False), help="log to this file (default: [logging] file, "
+              "else stderr); the rotate_logs job rotates it")
 @click.pass_obj
-def run(obj: Ctx) -> None:
+def run(obj: Ctx, log_format: str | None, log_file: str | None) -> None:
     """Run the engine: client acceptor, venue initiators, engine thread. Stops on SIGINT/SIGTERM."""
+    from dataclasses import replace
+
+    from fixoms import logfmt
     from fixoms.admin import SOCKET_ENV
     from fixoms.app import EngineApp
 
     cfg = obj.config
+    cfg = replace(cfg, log_format=log_format or cfg.log_format,
+                  log_file=Path(log_file) if log_file else cfg.log_file)
+    logfmt.setup(obj.log_level, cfg.log_format, cfg.log_file)
     if obj.admin_socket:
         os.environ[SOCKET_ENV] = obj.admin_socket  # this process is the engine: serve where we were told
     if cfg.database_url.startswith("sqlite:///"):
@@ -192,19 +204,35 @@ def _print_json(data: Any) -> None:
 @click.option("--account")
 @click.option("--symbol")
 @click.option("--session")
+@click.option("--venue", help="orders with a child at this venue")
+@click.option("--watch", "watching", is_flag=True, help="redraw every --interval seconds until Ctrl-C")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True)
+@click.option("--count", type=click.IntRange(min=1), help="with --watch: stop after this many redraws")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def orders_list(obj: Ctx, open_only: bool, account: str | None, symbol: str | None, session: str | None,
-                as_json: bool) -> None:
-    """List orders (the blotter)."""
+                venue: str | None, watching: bool, interval: float, count: int | None, as_json: bool) -> None:
+    """List orders (the blotter), read from the journal: works with the engine stopped too."""
+    from datetime import datetime
+
     from fixoms.blotter import list_orders
     from fixoms.demo import blotter_table
 
-    rows = list_orders(_db(obj), open_only=open_only, account=account, symbol=symbol, session=session)
+    db = _db(obj)
+
+    def frame() -> tuple[list[dict[str, Any]], Any]:
+        rows = list_orders(db, open_only=open_only, account=account, symbol=symbol, session=session, venue=venue)
+        title = f"{len(rows)} orders" + (f" at {datetime.now().strftime('%H:%M:%S')}" if watching else "")
+        return rows, blotter_table(rows, title)
+
+    if watching:
+        watch(console, frame, as_json, interval, count)
+        return
+    rows, table = frame()
     if as_json:
         _print_json(rows)
     else:
-        console.print(blotter_table(rows, f"{len(rows)} orders"))
+        console.print(table)
 
 
 @orders.command("show")
@@ -282,7 +310,8 @@ def _change(label: str, before: dict[str, Any], after: dict[str, Any], keys: tup
 
 
 # --- sessions ----------------------------------------------------------------------------------------
-SESSION_COLUMNS = ("id", "role", "enabled", "state", "next_sender_seq", "next_target_seq", "remote", "heartbeat")
+SESSION_COLUMNS = ("id", "role", "enabled", "state", "trading", "next_sender_seq", "next_target_seq", "remote",
+                   "heartbeat", "last_in", "last_out")
 SESSION_CHANGE = ("enabled", "state", "next_sender_seq", "next_target_seq")
 
 
@@ -293,14 +322,24 @@ def sessions() -> None:
 
 @sessions.command("list")
 @_json
+@click.option("--watch", is_flag=True, help="redraw every --interval seconds until Ctrl-C")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="seconds between redraws (--watch)")
+@click.option("--count", type=click.IntRange(min=1), help="stop after this many redraws (--watch)")
 @click.pass_obj
-def sessions_list(obj: Ctx, as_json: bool) -> None:
-    """Every session: role, enabled, state, next sequence numbers, remote address, heartbeat."""
+def sessions_list(obj: Ctx, as_json: bool, watch: bool, interval: float, count: int | None) -> None:
+    """Every session: role, enabled, state, trading state (HALTED: held), next sequence numbers, remote
+    address, heartbeat, when the last message came in and went out (UTC)."""
+    from fixoms.cli_sessions import session_rows_table, watch_sessions
+
+    if watch:
+        watch_sessions(obj, as_json, interval, count)
+        return
     rows = obj.call("sessions.list")
     if as_json:
         _print_json(rows)
     else:
-        console.print(_table(f"{len(rows)} sessions", SESSION_COLUMNS, rows))
+        console.print(session_rows_table(rows))
 
 
 @sessions.command("show")
@@ -314,7 +353,7 @@ def sessions_show(obj: Ctx, session_id: str, as_json: bool) -> None:
         _print_json(data)
         return
     for key, value in data.items():
-        if key == "settings":
+        if key in ("settings", "recent"):
             continue
         if key == "credential":
             value = ("none" if value is None else
@@ -322,6 +361,12 @@ def sessions_show(obj: Ctx, session_id: str, as_json: bool) -> None:
         console.print(f"{key:>20}: {_cell(value)}", highlight=False)
     for key, value in sorted(data.get("settings", {}).items()):
         console.print(f"{key:>20}: {value}", highlight=False)
+    from fixoms.cli_sessions import print_messages
+
+    recent = data.get("recent", [])
+    console.print(f"last {len(recent)} messages (since the engine started):" if recent
+                  else "no messages since the engine started", highlight=False)
+    print_messages(recent)
 
 
 def _session_summary(obj: Ctx, session_id: str) -> str:
@@ -374,18 +419,72 @@ def sessions_reset(obj: Ctx, session_id: str, yes: bool) -> None:
 @click.option("--sender", type=click.IntRange(min=1), help="next MsgSeqNum we send")
 @click.option("--target", type=click.IntRange(min=1), help="next MsgSeqNum we expect")
 @click.option("--force", is_flag=True, help="allow lowering the target and changing a logged-on session")
+@click.option("--offline", is_flag=True, help="the engine is stopped: edit its FIX store (var_dir/store) directly")
 @_yes
 @click.pass_obj
 def sessions_seqnum(obj: Ctx, session_id: str, sender: int | None, target: int | None, force: bool,
-                    yes: bool) -> None:
+                    offline: bool, yes: bool) -> None:
     """Set a session's next sender and/or target sequence number."""
     if sender is None and target is None:
         raise click.UsageError("give --sender N and/or --target N")
+    if offline:
+        _seqnum_offline(obj, session_id, sender, target, force, yes)
+        return
     if not yes:
         want = ", ".join(f"{k} {v}" for k, v in (("sender", sender), ("target", target)) if v is not None)
         _confirm(yes, f"set {_session_summary(obj, session_id)} to {want}?")
     r = obj.call("sessions.seqnum", id=session_id, sender=sender, target=target, force=force)
     console.print(_change(f"session {session_id}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
+
+
+def _seqnum_offline(obj: Ctx, session_id: str, sender: int | None, target: int | None, force: bool,
+                    yes: bool) -> None:
+    """Edit QuickFIX's FileStore `.seqnums` file ("SSSS : TTTT", 20 digits each) of a stopped engine;
+    audited in the journal directly, since there is no engine to do it."""
+    import getpass
+    import re
+
+    from fixoms.admin import AdminClient, AdminError, EngineNotRunning
+    from oms.journal import append_audit, make_engine
+
+    try:
+        AdminClient(obj.socket, timeout=5).call("ping")
+    except EngineNotRunning:
+        pass
+    except AdminError as exc:
+        raise click.ClickException(f"cannot tell whether the engine is stopped ({exc})") from None
+    else:
+        raise click.ClickException("the engine is running: use `sessions seqnum` without --offline")
+    cfg = obj.config
+    known = _configured_sessions(cfg)
+    info = known.get(session_id)
+    if info is None:
+        raise click.ClickException(f"no session {session_id!r} in {cfg.sessions_file} (known: {', '.join(sorted(known))})")
+    from fix_engine.settings import session_file_prefix
+
+    path = Path(cfg.var_dir) / "store" / f"{session_file_prefix(info.begin_string, info.sender, info.target)}.seqnums"
+    if not path.exists():
+        raise click.ClickException(f"no FIX store for {session_id} at {path}: the session never ran with this var_dir")
+    found = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", path.read_text())
+    if found is None:
+        raise click.ClickException(f"{path}: not a QuickFIX sequence number file")
+    before = {"next_sender_seq": int(found.group(1)), "next_target_seq": int(found.group(2))}
+    after = {"next_sender_seq": sender or before["next_sender_seq"],
+             "next_target_seq": target or before["next_target_seq"]}
+    if after["next_target_seq"] < before["next_target_seq"] and not force:
+        raise click.ClickException(f"lowering the target ({before['next_target_seq']} -> {after['next_target_seq']}) "
+                                   "makes us take messages again: add --force if that is what you want")
+    _confirm(yes, f"set session {session_id} (engine stopped) to sender {after['next_sender_seq']}, "
+                  f"target {after['next_target_seq']}?")
+    path.write_text(f"{after['next_sender_seq']:020d} : {after['next_target_seq']:020d}")
+    db = make_engine(cfg.database_url)
+    try:
+        append_audit(db, cfg.instance, getpass.getuser(), "admin",
+                     {"action": "sessions.seqnum", "offline": True, "id": session_id, "before": before, "after": after})
+    finally:
+        db.dispose()
+    console.print(_change(f"session {session_id} (offline)", before, after, ("next_sender_seq", "next_target_seq")),
+                  highlight=False)
 
 
 def _configured_sessions(cfg: config_mod.Config) -> dict[str, Any]:
@@ -701,13 +800,15 @@ def venues() -> None:
 @_json
 @click.pass_obj
 def venues_list(obj: Ctx, as_json: bool) -> None:
-    """Status, open children, fills today, fees and latency per venue."""
+    """Status (up, down, or suspect: logged on but not answering), open and in-doubt children, fills
+    today, fees and latency per venue."""
     rows = obj.call("venues.list")
     if as_json:
         _print_json(rows)
     else:
-        console.print(_table(f"{len(rows)} venues", ("venue", "status", "open_children", "fills_today", "taker_fee",
-                                                     "maker_rebate", "latency_ms", "symbols_quoted"), rows))
+        console.print(_table(f"{len(rows)} venues", ("venue", "status", "open_children", "in_doubt", "fills_today",
+                                                     "taker_fee", "maker_rebate", "latency_ms", "symbols_quoted"),
+                             rows))
 
 
 @jobs.command("list")
@@ -734,6 +835,8 @@ def jobs_run(obj: Ctx, name: str, yes: bool) -> None:
     r = obj.call("jobs.run", name=name)
     console.print(f"job {name} ran: open orders {r['open_orders_before']} -> {r['open_orders_after']}",
                   highlight=False)
+    if r.get("detail"):
+        console.print(", ".join(f"{k} {v}" for k, v in r["detail"].items()), highlight=False)
 
 
 # --- audit -----------------------------------------------------------------------------------------------
@@ -748,9 +851,18 @@ def audit() -> None:
 @click.pass_obj
 def audit_verify(obj: Ctx, instance: str | None, as_json: bool) -> None:
     """Recompute the hash chain; report the first broken link (exit 1) or that it is intact."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     from fixoms.blotter import verify_audit
 
-    results = verify_audit(_db(obj), instance)
+    # Long chains take a while: a progress bar on the terminal (stderr, so --json output stays clean).
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
+        def progress(name: str, rows: int) -> Any:
+            task = bar.add_task(f"verifying {name}", total=rows)
+            return lambda: bar.advance(task)
+
+        results = verify_audit(_db(obj), instance, progress)
     if as_json:
         _print_json([{"instance": name, "rows": v.rows, "intact": v.intact, "last_seq": v.last_seq,
                       "last_hash": v.last_hash,
@@ -845,6 +957,10 @@ def _config_checks(obj: Ctx, connect: bool) -> list[dict[str, str]]:
         add("database", True, cfg.database_url + (" (connected)" if connect else ""))
     except Exception as exc:
         add("database", False, f"{cfg.database_url}: {exc.__class__.__name__}: {exc}")
+    from fix_engine.settings import quickfix_guarded, quickfix_version
+
+    add("quickfix", quickfix_guarded() or None, quickfix_version() + (
+        "" if quickfix_guarded() else ": not the guarded build (native/quickfix/build.sh); `make install` builds it"))
     sock = obj.socket
     add("admin socket", len(os.fsencode(sock)) <= MAX_SOCKET_PATH,
         f"{sock}" if len(os.fsencode(sock)) <= MAX_SOCKET_PATH else f"{sock} is longer than {MAX_SOCKET_PATH} bytes")
@@ -951,6 +1067,15 @@ def vars_of(obj: Any) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
 
 
+# The newer session commands live in their own module; importing it attaches them to `sessions`.
+# Run as `python -m fixoms.cli` this file is __main__, not fixoms.cli: the block at the end hands over
+# to the importable module, which is the one cli_sessions attaches to.
+if __name__ != "__main__":
+    from fixoms import cli_sessions
+
+    cli_sessions.register(sessions)
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
@@ -968,4 +1093,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from fixoms.cli import main as _main
+
+    _main()

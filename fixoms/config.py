@@ -50,8 +50,18 @@ class Config:
     drop_copy: dict[str, frozenset[str]] = field(default_factory=dict)
     # client CompIDs whose working orders are canceled when their session drops
     cancel_on_disconnect: set[str] = field(default_factory=set)
+    # venue faults (oms.engine.EngineConfig): [engine] venue_down_grace_s, venue_ack_timeout_s
+    venue_down_grace_s: float = 3.0
+    venue_ack_timeout_s: float = 2.0
     timezone: str = "America/New_York"
     session_end: str = "16:00"  # DAY orders expire then (local time in `timezone`, weekdays)
+    # [schedule] rotate_logs: daily time (HH:MM, `timezone`) the FIX logs and the engine log are rotated;
+    # log_retention_days: compressed logs older than this are deleted
+    rotate_logs_at: str = "00:05"
+    log_retention_days: int = 30
+    # [logging] format ("text" or "json": one JSON object a line) and file (None: stderr)
+    log_format: str = "text"
+    log_file: Path | None = None
     source: Path | None = None
 
 
@@ -95,6 +105,11 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> C
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         url = f"sqlite:///{rel(url[len('sqlite:///'):])}"
     cfg.database_url = url
+    for key in ("venue_down_grace_s", "venue_ack_timeout_s"):
+        value = engine.get(key, getattr(cfg, key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"[engine] {key} must be a positive number of seconds, got {value!r}")
+        setattr(cfg, key, float(value))
     symbols = data.get("symbols", {})
     if not isinstance(symbols, dict):
         raise ConfigError("[symbols] must be a table of SYMBOL = { venue = ..., reference = ... }")
@@ -140,6 +155,19 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> C
     except Exception:
         raise ConfigError(f"[schedule] needs a valid timezone and session_end HH:MM, got "
                           f"{cfg.timezone!r} / {cfg.session_end!r}") from None
+    cfg.rotate_logs_at = str(schedule.get("rotate_logs", cfg.rotate_logs_at))
+    retention = schedule.get("log_retention_days", cfg.log_retention_days)
+    if not _hh_mm(cfg.rotate_logs_at) or isinstance(retention, bool) or not isinstance(retention, int) \
+            or retention < 1:
+        raise ConfigError(f"[schedule] rotate_logs must be HH:MM and log_retention_days an integer >= 1, got "
+                          f"{cfg.rotate_logs_at!r} / {retention!r}")
+    cfg.log_retention_days = retention
+    logging_ = data.get("logging", {})
+    cfg.log_format = str(logging_.get("format", cfg.log_format))
+    if cfg.log_format not in ("text", "json"):
+        raise ConfigError(f"[logging] format must be \"text\" or \"json\", got {cfg.log_format!r}")
+    if logging_.get("file"):
+        cfg.log_file = rel(str(logging_["file"]))
     for name, spec in data.get("sim_venues", {}).items():
         try:
             cfg.sim_venues.append(SimVenueConfig(
@@ -151,3 +179,8 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> C
             raise ConfigError(f"[sim_venues.{name}] needs an integer port (levels, latency_ms, activity_ms: "
                               "numbers; symbols: a list)") from None
     return cfg
+
+
+def _hh_mm(text: str) -> bool:
+    hour, _, minute = text.partition(":")
+    return hour.isdigit() and minute.isdigit() and 0 <= int(hour) < 24 and 0 <= int(minute) < 60

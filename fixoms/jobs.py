@@ -1,4 +1,5 @@
-"""Scheduled jobs (APScheduler 3): DAY expiry at the configured session end, GTD expiry as it falls due.
+"""Scheduled jobs (APScheduler 3): DAY expiry at the configured session end, GTD expiry as it falls due,
+the end-of-day report, and the daily log rotation (fixoms.logrotate).
 
 Jobs only submit commands to the engine queue; the engine thread does the work. The session-end job
 lives in an SQLAlchemyJobStore on the journal's database, so a run missed while the engine was down
@@ -28,13 +29,15 @@ log = logging.getLogger(__name__)
 # find the running engine here, by instance id.
 _SUBMIT: dict[str, Callable[[c.Command], None]] = {}
 _EOD: dict[str, Callable[[], None]] = {}
+_ROTATE: dict[str, Callable[[], dict[str, int]]] = {}
 
 
-def run_job(instance: str, name: str) -> None:
+def run_job(instance: str, name: str) -> Any:
+    """Run one job; returns what it reports (rotate_logs: file counts), else None."""
     submit = _SUBMIT.get(instance)
     if submit is None:
         log.warning("job %s: engine %s not running", name, instance)
-        return
+        return None
     now = datetime.now(UTC)
     if name == "expire_day":
         submit(c.ExpireOrders("day", now))
@@ -42,19 +45,26 @@ def run_job(instance: str, name: str) -> None:
         submit(c.ExpireOrders("gtd", now))
     elif name == "eod_report" and instance in _EOD:
         _EOD[instance]()
+    elif name == "rotate_logs" and instance in _ROTATE:
+        result = _ROTATE[instance]()
+        log.info("logs rotated", extra=result)
+        return result
     else:
         log.error("unknown job %s", name)
+    return None
 
 
-JOB_NAMES = ("expire_day", "expire_gtd", "eod_report")
+JOB_NAMES = ("expire_day", "expire_gtd", "eod_report", "rotate_logs")
 
 
 class Jobs:
     def __init__(self, instance: str, submit: Callable[[c.Command], None], db_engine: Any, timezone: str,
-                 session_end: str, gtd_poll_seconds: float = 1.0, eod: Callable[[], None] | None = None) -> None:
+                 session_end: str, gtd_poll_seconds: float = 1.0, eod: Callable[[], None] | None = None,
+                 rotate: Callable[[], dict[str, int]] | None = None, rotate_at: str = "00:05") -> None:
         self.instance = instance
         self.submit = submit
         self.eod = eod
+        self.rotate = rotate
         hour, minute = (int(x) for x in session_end.split(":"))
         self.scheduler = BackgroundScheduler(
             timezone=timezone,
@@ -75,6 +85,12 @@ class Jobs:
                                                     minute=eod_minute % 60, timezone=timezone),
                                args=[instance, "eod_report"], id="eod_report", name="end-of-day report",
                                replace_existing=True)
+        # Daily, every day (FIX sessions log on weekends too); in the SQL store, so a rotation missed
+        # while the engine was down happens at the next start.
+        rot_hour, rot_minute = (int(x) for x in rotate_at.split(":"))
+        self.scheduler.add_job(run_job, CronTrigger(hour=rot_hour, minute=rot_minute, timezone=timezone),
+                               args=[instance, "rotate_logs"], id="rotate_logs", name="log rotation",
+                               replace_existing=True)
         self.scheduler.add_job(run_job, IntervalTrigger(seconds=gtd_poll_seconds), args=[instance, "expire_gtd"],
                                id="expire_gtd", name="GTD order expiry", jobstore="memory", replace_existing=True)
 
@@ -82,6 +98,8 @@ class Jobs:
         _SUBMIT[self.instance] = self.submit
         if self.eod is not None:
             _EOD[self.instance] = self.eod
+        if self.rotate is not None:
+            _ROTATE[self.instance] = self.rotate
         self.scheduler.start()
 
     def stop(self) -> None:
@@ -89,11 +107,12 @@ class Jobs:
             self.scheduler.shutdown(wait=False)
         _SUBMIT.pop(self.instance, None)
         _EOD.pop(self.instance, None)
+        _ROTATE.pop(self.instance, None)
 
-    def run_now(self, name: str) -> None:
+    def run_now(self, name: str) -> Any:
         if name not in JOB_NAMES:
             raise ValueError(f"unknown job {name!r} (known: {', '.join(JOB_NAMES)})")
-        run_job(self.instance, name)
+        return run_job(self.instance, name)
 
     def list(self) -> list[dict[str, str]]:
         return [

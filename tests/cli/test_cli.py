@@ -36,13 +36,17 @@ from tests.conftest import PASSWORDS, ROOT, Stack, run_stack
 NEW, PARTIAL, FILLED, CANCELED, REJECTED, PCANCEL = "0", "1", "2", "4", "8", "6"
 
 
-@pytest.fixture(scope="module")
-def cstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("cli")
-    # conftest's Stack keeps the repository's admin_socket; this module's engine serves its own.
+def module_stack(tmp: Path) -> Iterator[Stack]:
+    """A stack for a whole test module. conftest's Stack keeps the repository's admin_socket; this
+    engine serves its own, in `tmp`."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(SOCKET_ENV, str(tmp / "admin.sock"))
         yield from run_stack(tmp, f"sqlite:///{tmp / 'journal.db'}")
+
+
+@pytest.fixture(scope="module")
+def cstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from module_stack(tmp_path_factory.mktemp("cli"))
 
 
 @pytest.fixture(scope="module")
@@ -293,6 +297,14 @@ def test_orders_list_filters_and_operator_cancel(cfg: Path, client: FixClient) -
                           "--session", "CLIENT1", "--json"))
     assert [r["order_id"] for r in rows] == [order_id]
     assert as_json(fixoms(cfg, "orders", "list", "--account", "ACC-OC", "--symbol", "AAPL", "--json")) == []
+    # by venue (IBM goes to VENUE-B), and watched: one JSON array a line per redraw
+    assert [r["order_id"] for r in as_json(fixoms(cfg, "orders", "list", "--account", "ACC-OC", "--venue",
+                                                  "VENUE-B", "--json"))] == [order_id]
+    assert as_json(fixoms(cfg, "orders", "list", "--account", "ACC-OC", "--venue", "VENUE-A", "--json")) == []
+    watched = ok(fixoms(cfg, "orders", "list", "--account", "ACC-OC", "--watch", "--interval", "0.1", "--count", "2",
+                        "--json")).splitlines()
+    assert len(watched) == 2 and all([r["order_id"] for r in json.loads(line)] == [order_id] for line in watched)
+    assert "1 orders at " in ok(fixoms(cfg, "orders", "list", "--account", "ACC-OC", "--watch", "--count", "1"))
     # asked, refused: nothing happens
     res = fixoms(cfg, "orders", "cancel", order_id, input="n\n")
     assert res.exit_code == 1 and f"cancel {order_id} (CLIENT1 ACC-OC BUY 100 IBM @ 150.00, NEW" in res.output
@@ -403,7 +415,7 @@ def test_positions_from_real_fills_with_a_bust(cfg: Path, cstack: Stack, client:
 # --- jobs and config ------------------------------------------------------------------------------------
 def test_jobs_list_and_run(cfg: Path) -> None:
     rows = as_json(fixoms(cfg, "jobs", "list", "--json"))
-    assert {r["id"] for r in rows} == {"expire_day", "expire_gtd", "eod_report"}
+    assert {r["id"] for r in rows} == {"expire_day", "expire_gtd", "eod_report", "rotate_logs"}
     assert "expire_day" in ok(fixoms(cfg, "jobs", "list"))
     out = ok(fixoms(cfg, "jobs", "run", "expire_gtd", "--yes"))
     assert out.startswith("job expire_gtd ran: open orders ")
@@ -414,6 +426,8 @@ def test_jobs_list_and_run(cfg: Path) -> None:
 def test_config_check(cfg: Path, tmp_path: Path) -> None:
     checks = as_json(fixoms(cfg, "config", "check", "--json"))
     assert {c["check"]: c["result"] for c in checks}["sessions.cfg"] == "OK"
+    # `make install` installs QuickFIX built with native/quickfix/guard.patch
+    assert {c["check"]: c["result"] for c in checks}["quickfix"] == "OK", checks
     assert "checks passed" in ok(fixoms(cfg, "config", "check", "--connect"))
     bad = write_config(tmp_path, "sqlite:///x.db", tmp_path / "a.sock", extra='\n[symbols.TSLA]\nvenue = "VENUE-X"\n')
     res = fixoms(bad, "config", "check")
@@ -516,8 +530,14 @@ def test_report_eod_writes_csvs_and_prints_a_summary(cfg: Path, cstack: Stack, c
     assert "end of day" in table and "ACC-1" in table
 
 
-def test_venues_list(cfg: Path, cstack: Stack) -> None:
+def test_venues_list(cfg: Path, cstack: Stack, client: FixClient) -> None:
+    before = {r["venue"]: r for r in as_json(fixoms(cfg, "venues", "list", "--json"))}
+    cl = client.new_order("AAPL", "1", 37, ord_type="1")  # not the same content as another test's order
+    client.wait_report(cl, status="2")
     rows = {r["venue"]: r for r in as_json(fixoms(cfg, "venues", "list", "--json"))}
     assert set(rows) == {"INTERNAL", "VENUE-A", "VENUE-B"}
     assert rows["VENUE-A"]["status"] == "up" and rows["VENUE-A"]["taker_fee"] == "0.0030"
+    # today's fills come from the journal (finished orders count, also after a restart)
+    assert rows["VENUE-A"]["fills_today"] > before["VENUE-A"]["fills_today"]
+    assert rows["VENUE-A"]["in_doubt"] == 0
     assert "venues" in ok(fixoms(cfg, "venues", "list"))
