@@ -59,6 +59,8 @@ SYMBOLS = {"AAPL": Decimal("190.00"), "MSFT": Decimal("410.00"), "IBM": Decimal(
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 TERMINAL = frozenset("248C3")  # Filled, Canceled, Rejected, Expired, DoneForDay
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+# `fixoms ...` as a subprocess: imported as fixoms.cli (not run as __main__), like the console script.
+CLI = [sys.executable, "-c", "import sys; from fixoms.cli import main; sys.argv[0] = 'fixoms'; main()"]
 
 
 # --- the load generator: a QuickFIX initiator with N sessions ------------------------------------------
@@ -385,14 +387,14 @@ def engine_target(tmp: Path, sessions: int, db: str, nagle: bool = False,
         for name, vport in venue_ports.items():
             with open(var / f"{name}.log", "ab") as out:
                 procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", "fixoms.cli", "--config", str(config), "venue-sim", "--name", name,
+                    [*CLI, "--config", str(config), "venue-sim", "--name", name,
                      "--port", str(vport), "--var-dir", str(var / "venues" / name)],
                     cwd=var, stdout=out, stderr=out, env=ENV)
             wait_listening(vport, procs[name], var / f"{name}.log")
         # --switch-interval: the same `fixoms run`, with the GIL handed over more often than every 5 ms
         launch = ([sys.executable, "-c", f"import sys; sys.setswitchinterval({switch_interval / 1000}); "
                    "from fixoms.cli import main; sys.argv[0] = 'fixoms'; main()"]
-                  if switch_interval else [sys.executable, "-m", "fixoms.cli"])
+                  if switch_interval else CLI)
         with open(var / "engine.log", "ab") as out:
             procs["engine"] = subprocess.Popen(
                 [*launch, "--config", str(config), "--log-level", "WARNING", "run"],

@@ -7,8 +7,11 @@ children, executions, ClOrdIDs). Then, --runs times:
 
   spawn -> logon   `fixoms run` is started and a FIX client (CLIENT1, Username/Password) logs on as
                    soon as the port accepts connections: the time until the Logon is answered;
+  -> status        the same client then asks for the status of one of its filled orders (left in the
+                   journal at the restart, read back when named): the time until the ExecutionReport
+                   (OrdStatus 2, filled) comes - the first business answer, after recovery;
   listen           the same start until the port first accepts a TCP connection;
-  load             Journal.load() alone (what recovery reads), in this process;
+  load             Journal.load_open() alone (what recovery reads), in this process;
   import           `python -c "import fixoms.app"` (what every start pays before reading anything).
 
 No venue runs during the measurement (the engine's initiator keeps trying in the background, as after
@@ -95,36 +98,59 @@ def populate(url: str, orders: int, still_open: int, batch: int = 1000) -> float
     return elapsed
 
 
-def logon(port: int, timeout: float) -> bool:
-    """A FIX Logon as CLIENT1; True once the engine answers it with a Logon."""
+# CLIENT1's order C2 (k = 2): a SELL of IBM, filled when populate() runs with --open < orders - 1.
+STATUS_OF = (("11", "C2"), ("54", "2"), ("55", "IBM"))
+
+
+def _fix(msg_type: str, seq: int, fields: tuple[tuple[int | str, object], ...]) -> bytes:
     msg = simplefix.FixMessage()
-    for tag, value in ((8, "FIX.4.4"), (35, "A"), (49, "CLIENT1"), (56, "FIXOMS"), (34, 1)):
+    for tag, value in ((8, "FIX.4.4"), (35, msg_type), (49, "CLIENT1"), (56, "FIXOMS"), (34, seq)):
         msg.append_pair(tag, value)
     msg.append_utc_timestamp(52)
-    for tag, value in ((98, 0), (108, 30), (141, "Y"), (553, "CLIENT1"), (554, PASSWORD)):
+    for tag, value in fields:
         msg.append_pair(tag, value)
+    return bytes(msg.encode())
+
+
+def logon(port: int, timeout: float, status: bool = False) -> tuple[float, float]:
+    """A FIX Logon as CLIENT1, then (if `status`) a status request for its filled order C2: the
+    perf_counter() times the Logon and the status were answered (nan: not answered)."""
     parser = simplefix.FixParser()
+    logged_on = answered = float("nan")
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(msg.encode())
+        sock.sendall(_fix("A", 1, ((98, 0), (108, 30), (141, "Y"), (553, "CLIENT1"), (554, PASSWORD))))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            data = sock.recv(4096)
-            if not data:
-                return False
-            parser.append_buffer(data)
             reply = parser.get_message()
-            if reply is not None:
-                return reply.get(35) == b"A"
-    return False
+            if reply is None:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                parser.append_buffer(data)
+                continue
+            if logged_on != logged_on:  # nan: the first answer
+                if reply.get(35) != b"A":
+                    break
+                logged_on = time.perf_counter()
+                if not status:
+                    break
+                sock.sendall(_fix("H", 2, STATUS_OF))
+            elif reply.get(35) == b"8" and reply.get(11) == b"C2":
+                if reply.get(39) != b"2":
+                    raise RuntimeError(f"status of C2: OrdStatus {reply.get(39)!r}, expected 2 (filled)")
+                answered = time.perf_counter()
+                break
+    return logged_on, answered
 
 
-def start_once(config: Path, port: int, log: Path) -> tuple[float, float]:
-    """(seconds to the first TCP accept, seconds to an answered Logon) of one `fixoms run`."""
+def start_once(config: Path, port: int, log: Path) -> tuple[float, float, float]:
+    """(seconds to the first TCP accept, to an answered Logon, to the answered status request) of one
+    `fixoms run`."""
     t0 = time.perf_counter()
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "fixoms.cli", "--config", str(config), "--log-level",
                                  "WARNING", "run"], cwd=config.parent, stdout=subprocess.DEVNULL, stderr=out, env=ENV)
-    listen = answered = float("nan")
+    listen = answered = status = float("nan")
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -138,12 +164,13 @@ def start_once(config: Path, port: int, log: Path) -> tuple[float, float]:
             if listen != listen:  # nan: first accept
                 listen = time.perf_counter() - t0
             try:
-                if logon(port, 10):
-                    answered = time.perf_counter() - t0
+                logged_on, status_at = logon(port, 10, status=True)
+                if logged_on == logged_on:
+                    answered, status = logged_on - t0, status_at - t0
                     break
             except OSError:
                 time.sleep(0.01)
-        return listen, answered
+        return listen, answered, status
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -167,8 +194,9 @@ def in_process_start(config: Path, port: int) -> tuple[float, float]:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if logon(port, 10):
-                    return started, time.perf_counter() - t0
+                logged_on, _ = logon(port, 10)
+                if logged_on == logged_on:
+                    return started, logged_on - t0
             except OSError:
                 time.sleep(0.005)
         return started, float("nan")
@@ -177,7 +205,7 @@ def in_process_start(config: Path, port: int) -> tuple[float, float]:
 
 
 def load_profile(url: str, top: int = 12) -> None:
-    """Where Journal.load() spends its time (cProfile, cumulative)."""
+    """Where Journal.load_open() spends its time (cProfile, own time)."""
     import cProfile
     import io
     import pstats
@@ -185,14 +213,14 @@ def load_profile(url: str, top: int = 12) -> None:
     journal = Journal(make_engine(url), "OMS1")
     prof = cProfile.Profile()
     prof.enable()
-    journal.load()
+    journal.load_open()
     prof.disable()
     journal.engine.dispose()
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
     lines = [line for line in out.getvalue().splitlines() if line.strip()]
     start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
-    print("  Journal.load() by own time (cProfile):")
+    print("  Journal.load_open() by own time (cProfile):")
     for line in lines[start: start + top + 1]:
         print("    " + line.strip()[:150])
 
@@ -206,10 +234,10 @@ def import_time() -> float:
 def load_time(url: str) -> tuple[float, int, int]:
     journal = Journal(make_engine(url), "OMS1")
     t0 = time.perf_counter()
-    state = journal.load()
+    state = journal.load_open()
     elapsed = time.perf_counter() - t0
     journal.engine.dispose()
-    return elapsed, len(state.orders), sum(not o.is_terminal for o in state.orders.values())
+    return elapsed, len(state.orders), sum(len(o.children) for o in state.orders.values())
 
 
 def main() -> None:
@@ -247,8 +275,8 @@ def main() -> None:
                 inproc = [in_process_start(config, port) for _ in range(args.runs)]
                 print(f"\n== {db}: journal written in {filled:.1f}s ({args.orders / filled:.0f} orders/s "
                       "through Journal.commit)")
-                print(f"  Journal.load()      median {statistics.median(x[0] for x in loads):.2f}s "
-                      f"({loads[0][1]} orders, {loads[0][2]} open)")
+                print(f"  Journal.load_open() median {statistics.median(x[0] for x in loads):.2f}s "
+                      f"({loads[0][1]} working orders, {loads[0][2]} children)")
                 listen = [s[0] for s in starts]
                 ready = [s[1] for s in starts]
                 print(f"  spawn -> listening  median {statistics.median(listen):.2f}s  "
@@ -256,6 +284,9 @@ def main() -> None:
                 print(f"  spawn -> logon      median {statistics.median(ready):.2f}s  "
                       f"(runs: {', '.join(f'{x:.2f}' for x in ready)})  target <= {TARGET_S:.0f}s: "
                       f"{'met' if statistics.median(ready) <= TARGET_S else 'NOT met'}")
+                status = [s[2] for s in starts]
+                print(f"  spawn -> status of a filled order answered  median {statistics.median(status):.2f}s  "
+                      f"(runs: {', '.join(f'{x:.2f}' for x in status)})")
                 print(f"  in process, imports paid: EngineApp start median {statistics.median(x[0] for x in inproc):.2f}s,"
                       f" -> logon median {statistics.median(x[1] for x in inproc):.2f}s  target <= {TARGET_S:.0f}s: "
                       f"{'met' if statistics.median(x[1] for x in inproc) <= TARGET_S else 'NOT met'}")

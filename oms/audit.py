@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from enum import Enum
+from enum import Enum, Flag
 from typing import Any
 
 from oms import commands as c
+from oms.fastinit import fast_init_all
 from oms.reports import (
     CancelReject,
     ExecutionReport,
@@ -56,6 +57,8 @@ class Entry:
     who: str
     kind: str
     summary: dict[str, Any]
+    # `canonical_json(summary)` when already built with the summary (see summarize_json), else ""
+    text: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +156,123 @@ _CONVERT: dict[type, Callable[[Any], Any]] = {Decimal: Decimal.__str__}
 
 def _converter(t: type) -> Callable[[Any], Any]:
     if issubclass(t, Enum):
+        _enum_json(t)
         return lambda v: _value(v._value_)
     return _value
+
+
+def summarize_json(obj: Any) -> tuple[dict[str, Any], str]:
+    """`summarize(obj)` and its `canonical_json` text, built in one pass over the fields (the audit rows
+    of every engine batch are made of these; the text is the same as canonical_json's)."""
+    t = type(obj)
+    fn = _SUMMARIZERS.get(t)
+    if fn is None:
+        fn = _SUMMARIZERS[t] = _summarizer(t)
+    return fn(obj)
+
+
+# Per dataclass: its summarize_json, straight-line code over its fields (see _summarizer).
+_SUMMARIZERS: dict[type, Callable[[Any], tuple[dict[str, Any], str]]] = {}
+_GENERAL = object()
+
+
+def _general(out: dict[str, Any], parts: list[str], name: str, prefix: str, v: Any) -> object:
+    """A field that is neither a string, an int, a bool nor None: convert it (decimals as exact strings,
+    enums as their FIX value) and add it; `_GENERAL` when only the general encoder can write it."""
+    tv = type(v)
+    convert = _CONVERT.get(tv)
+    if convert is None:
+        convert = _CONVERT[tv] = _converter(tv)
+    x = out[name] = convert(v)
+    tx = type(x)
+    if tx is str:
+        parts.append(prefix + _dumps_str(x))
+    elif tx is int:
+        parts.append(prefix + int.__repr__(x))
+    elif tx is bool:
+        parts.append(prefix + ("true" if x else "false"))
+    elif x is None:
+        parts.append(prefix + "null")
+    else:  # a list or an object
+        return _GENERAL
+    return None
+
+
+# Per enum class whose members' FIX values are all strings or ints: member -> (value, its JSON text), what
+# `_general` makes of it. Filled when a converter is first made for the class (`_converter`).
+_ENUM_JSON: dict[type, dict[Any, tuple[Any, str]]] = {}
+
+
+def _enum_json(t: type[Enum]) -> None:
+    if issubclass(t, Flag):  # combined flags are not members
+        return
+    table: dict[Any, tuple[Any, str]] = {}
+    for member in t.__members__.values():
+        x = _value(member._value_)
+        if type(x) is str:
+            table[member] = (x, _dumps_str(x))
+        elif type(x) is int:
+            table[member] = (x, int.__repr__(x))
+        else:
+            return
+    _ENUM_JSON[t] = table
+
+
+def _slow_summary(obj: Any) -> tuple[dict[str, Any], str]:
+    summary = summarize(obj)
+    return summary, canonical_json(summary)
+
+
+def _summarizer(t: type) -> Callable[[Any], tuple[dict[str, Any], str]]:
+    """summarize_json for one dataclass as generated code: per field (sorted by name) the same steps as
+    `summarize` - a non-empty string, an int or True as is, None and False and "" left out, anything else
+    converted - writing the JSON text as it goes, with `"type"` at its sorted place; a class with a field
+    named "type" (summarize's own key would clash) and values only the general encoder can write (lists,
+    objects) take `summarize` + `canonical_json`."""
+    names, _values = _fields_of(t)
+    if "type" in names:
+        return _slow_summary
+    env: dict[str, Any] = {"_dumps": _dumps_str, "_general": _general, "_GENERAL": _GENERAL,
+                           "_slow": _slow_summary, "_repr": int.__repr__, "_str": str, "_int": int, "_bool": bool,
+                           "_Decimal": Decimal, "_dstr": Decimal.__str__, "_enums": _ENUM_JSON,
+                           "_type_text": f'"type":{_dumps_str(t.__name__)}', "_type_name": t.__name__}
+    at = sum(1 for n in names if n < "type")
+    lines = ["def summarize_json(obj):", "    out = {'type': _type_name}", "    parts = []"]
+    for i, name in enumerate(names):
+        if i == at:
+            lines.append("    parts.append(_type_text)")
+        env[f"_p{i}"] = f"{_dumps_str(name)}:"
+        lines += [
+            f"    v = obj.{name}",
+            "    tv = type(v)",
+            "    if tv is _str:",
+            "        if v:",
+            f"            out[{name!r}] = v",
+            f"            parts.append(_p{i} + _dumps(v))",
+            "    elif v is None or v is False:",
+            "        pass",
+            "    elif tv is _int:",
+            f"        out[{name!r}] = v",
+            f"        parts.append(_p{i} + _repr(v))",
+            "    elif tv is _Decimal:",  # its text never needs escaping: digits, '.', '-', '+', 'E', NaN, Infinity
+            f"        out[{name!r}] = x = _dstr(v)",
+            f"        parts.append(_p{i} + '\"' + x + '\"')",
+            "    elif tv is _bool:",
+            f"        out[{name!r}] = v",
+            f"        parts.append(_p{i} + 'true')",
+            "    elif tv in _enums:",  # an enum whose FIX values are all strings or ints: their JSON made once
+            f"        out[{name!r}], text = _enums[tv][v]",
+            f"        parts.append(_p{i} + text)",
+            f"    elif _general(out, parts, {name!r}, _p{i}, v) is _GENERAL:",
+            "        return _slow(obj)",
+        ]
+    if at >= len(names):
+        lines.append("    parts.append(_type_text)")
+    lines.append("    return out, '{' + ','.join(parts) + '}'")
+    scope: dict[str, Any] = {}
+    exec("\n".join(lines), env, scope)  # noqa: S102 - code built here from the dataclass's field names
+    fn: Callable[[Any], tuple[dict[str, Any], str]] = scope["summarize_json"]
+    return fn
 
 
 def _inbound_who(cmd: Any) -> str:
@@ -169,9 +287,9 @@ def batch_entries(inbound: Iterable[Any], outbound: Iterable[Any]) -> list[Entry
     """The rows an engine batch adds: its business commands in, then everything it sends out.
 
     `who` of an inbound row is the session or venue it came from; of an outbound row, the one it goes to."""
-    entries = [Entry(_inbound_who(cmd), "inbound", summarize(cmd)) for cmd in inbound
+    entries = [Entry(_inbound_who(cmd), "inbound", *summarize_json(cmd)) for cmd in inbound
                if isinstance(cmd, INBOUND_TYPES)]
-    entries.extend(Entry(_outbound_who(msg), "outbound", summarize(msg)) for msg in outbound
+    entries.extend(Entry(_outbound_who(msg), "outbound", *summarize_json(msg)) for msg in outbound
                    if isinstance(msg, OUTBOUND_TYPES))
     return entries
 
@@ -234,11 +352,14 @@ def chain(head: tuple[int, str] | None, entries: Iterable[Entry], ts: datetime) 
         if e.kind not in KINDS:
             raise ValueError(f"unknown audit kind {e.kind!r}")
         seq += 1
-        summary = canonical_json(e.summary)
+        summary = e.text or canonical_json(e.summary)
         digest = row_hash(prev, seq, stamp, e.who, e.kind, summary)
         rows.append(Row(seq, stamp, e.who, e.kind, summary, prev, digest))
         prev = digest
     return rows
+
+
+fast_init_all((Entry, Row))  # built for every audited message: see oms.fastinit
 
 
 def verify(rows: Iterable[Any]) -> Verification:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from oms.enums import ExecType, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce
+from oms.fastinit import fast_init_all
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +184,14 @@ class VenueSessionDown:
 
 
 @dataclass(frozen=True, slots=True)
+class Tick:
+    """The engine's clock (time.monotonic() seconds), submitted a few times a second by its ticker:
+    venue timeouts are decided on the engine thread like everything else, and tests drive it."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class SetTradingState:
     """Kill switch and friends: scope is "firm", "account:ACC" or "session:COMPID"."""
 
@@ -239,8 +248,10 @@ Command = (
     | VenueCancelReject
     | VenueSessionUp
     | VenueSessionDown
+    | Tick
     | AdminCancel
     | SetTradingState
     | SetRiskLimit
     | EngineCall
 )
+fast_init_all(Command.__args__)  # built for every message: see oms.fastinit

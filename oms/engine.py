@@ -31,6 +31,7 @@ from oms.enums import (
     TimeInForce,
 )
 from oms.journal import Journal
+from oms.lazymap import LoadingDict
 from oms.model import Child, Order
 from oms.ports import ChildPlan, ClientGateway, RiskGate, Router, VenueConnector
 from oms.reports import (
@@ -64,6 +65,18 @@ class EngineConfig:
     cancel_on_disconnect: frozenset[str] = frozenset()
     # Seconds to wait before retrying a batch whose commit failed.
     retry_delay: float = 0.5
+    # Venue faults (docs/operations.md). A venue whose session dropped gets this long to come back
+    # before its open children are put in doubt and the parents' rest is routed elsewhere.
+    venue_down_grace_s: float = 3.0
+    # How long a venue gets to acknowledge a new order or a cancel. Then it is asked for the order's
+    # status, and after as long again the child is put in doubt (a new order) or the client's cancel
+    # refused (a cancel), and the venue gets no new orders until it answers again.
+    venue_ack_timeout_s: float = 2.0
+    # Venues that keep our orders when the session drops (no cancel-on-disconnect): their children are
+    # never re-routed on a drop, they wait for the venue to come back and be reconciled.
+    venues_keep_orders: frozenset[str] = frozenset()
+    # How often the ticker submits a Tick; 0 starts no ticker (tests submit Tick themselves).
+    tick_s: float = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +88,16 @@ class BatchStats:
     events: list[ev.Event]
     commit_seconds: float
     batch_seconds: float
+
+
+@dataclass(slots=True)
+class _Watch:
+    """A venue request waiting for its answer: "new" (the ack) or "cancel"; stage 1 once the status
+    request has gone out."""
+
+    kind: str
+    since: float
+    stage: int = 0
 
 
 @dataclass
@@ -123,11 +146,24 @@ class Engine:
         self.risk: RiskGate | None = None
         self._resend: list[Outbound] = []
         self._reroutes: dict[str, int] = {}
+        # Venue faults, all decided on Tick: when each venue dropped, requests awaiting an answer (by
+        # child id), venues that stopped answering (no new children until they answer again).
+        self._down_since: dict[str, float] = {}
+        self._watch: dict[str, _Watch] = {}
+        self.suspect: set[str] = set()
+        self._probe_at: dict[str, float] = {}
+        self._ticker_stop = threading.Event()
+        # True after a failed commit until the journal could be read again: memory then holds the
+        # failed batch's changes, so nothing may be decided on it (see _commit_failed).
+        self._stale = False
         # Figures of a finished parent (set by the wiring: sor.tca); journaled as TcaRecorded.
         self.tca: Callable[[Order], dict[str, Any]] | None = None
         self._tca_done: set[str] = set()
         self._seq = 0
         self._thread: threading.Thread | None = None
+        # Set once recover() finished (see start(wait=False)); the error if it failed.
+        self._recovered = threading.Event()
+        self._recovery_error: BaseException | None = None
         self.batches = 0
         # Called after each committed batch (tests and the admin socket use it to observe progress).
         self.on_batch: Callable[[int], None] | None = None
@@ -135,26 +171,33 @@ class Engine:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def recover(self) -> None:
-        """Rebuild in-memory state from the journal's projections."""
-        state = self.journal.load()
-        self.orders = state.orders
-        self.by_cl_ord_id = dict(state.cl_ord_ids)
+        """Rebuild in-memory state from the journal's projections.
+
+        Only working orders are loaded (a restart's time grows with them, not with the journal). A
+        finished order stays in the journal until something names it - a client's ClOrdID or OrderID, a
+        venue's ClOrdID of one of its children - and the lookup maps read it then, on this thread, with
+        its children and executions (`_load_order`): so a cancel of a filled order is still "too late",
+        a reused ClOrdID still a duplicate, a venue's repeated ExecID still ignored and a bust still
+        reopens the order. Scans over `self.orders` see the working orders (and those read back), which
+        is all they look for."""
+        state = self.journal.load_open()
+        self.orders = LoadingDict(self._load_order)
+        self.orders.update(state.orders)
+        # Every ClOrdID is in memory (each new order checks its own for a duplicate: a miss is the rule,
+        # and must not cost a journal read); finished orders are read back by the order id it maps to.
+        self.by_cl_ord_id = state.cl_ord_ids
+        self.by_child = LoadingDict(self._load_child)
         self.venue_exec_ids = state.venue_exec_ids
         # Committed but perhaps never sent before the last stop: send again, marked PossResend.
         self._resend = [dataclasses.replace(m, poss_resend=True) for m in state.unsent]
         self.fills = state.fills
         self._seq = state.max_seq
         self.held = {}
-        self._tca_done = {o.order_id for o in self.orders.values() if o.is_terminal}
+        self._tca_done = set()
         for order in self.orders.values():
             if order.held and not order.is_terminal:
                 self.held.setdefault(order.symbol, set()).add(order.order_id)
-        self.by_child = {}
-        for order in self.orders.values():
-            for child in order.children.values():
-                self.by_child[child.child_id] = (order.order_id, child.child_id)
-                if child.cancel_id:
-                    self.by_child[child.cancel_id] = (order.order_id, child.child_id)
+            self._file(order)
         if self.risk is not None:
             for change in state.risk_changes:
                 try:
@@ -164,15 +207,92 @@ class Engine:
                         self.risk.set_limit(change.account, change.name, change.after)
                 except ValueError as exc:
                     log.error("journaled risk change %r no longer applies: %s", change, exc)
-            self.risk.rebuild(self.orders.values())
-        log.info("recovered %d orders (%d open)", len(self.orders), sum(not o.is_terminal for o in self.orders.values()))
+            self.risk.rebuild(self.orders.values(), state.finished_fills)
+        for order_id in state.in_doubt_orders:
+            # Finished, but a child's fate is still its venue's to tell (reconciliation asks on logon).
+            self.orders.get(order_id)
+        log.info("recovered %d working orders", len(self.orders))
 
-    def start(self) -> None:
-        self.recover()
-        self._thread = threading.Thread(target=self._run, name="oms-engine", daemon=True)
+    # --- finished orders, read back from the journal when named (see recover) ----------------------
+    def _file(self, order: Order) -> None:
+        """Index an order held in memory under its ClOrdIDs and its children's venue ClOrdIDs."""
+        # A replace's ClOrdID is in the journal's list only since this version: file the order's own.
+        for cl_ord_id in (order.cl_ord_id, order.orig_cl_ord_id, order.pending_cl_ord_id):
+            if cl_ord_id:
+                self.by_cl_ord_id.setdefault((order.session, cl_ord_id), order.order_id)
+        for child in order.children.values():
+            dict.__setitem__(self.by_child, child.child_id, (order.order_id, child.child_id))
+            if child.cancel_id:
+                dict.__setitem__(self.by_child, child.cancel_id, (order.order_id, child.child_id))
+
+    def _load_order(self, order_id: str) -> Order | None:
+        loaded = self.journal.load_order(order_id)
+        if loaded is None:
+            return None
+        order = loaded.order
+        dict.__setitem__(self.orders, order_id, order)
+        self._file(order)
+        self.venue_exec_ids.update(loaded.venue_exec_ids)
+        for key, fill in loaded.fills.items():
+            self.fills.setdefault(key, fill)
+        if order.is_terminal:
+            # As at a restart that loaded it: finished before, so no second TCA if it changes again.
+            self._tca_done.add(order_id)
+            if self.risk is not None:
+                self.risk.restore(order)
+        log.info("read finished order %s back from the journal", order_id)
+        return order
+
+    def _load_child(self, venue_cl_ord_id: str) -> tuple[str, str] | None:
+        order_id = self.journal.order_id_of_child(venue_cl_ord_id)
+        if order_id is None or self.orders.get(order_id) is None:
+            return None
+        return dict.get(self.by_child, venue_cl_ord_id)
+
+    def start(self, wait: bool = True) -> None:
+        """Recover, then run the engine thread.
+
+        wait=False: return at once and recover on the engine thread itself, before it takes anything
+        from the queue. Commands submitted meanwhile (a session's logon and messages, venue reports)
+        wait there and are handled after recovery and after the resend of the last batch, in the order
+        they came, so nothing is decided on half-recovered state. `wait_recovered` waits for it and
+        raises if recovery failed (the thread then has stopped without handling anything)."""
+        self._recovered.clear()
+        self._recovery_error = None
+        if wait:
+            self.recover()
+            self._recovered.set()
+        self._thread = threading.Thread(target=self._run if wait else self._recover_then_run, name="oms-engine",
+                                        daemon=True)
         self._thread.start()
+        if self.config.tick_s > 0:
+            self._ticker_stop.clear()
+            threading.Thread(target=self._tick_loop, name="oms-ticker", daemon=True).start()
+
+    def _recover_then_run(self) -> None:
+        try:
+            self.recover()
+        except BaseException as exc:
+            log.exception("recovery from the journal failed: the engine takes no message")
+            self._recovery_error = exc
+            self._recovered.set()
+            return
+        self._recovered.set()
+        self._run()
+
+    def wait_recovered(self, timeout: float | None = None) -> None:
+        """After start(wait=False): block until recovery is done; raise if it failed or took too long."""
+        if not self._recovered.wait(timeout):
+            raise TimeoutError(f"engine recovery not done after {timeout}s")
+        if self._recovery_error is not None:
+            raise RuntimeError(f"engine recovery failed: {self._recovery_error}") from self._recovery_error
+
+    def _tick_loop(self) -> None:
+        while not self._ticker_stop.wait(self.config.tick_s):
+            self.inbox.put(c.Tick(time.monotonic()))
 
     def stop(self, timeout: float = 10.0) -> None:
+        self._ticker_stop.set()
         if self._thread is None:
             return
         self.inbox.put(_STOP)
@@ -210,12 +330,16 @@ class Engine:
     def process(self, commands: list[Any]) -> list[Any]:
         """Handle a batch; returns the commands to retry if the journal could not commit it."""
         started = time.perf_counter()
+        if self._stale and not self._reload():
+            return self._hold(commands)
         b = _Batch()
         for cmd in commands:
             try:
                 self._handle(cmd, b)
             except Exception:  # one bad command must not take the others down
                 log.exception("engine failed on %r", cmd)
+        if not b.events and not b.outbound and not b.replies and all(isinstance(x, c.Tick) for x in commands):
+            return []  # the clock ticked and nothing was due: not a batch
         self._record_tca(b)
         try:
             client_messages = [o for o in b.outbound
@@ -226,6 +350,8 @@ class Engine:
                                 outbound=b.outbound)
             commit_seconds = time.perf_counter() - commit_start
         except Exception as exc:
+            if self.risk is not None:
+                self.risk.forget({e.order_id for e in b.events if isinstance(e, ev.OrderAccepted)})
             return self._commit_failed(commands, exc)
         self.batches += 1
         self._send(b.outbound)
@@ -255,13 +381,40 @@ class Engine:
                     log.exception("TCA failed for %s", order.order_id)
 
     def _commit_failed(self, commands: list[Any], exc: Exception) -> list[Any]:
-        """Fail closed: forget the uncommitted changes, refuse new orders, retry everything else."""
+        """Fail closed: the batch's changes are in memory but not in the journal, so memory is stale
+        until it has been reloaded from the journal (which may be what is gone). Until then new orders
+        are refused and everything else waits, to be decided again on the reloaded state."""
         log.error("journal commit failed, batch not applied: %s", exc)
+        self._stale = True
+        if not self._reload() or not self.journal.refuses_content(exc):
+            return self._hold(commands)
+        # The journal is there but refuses what this batch wrote, and would refuse it on every retry:
+        # commit the commands one by one so only the one it refuses is lost to its sender.
+        if len(commands) > 1:
+            return [held for cmd in commands for held in self.process([cmd])]
+        (cmd,) = commands
+        log.error("the journal refuses %r: not applied (%s)", cmd, exc)
+        if isinstance(cmd, c.NewOrder):
+            self._send([_refusal(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side.value, cmd.order_qty,
+                                 OrdRejReason.BROKER_OPTION, "order could not be journaled: not accepted")])
+        return []
+
+    def _reload(self) -> bool:
         try:
             self.recover()
-        except Exception as load_exc:
-            log.error("journal unavailable for reload: %s", load_exc)
+        except Exception as exc:
+            log.error("journal unavailable for reload: %s", exc)
+            return False
+        self._stale = False
+        self._resend = []  # the last committed batch was sent: only a restart resends it
+        log.info("journal reachable again: state reloaded")
+        return True
+
+    def _hold(self, commands: list[Any]) -> list[Any]:
+        """While the journal is away: refuse new orders, keep the rest for the retry (market data only
+        its latest book per venue and symbol, and no clock ticks: both are superseded anyway)."""
         retry: list[Any] = []
+        books: dict[tuple[str, str], c.MarketData] = {}
         refusals: list[Outbound] = []
         for cmd in commands:
             if isinstance(cmd, c.NewOrder):
@@ -269,10 +422,12 @@ class Engine:
                     _refusal(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side.value, cmd.order_qty,
                              OrdRejReason.BROKER_OPTION, "journal unavailable: order not accepted")
                 )
-            else:
+            elif isinstance(cmd, c.MarketData):
+                books[(cmd.venue, cmd.symbol)] = cmd
+            elif not isinstance(cmd, c.Tick):
                 retry.append(cmd)
         self._send(refusals)
-        return retry
+        return retry + list(books.values())
 
     def _send(self, outbound: list[Outbound]) -> None:
         for out in outbound:
@@ -329,7 +484,7 @@ class Engine:
                 target_strategy=cmd.target_strategy, arrival_mid=self.reference_price(cmd.symbol),
             )
             order = Order.from_accepted(accepted)
-            plans = [] if held else self.router.route(order, order.order_qty, frozenset(self.venues_up))
+            plans = [] if held else self.router.route(order, order.order_qty, self._routable())
             if held or plans:
                 self._register(order, accepted, b)
                 if self.risk is not None:
@@ -363,6 +518,7 @@ class Engine:
         b.emit(order, ev.ChildRouted(order.order_id, child_id, plan.venue, plan.qty, plan.price, plan.ord_type,
                                      plan.time_in_force))
         self.by_child[child_id] = (order.order_id, child_id)
+        self._watch[child_id] = _Watch("new", time.monotonic())
         b.outbound.append(venue_new(order, order.children[child_id]))
 
     def _route_residual(self, order: Order, b: _Batch) -> bool:
@@ -370,7 +526,7 @@ class Engine:
         qty = order.unrouted_qty
         if qty <= 0 or order.is_terminal or order.held:
             return True
-        plans = self.router.route(order, qty, frozenset(self.venues_up))
+        plans = self.router.route(order, qty, self._routable())
         for plan in plans:
             self._route_child(order, plan, b)
         return bool(plans)
@@ -472,14 +628,17 @@ class Engine:
         self._settle(order, b)
 
     def _cancel_children(self, order: Order, b: _Batch) -> None:
-        assert order.side is not None
         for child in order.children.values():
-            if child.done or child.cancel_id:
-                continue
-            cancel_id = f"{child.child_id}~{order.report_seq + 1}"
-            b.emit(order, ev.ChildCancelRequested(order.order_id, child.child_id, cancel_id))
-            self.by_child[cancel_id] = (order.order_id, child.child_id)
-            b.outbound.append(VenueCancel(child.venue, cancel_id, child.child_id, order.symbol, order.side, child.qty))
+            if not child.done and not child.cancel_id:
+                self._cancel_child(order, child, b)
+
+    def _cancel_child(self, order: Order, child: Child, b: _Batch) -> None:
+        assert order.side is not None
+        cancel_id = f"{child.child_id}~{order.report_seq + 1}"
+        b.emit(order, ev.ChildCancelRequested(order.order_id, child.child_id, cancel_id))
+        self.by_child[cancel_id] = (order.order_id, child.child_id)
+        self._watch[child.child_id] = _Watch("cancel", time.monotonic())
+        b.outbound.append(VenueCancel(child.venue, cancel_id, child.child_id, order.symbol, order.side, child.qty))
 
     def _on_status(self, cmd: c.StatusRequest, b: _Batch) -> None:
         order = self._find_client_order(cmd.session, cmd.cl_ord_id, cmd.order_id)
@@ -611,7 +770,9 @@ class Engine:
             log.warning("venue %s: report for unknown order %s (exec %s)", r.venue, r.cl_ord_id, r.exec_id)
             return
         order, child = found
+        self.suspect.discard(r.venue)  # it answers again
         et = r.exec_type
+        self._answered(child, et)
         if et in (ExecType.TRADE, ExecType.PARTIAL_FILL, ExecType.FILL):
             self._on_fill(order, child, r.venue, r.exec_id, r.last_qty, r.last_px, b)
         elif et in (ExecType.TRADE_CANCEL, ExecType.TRADE_CORRECT):
@@ -620,7 +781,8 @@ class Engine:
             self._reconcile(order, child, r, b)
         elif et is ExecType.NEW and child.status is OrdStatus.PENDING_NEW:
             b.emit(order, ev.ChildAcked(order.order_id, child.child_id, r.venue_order_id))
-        elif et in (ExecType.CANCELED, ExecType.EXPIRED, ExecType.DONE_FOR_DAY, ExecType.REJECTED) and not child.done:
+        elif et in (ExecType.CANCELED, ExecType.EXPIRED, ExecType.DONE_FOR_DAY, ExecType.REJECTED) and (
+                not child.done or child.in_doubt):
             text = r.text or f"{et.name.lower()} by {r.venue}"
             b.emit(order, ev.ChildDone(order.order_id, child.child_id, et is ExecType.REJECTED, text))
             self._settle(order, b)
@@ -632,14 +794,23 @@ class Engine:
             log.info("venue %s: duplicate exec %s ignored", venue, venue_exec_id)
             return
         qty = last_qty
-        room = min(child.qty - child.cum_qty, order.order_qty - order.cum_qty)
+        # Room: the child's own rest, and what the parent has not filled nor working at other children
+        # (an in-doubt child's quantity may have been routed elsewhere meanwhile).
+        others = order.working_child_qty - child.working_qty
+        room = ZERO if order.is_terminal else min(child.qty - child.cum_qty, order.order_qty - order.cum_qty - others)
+        self.venue_exec_ids.add(key)
         if qty > room:
-            # Never pass an overfill to the client; the excess is the venue's error to resolve.
-            log.error("venue %s: exec %s overfills %s by %s", venue, venue_exec_id, child.child_id, qty - room)
+            # Never pass an overfill to the client: the excess stays with the broker, journaled for an
+            # operator (a late fill of an in-doubt child, or the venue's error).
+            excess = qty - room
+            text = (f"late fill of {child.child_id} in doubt at {venue}" if child.in_doubt
+                    else f"{venue} overfilled {child.child_id}")
+            log.error("venue %s: exec %s: %s unallocated (%s)", venue, venue_exec_id, excess, text)
+            b.events.append(ev.FillUnallocated(order.order_id, child.child_id, venue, venue_exec_id, excess, last_px,
+                                               text))
             qty = room
         if qty <= 0:
             return
-        self.venue_exec_ids.add(key)
         exec_id = order.next_exec_id()
         b.emit(order, ev.ChildFilled(order.order_id, child.child_id, venue, venue_exec_id, exec_id, qty, last_px,
                                      _now()))
@@ -684,8 +855,9 @@ class Engine:
 
     def _reconcile(self, order: Order, child: Child, r: c.VenueReport, b: _Batch) -> None:
         """A venue's status of one of our children (after restart/reconnect): apply what we missed, once."""
+        open_here = not child.done or child.in_doubt
         if r.ord_status is OrdStatus.REJECTED and r.venue_order_id in ("", "NONE"):
-            if not child.done:
+            if open_here:
                 b.emit(order, ev.ChildDone(order.order_id, child.child_id, True,
                                            f"unknown at {r.venue} on reconciliation"))
                 self._settle(order, b)
@@ -695,17 +867,22 @@ class Engine:
             px = ((r.cum_qty * r.avg_px - child.notional) / missed).quantize(Decimal("0.000001"))
             # The synthetic exec id is stable, so a repeated reconciliation applies it once.
             self._on_fill(order, child, r.venue, f"recon:{child.child_id}:{r.cum_qty}", missed, px, b)
-        if not child.done and r.ord_status in (OrdStatus.CANCELED, OrdStatus.EXPIRED, OrdStatus.DONE_FOR_DAY,
-                                               OrdStatus.REJECTED):
+        ended = (OrdStatus.CANCELED, OrdStatus.EXPIRED, OrdStatus.DONE_FOR_DAY, OrdStatus.REJECTED, OrdStatus.FILLED)
+        if (not child.done and r.ord_status in ended[:-1]) or (child.in_doubt and r.ord_status in ended):
             b.emit(order, ev.ChildDone(order.order_id, child.child_id, r.ord_status is OrdStatus.REJECTED,
                                        r.text or f"{r.ord_status.name.lower()} at {r.venue} (reconciled)"))
             self._settle(order, b)
+        elif child.in_doubt and not child.cancel_id and order.side is not None:
+            # Still working at a venue that kept it: its quantity was routed elsewhere, so cancel it there.
+            self._cancel_child(order, child, b)
 
     def _on_venue_cancel_reject(self, r: c.VenueCancelReject, b: _Batch) -> None:
         found = self._child_of(r.cl_ord_id, r.orig_cl_ord_id)
         if found is None:
             return
         order, child = found
+        self.suspect.discard(r.venue)
+        self._watch.pop(child.child_id, None)
         if child.done:
             return
         b.emit(order, ev.ChildCancelRefused(order.order_id, child.child_id, r.text))
@@ -833,6 +1010,8 @@ class Engine:
 
     def _on_venue_up(self, cmd: c.VenueSessionUp, b: _Batch) -> None:
         self.venues_up.add(cmd.venue)
+        self._down_since.pop(cmd.venue, None)
+        self.suspect.discard(cmd.venue)
         self._ask_venue_status(cmd.venue, b)
 
     def _on_reconcile(self, cmd: c.ReconcileVenue, b: _Batch) -> None:
@@ -841,19 +1020,109 @@ class Engine:
     def _ask_venue_status(self, venue: str, b: _Batch) -> None:
         # Whatever the venue said while we were away (or before a crash) comes back as status reports.
         for order in self.orders.values():
-            if order.is_terminal or order.side is None:
+            if order.side is None:
                 continue
             for child in order.children.values():
-                if child.venue == venue and not child.done:
+                # In-doubt children too, even of finished parents: their fate is still the venue's to tell.
+                if child.venue == venue and (child.in_doubt or not child.done and not order.is_terminal):
                     b.outbound.append(VenueStatusRequest(venue, child.child_id, order.symbol, order.side))
+                    if child.status is OrdStatus.PENDING_NEW and child.child_id not in self._watch:
+                        # Never acknowledged (e.g. sent just before a restart): this request is the last
+                        # chance the ack timeout gives, then the child is in doubt.
+                        self._watch[child.child_id] = _Watch("new", time.monotonic(), stage=1)
 
     def _on_venue_down(self, cmd: c.VenueSessionDown, b: _Batch) -> None:
         self.venues_up.discard(cmd.venue)
+        self._down_since.setdefault(cmd.venue, time.monotonic())
         for key in [k for k in self.quotes if k[0] == cmd.venue]:
             del self.quotes[key]
         on_down = getattr(self.router, "on_venue_down", None)
         if on_down is not None:
             on_down(cmd.venue)
+
+    # --- venue faults: a venue that dropped, or stopped answering ---------------------------------
+    def _routable(self) -> frozenset[str]:
+        """Venues new children may go to: logged on, and answering."""
+        return frozenset(self.venues_up - self.suspect) if self.suspect else frozenset(self.venues_up)
+
+    def _answered(self, child: Child, et: ExecType) -> None:
+        watch = self._watch.get(child.child_id)
+        if watch is not None and (watch.kind == "new" or et in (ExecType.CANCELED, ExecType.EXPIRED,
+                                                                ExecType.DONE_FOR_DAY, ExecType.REJECTED)):
+            del self._watch[child.child_id]
+
+    def _on_tick(self, cmd: c.Tick, b: _Batch) -> None:
+        for venue, since in list(self._down_since.items()):
+            if cmd.now - since >= self.config.venue_down_grace_s:
+                del self._down_since[venue]
+                if venue not in self.config.venues_keep_orders:
+                    self._venue_gone(venue, b)
+        timeout = self.config.venue_ack_timeout_s
+        for child_id, watch in list(self._watch.items()):
+            if cmd.now - watch.since < timeout:
+                continue
+            found = self._child_of(child_id)
+            if found is None or found[1].done or (watch.kind == "cancel" and not found[1].cancel_id):
+                del self._watch[child_id]
+                continue
+            order, child = found
+            if child.venue not in self.venues_up:
+                continue  # a dropped venue: the grace period decides
+            assert order.side is not None
+            if watch.stage == 0:
+                # Ask before giving up: only the answer may have been lost.
+                watch.stage, watch.since = 1, cmd.now
+                b.outbound.append(VenueStatusRequest(child.venue, child.child_id, order.symbol, order.side))
+                continue
+            del self._watch[child_id]
+            text = f"no answer from {child.venue}"
+            if child.venue not in self.suspect:
+                log.error("venue %s does not answer: no new orders go there until it does", child.venue)
+                self.suspect.add(child.venue)
+                self._probe_at[child.venue] = cmd.now
+            if watch.kind == "new":
+                self._in_doubt(order, [child], text, b)
+            else:
+                b.emit(order, ev.ChildCancelRefused(order.order_id, child.child_id, text))
+                if order.pending is not None and not any(ch.cancel_id and not ch.done
+                                                         for ch in order.children.values()):
+                    self._refuse_pending(order, CxlRejReason.BROKER_OPTION, f"{text} to the cancel", b)
+        for venue in list(self.suspect):
+            if cmd.now - self._probe_at.get(venue, 0.0) >= timeout:
+                self._probe_at[venue] = cmd.now
+                self._probe(venue, b)
+
+    def _probe(self, venue: str, b: _Batch) -> None:
+        """Ask a silent venue about one of its orders: any answer clears the suspicion."""
+        for order in self.orders.values():
+            for child in order.children.values():
+                if child.venue == venue and order.side is not None and (child.in_doubt or not child.done):
+                    b.outbound.append(VenueStatusRequest(venue, child.child_id, order.symbol, order.side))
+                    return
+        self.suspect.discard(venue)  # nothing of ours is there: the next order will tell
+
+    def _venue_gone(self, venue: str, b: _Batch) -> None:
+        log.warning("venue %s still down after %.1fs: its open children are in doubt, their quantity is "
+                    "routed elsewhere", venue, self.config.venue_down_grace_s)
+        for order in list(self.orders.values()):
+            if order.is_terminal:
+                continue
+            stranded = [ch for ch in order.children.values() if ch.venue == venue and not ch.done]
+            if stranded:
+                self._in_doubt(order, stranded, f"{venue} down", b)
+
+    def _in_doubt(self, order: Order, children: list[Child], text: str, b: _Batch) -> None:
+        """Presume these children canceled (their venue went away) and finish or re-route the parent."""
+        for child in children:
+            self._watch.pop(child.child_id, None)
+            b.emit(order, ev.ChildInDoubt(order.order_id, child.child_id, text))
+        if (order.pending is None and not order.expiring and not order.held
+                and order.time_in_force not in (TimeInForce.IOC, TimeInForce.FOK)):
+            self._route_residual(order, b)
+            if order.working_child_qty == 0 and not order.is_terminal:
+                self._end(order, ev.OrderCanceled(order.order_id, f"{text}, no other venue for the rest"), b)
+                return
+        self._settle(order, b)
 
     _handlers: dict[type, Callable[[Engine, Any, _Batch], None]] = {
         c.NewOrder: _on_new,
@@ -874,6 +1143,7 @@ class Engine:
         c.VenueCancelReject: _on_venue_cancel_reject,
         c.VenueSessionUp: _on_venue_up,
         c.VenueSessionDown: _on_venue_down,
+        c.Tick: _on_tick,
         c.SetTradingState: _on_set_state,
         c.SetRiskLimit: _on_set_limit,
         c.EngineCall: _on_call,

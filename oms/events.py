@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any
 
 from oms.enums import OrdRejReason, OrdType, Side, TimeInForce
+from oms.fastinit import fast_init_all
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +153,32 @@ class ChildDone:
 
 
 @dataclass(frozen=True, slots=True)
+class ChildInDoubt:
+    """The venue went away (session down past the grace period, or no answer to a new order): the
+    child's open quantity is presumed canceled - it no longer counts as working, so the parent's rest
+    can be routed elsewhere - until the venue's own status resolves it (ChildDone, or late fills)."""
+
+    order_id: str
+    child_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FillUnallocated:
+    """A venue fill that arrived for an in-doubt child after its quantity had been routed elsewhere (or
+    the parent had ended): passing it on would overfill the client, so it stays with the broker (the
+    error account) and an operator resolves it. Journaled so it is never lost or applied twice."""
+
+    order_id: str
+    child_id: str
+    venue: str
+    venue_exec_id: str
+    qty: Decimal
+    px: Decimal
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class CancelRequested:
     order_id: str
     session: str
@@ -259,6 +286,8 @@ Event = (
     | ChildCancelRequested
     | ChildCancelRefused
     | ChildDone
+    | ChildInDoubt
+    | FillUnallocated
     | CancelRequested
     | ReplaceRequested
     | OrderReplaced
@@ -273,6 +302,7 @@ Event = (
 )
 
 EVENT_TYPES: dict[str, type] = {t.__name__: t for t in Event.__args__}  # type: ignore[attr-defined]
+fast_init_all(EVENT_TYPES.values())  # built on every batch: see oms.fastinit
 
 
 def _plain(value: Any) -> Any:

@@ -16,6 +16,9 @@ from oms.enums import TERMINAL, OrdRejReason, OrdStatus, OrdType, Side, TimeInFo
 from oms.state_machine import BY_QUANTITY, Transition, next_status
 
 ZERO = Decimal(0)
+# A child's status while its venue is away (oms.events.ChildInDoubt). Children are never reported to
+# clients with their own status, so the otherwise unused Suspended value marks it in the journal.
+IN_DOUBT = OrdStatus.SUSPENDED
 
 
 @dataclass(slots=True)
@@ -36,7 +39,12 @@ class Child:
 
     @property
     def done(self) -> bool:
-        return self.status in TERMINAL
+        """Not working: ended at the venue, or in doubt (its venue went away; see ChildInDoubt)."""
+        return self.status in TERMINAL or self.status is IN_DOUBT
+
+    @property
+    def in_doubt(self) -> bool:
+        return self.status is IN_DOUBT
 
     @property
     def working_qty(self) -> Decimal:
@@ -186,7 +194,10 @@ class Order:
             child = self.children[event.child_id]
             child.cum_qty += event.last_qty
             child.notional += event.last_qty * event.last_px
-            child.status = OrdStatus.FILLED if child.cum_qty >= child.qty else OrdStatus.PARTIALLY_FILLED
+            if child.cum_qty >= child.qty:
+                child.status = OrdStatus.FILLED
+            elif not child.done:  # a late fill of an ended or in-doubt child does not revive it
+                child.status = OrdStatus.PARTIALLY_FILLED
             self.cum_qty += event.last_qty
             self.notional += event.last_qty * event.last_px
             self.last_qty, self.last_px = event.last_qty, event.last_px
@@ -221,6 +232,11 @@ class Order:
             self.children[event.child_id].cancel_id = event.cancel_id
         elif isinstance(event, ev.ChildCancelRefused):
             self.children[event.child_id].cancel_id = ""
+        elif isinstance(event, ev.ChildInDoubt):
+            child = self.children[event.child_id]
+            child.status = IN_DOUBT
+            child.cancel_id = ""
+            child.text = event.text
         elif isinstance(event, ev.ChildDone):
             child = self.children[event.child_id]
             child.status = OrdStatus.REJECTED if event.rejected else OrdStatus.CANCELED

@@ -5,13 +5,14 @@ All methods are called from the engine thread, after the events they announce ar
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
 from oms.commands import NewOrder, ReplaceOrder
-from oms.enums import OrdType, TimeInForce
+from oms.enums import OrdType, Side, TimeInForce
+from oms.fastinit import fast_init
 from oms.model import Order
 from oms.reports import (
     CancelReject,
@@ -24,6 +25,7 @@ from oms.reports import (
 from oms.validation import Refusal
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ChildPlan:
     venue: str
@@ -97,4 +99,16 @@ class RiskGate(Protocol):
         """(before, after) as text; ValueError names a bad limit or value."""
         ...
 
-    def rebuild(self, orders: Iterable[Order]) -> None: ...
+    def rebuild(self, orders: Iterable[Order],
+                finished: Mapping[tuple[str, str, Side], tuple[Decimal, Decimal]] | None = None) -> None:
+        """Exposure from scratch: `orders` replayed, plus the summed (qty, CumQty x AvgPx) fills of
+        finished orders the engine left in the journal, per (account, symbol, side)."""
+        ...
+
+    def restore(self, order: Order) -> None:
+        """A finished order the engine read back from the journal (its fills were in `finished`)."""
+        ...
+
+    def forget(self, order_ids: set[str]) -> None:
+        """Orders accepted in a batch that was never committed: as if never seen (duplicate window)."""
+        ...

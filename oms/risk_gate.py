@@ -6,7 +6,7 @@ price (last trade or quote the engine saw, else the configured reference).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 
 from oms.commands import NewOrder, ReplaceOrder
@@ -63,8 +63,14 @@ class RiskGateAdapter:
     def set_limit(self, account: str, name: str, value: str) -> tuple[str, str]:
         return self.risk.set_limit(account, name, value)
 
-    def rebuild(self, orders: Iterable[Order]) -> None:
-        """After a restart: exposure as the journal's orders imply it (accepted, filled, done)."""
+    def rebuild(self, orders: Iterable[Order],
+                finished: Mapping[tuple[str, str, Side], tuple[Decimal, Decimal]] | None = None) -> None:
+        """After a restart (or a failed commit): exposure as the journal implies it. `orders` are replayed
+        (accepted, filled, done); `finished` are the fills of the finished orders not among them, summed
+        per (account, symbol, side) as (qty, CumQty x AvgPx), which is what replaying them would add."""
+        self.risk.reset_exposure()
+        for (account, symbol, side), (qty, notional) in (finished or {}).items():
+            self.risk.carry(account, symbol, side, qty, notional)
         for order in orders:
             if order.side is None or order.ord_type is None or order.rej_reason is not None:
                 continue
@@ -73,3 +79,12 @@ class RiskGateAdapter:
                 self.risk.on_fill(view_of(order), order.cum_qty, order.avg_px)
             if order.status in TERMINAL:
                 self.risk.on_done(view_of(order))
+
+    def forget(self, order_ids: set[str]) -> None:
+        self.risk.forget(order_ids)
+
+    def restore(self, order: Order) -> None:
+        """A finished order read back from the journal after `rebuild` carried its fills."""
+        if order.side is None or order.ord_type is None or order.rej_reason is not None or not order.cum_qty:
+            return
+        self.risk.restore(view_of(order), order.cum_qty, order.cum_qty * order.avg_px)

@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Set
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import attrgetter
 
 from oms.enums import Side
+from oms.fastinit import fast_init
 
 ZERO = Decimal(0)
 TWO = Decimal(2)
@@ -22,6 +24,7 @@ TWO = Decimal(2)
 Level = tuple[Decimal, Decimal]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Quote:
     """One price level at one venue."""
@@ -31,6 +34,7 @@ class Quote:
     qty: Decimal
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NBBO:
     """National best bid and offer over the venues considered. A missing side is None (qty 0); `mid`
@@ -55,6 +59,7 @@ class NBBO:
         return self.bid if side is Side.BUY else self.ask
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ProtectedQuote:
     """A venue's top of book on one side (Reg NMS: only the best displayed price is protected)."""
@@ -74,6 +79,9 @@ def _clean(levels: Iterable[Level], descending: bool) -> tuple[Level, ...]:
         if qty > 0 and price > 0:
             merged[price] = merged.get(price, ZERO) + qty
     return tuple(sorted(merged.items(), reverse=descending))
+
+
+_price = attrgetter("price")
 
 
 class ConsolidatedBook:
@@ -123,15 +131,12 @@ class ConsolidatedBook:
     def levels(self, symbol: str, side: Side, venues: Set[str] | None = None) -> list[Quote]:
         """Every lit level on one side of the book (BUY = bids) across `venues` (all when None), best price
         first; at one price, venues in name order so the result never depends on arrival order."""
-        quotes = [
-            Quote(venue, price, qty)
-            for venue in self._lit(symbol, venues)
-            for price, qty in self.venue_levels(venue, symbol, side)
-        ]
-        if side is Side.BUY:
-            quotes.sort(key=lambda q: (-q.price, q.venue))
-        else:
-            quotes.sort(key=lambda q: (q.price, q.venue))
+        books = self._books.get(symbol, {})
+        at = 0 if side is Side.BUY else 1
+        quotes = [Quote(venue, price, qty) for venue in self._lit(symbol, venues) for price, qty in books[venue][at]]
+        # By price alone: the sort is stable (reverse too) and the quotes come in venue name order with one
+        # level per price and venue, so ties stay in venue name order - the order (price, venue) gives.
+        quotes.sort(key=_price, reverse=side is Side.BUY)
         return quotes
 
     def nbbo(self, symbol: str, venues: Set[str] | None = None) -> NBBO | None:

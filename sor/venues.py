@@ -11,6 +11,7 @@ Built from config (`[venue_profiles.NAME]` in fixoms.toml), for example:
     supports_ioc = true
     post_only = false            # true: the venue only accepts orders that add liquidity
     touch_outflow = 2000         # optional: shares expected to trade at its touch per routing horizon
+    cancel_on_disconnect = true  # the venue cancels our orders when the session drops (default true)
 
 Money and sizes are Decimal; TOML floats are read through their text so 0.003 stays 0.003.
 """
@@ -39,6 +40,9 @@ class VenueProfile:
     supports_ioc: bool = True
     post_only: bool = False
     touch_outflow: Decimal | None = None
+    # The venue cancels our resting orders when our session drops (most exchanges offer it). Only then
+    # may the engine route a dropped venue's open quantity elsewhere after the grace period.
+    cancel_on_disconnect: bool = True
 
     def accepts(self, ord_type: OrdType, qty: Decimal | None = None, ioc: bool = False) -> bool:
         """Can this venue take a child of this type (and size, and IOC-ness)?"""
@@ -60,7 +64,7 @@ class VenueProfile:
     def from_config(cls, name: str, cfg: Mapping[str, Any]) -> VenueProfile:
         known = {
             "maker_rebate", "taker_fee", "latency_ms", "order_types", "max_order_qty", "supports_ioc",
-            "post_only", "touch_outflow",
+            "post_only", "touch_outflow", "cancel_on_disconnect",
         }
         unknown = set(cfg) - known
         if unknown:
@@ -78,6 +82,7 @@ class VenueProfile:
             supports_ioc=bool(cfg.get("supports_ioc", True)),
             post_only=bool(cfg.get("post_only", False)),
             touch_outflow=None if outflow in (None, "", "none") else _dec(name, "touch_outflow", outflow),
+            cancel_on_disconnect=bool(cfg.get("cancel_on_disconnect", True)),
         )
         if profile.max_order_qty is not None and profile.max_order_qty <= 0:
             raise ValueError(f"venue_profiles.{name}.max_order_qty must be positive")

@@ -59,7 +59,9 @@ class TradingStateCheck(Check):
         if state is TradingState.ACTIVE or not adds_risk:
             return None
         if state is TradingState.HALTED:
-            return Refusal(self.reason, f"trading state HALTED ({where}): orders that add risk are refused")
+            # A halted session is what `fixoms sessions hold` sets: say so, the client's desk asks why.
+            held = " the session is held by an operator:" if where.kind == "session" else ""
+            return Refusal(self.reason, f"trading state HALTED ({where}):{held} orders that add risk are refused")
         if side is Side.BUY:
             room, opened, word = -sx.position - sx.open_buy, sx.open_buy, "buys"
         else:
@@ -213,6 +215,11 @@ class DuplicateOrder(Check):
             return
         self._seen[key] = (now, order_id)
         self._expiry.append((now, key))
+
+    def forget(self, order_ids: set[str]) -> None:
+        """Orders recorded here that were never accepted after all (their batch was not committed)."""
+        for key in [k for k, (_, order_id) in self._seen.items() if order_id in order_ids]:
+            del self._seen[key]
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -292,6 +292,23 @@ class RiskEngine:
             px = self._unit_px(new_view)
         self.exposure.replace(new_view, cum_qty, px)
 
+    def carry(self, account: str, symbol: str, side: Side, qty: Decimal, notional: Decimal) -> None:
+        """After a restart: the fills of finished orders the engine did not load, summed (see Exposure)."""
+        self.exposure.carry(account, symbol, side, qty, notional)
+
+    def forget(self, order_ids: set[str]) -> None:
+        """Orders that passed `check_new` but whose batch was never committed: a retry of the same order is
+        not a duplicate of itself. (The rate windows keep the attempt: they count attempts.)"""
+        self.duplicate.forget(order_ids)
+
+    def restore(self, view: OrderView, qty: Decimal, notional: Decimal) -> None:
+        """A finished order the engine read back from the journal: its fills get their own record."""
+        self.exposure.restore(view, self._unit_px(view), qty, notional)
+
+    def reset_exposure(self) -> None:
+        """Forget all exposure before it is rebuilt from the journal (a rebuild must not count twice)."""
+        self.exposure = Exposure()
+
     def reset_day(self) -> None:
         """Start of a trading day: filled-today notional restarts at zero; positions carry over."""
         self.exposure.reset_day()

@@ -16,7 +16,9 @@ Definitions (per account, and per symbol within it):
   added (never more than the order added today, so it cannot go negative across a day roll).
 
 Records of done orders without fills are dropped at once; orders with fills today are kept until
-`reset_day` so a bust or correction can be taken back exactly.
+`reset_day` so a bust or correction can be taken back exactly. After a restart the finished orders'
+fills come as sums per account, symbol and side (`carry`), held as one done record each; when a
+finished order is read back (a bust names it), `restore` moves its share into a record of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from oms.enums import Side
+from oms.enums import OrdType, Side
 from oms.risk.view import OrderView
 
 ZERO = Decimal(0)
@@ -70,6 +72,11 @@ class OrderRecord:
 # Read-only stand-ins for "nothing yet", so checks never create entries for refused orders.
 _NO_SYMBOL = SymbolExposure()
 _NO_ACCOUNT = AccountExposure()
+
+
+def _carried(account: str, symbol: str, side: Side) -> str:
+    # Cannot be an order id (the engine's are "INSTANCE-n"), so it never meets one in `orders`.
+    return f"\0carried {account} {symbol} {side.value}"
 
 
 def worst_position(position: Decimal, open_buy: Decimal, open_sell: Decimal) -> Decimal:
@@ -168,6 +175,33 @@ class Exposure:
         acct.open_notional += new_leaves * px - old * rec.px
         self._shift(acct, sx, new.side, new_leaves - old, ZERO, old, new_leaves)
         rec.view, rec.px, rec.leaves = new, px, new_leaves
+
+    def carry(self, account: str, symbol: str, side: Side, qty: Decimal, notional: Decimal) -> None:
+        """Fills of finished orders that are not held one by one (a restart leaves them in the journal):
+        position and filled notional move as for their fills; nothing is open."""
+        key = _carried(account, symbol, side)
+        rec = self.orders.get(key)
+        if rec is None:
+            view = OrderView(key, "", account, symbol, side, OrdType.LIMIT, ZERO, None)
+            rec = self.orders[key] = OrderRecord(view, ZERO, ZERO, done=True)
+        acct, sx = self._slot(account, symbol)
+        rec.filled_qty += qty
+        rec.filled_notional += notional
+        acct.filled_notional += notional
+        self._shift(acct, sx, side, ZERO, qty if side is Side.BUY else -qty, ZERO, ZERO)
+
+    def restore(self, view: OrderView, px: Decimal, qty: Decimal, notional: Decimal) -> None:
+        """A finished order read back: the fills `carry` counted for it get a record of their own (as if
+        it had been held all along), so a bust takes back exactly what it added. Aggregates do not move."""
+        key = _carried(view.account, view.symbol, view.side)
+        rec = self.orders.get(key)
+        if rec is None or view.order_id in self.orders or (not qty and not notional):
+            return  # nothing carried (a day roll forgot it, as it forgets a held finished order)
+        rec.filled_qty -= qty
+        rec.filled_notional -= notional
+        self.orders[view.order_id] = OrderRecord(view, px, ZERO, qty, notional, done=True)
+        if not rec.filled_qty and not rec.filled_notional:
+            del self.orders[key]
 
     def reset_day(self) -> None:
         """Start a new trading day: positions carry over, today's fills and closed orders are forgotten."""

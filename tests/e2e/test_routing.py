@@ -95,6 +95,54 @@ def test_a_venue_that_disconnects_gets_no_more_children(stack: Stack) -> None:
     assert {ch.venue for ch in order.children.values()} == {"VENUE-A"}
 
 
+def test_the_residual_of_a_venue_that_drops_mid_order_finishes_elsewhere(stack: Stack) -> None:
+    """A resting buy works at one venue; that venue's session drops (its simulator stops: cancel on
+    disconnect). After the grace period ([engine] venue_down_grace_s) the child is in doubt, the
+    parent's rest goes to the other venue and fills there; when the venue comes back its answer to the
+    status request settles the old child, and the client never sees more than it asked for."""
+    wait_quotes(stack, "IBM", {"VENUE-A", "VENUE-B"})
+    eng = stack.app.engine  # type: ignore[attr-defined]
+    c1 = stack.client()
+    cl = c1.new_order("IBM", "1", 500, price="149.97")  # below both asks: it rests
+    oid = c1.wait_report(cl, status=NEW)[codec.ORDER_ID]
+    order = eng.orders[oid]
+    first = {ch.venue for ch in order.children.values()}
+    gone = "VENUE-B" if "VENUE-B" in first else "VENUE-A"
+    other = "VENUE-A" if gone == "VENUE-B" else "VENUE-B"
+    sim = next(s for s in stack.sims if s.app.name == gone)
+    sim.stop()
+    stack.sims.remove(sim)
+    deadline = time.monotonic() + 15
+
+    def at_other() -> Decimal:
+        return sum((ch.working_qty for ch in list(order.children.values()) if ch.venue == other), Decimal(0))
+
+    while time.monotonic() < deadline and at_other() < 500:
+        time.sleep(0.05)
+    stranded = [ch for ch in order.children.values() if ch.venue == gone]
+    assert stranded and all(ch.in_doubt and ch.text == f"{gone} down" for ch in stranded)
+    assert at_other() == 500 and order.working_child_qty == 500
+    # someone sells down to the parent's price on the venue that is up (through the house bids ahead
+    # of ours): the residual fills there
+    stack.venue(other).house_order("IBM", Side.SELL, Decimal("149.97"), 10_000)
+    done = c1.wait_report(cl, status=FILLED, timeout=15)
+    assert Decimal(done[codec.CUM_QTY]) == 500
+    assert {m[codec.LAST_MKT] for m in c1.reports_for(cl) if m[codec.EXEC_TYPE] == "F"} == {other}
+    # the venue comes back (empty book: it canceled on disconnect) and settles the in-doubt child
+    from tests.conftest import REFERENCE
+    from venues.simulator import SimulatorServer
+
+    back = SimulatorServer(gone, stack.venue_ports[gone], stack.tmp / "venues" / gone, seed=5,
+                           symbols={s: REFERENCE[s] for s in BOTH[gone]})
+    back.start()
+    stack.sims.append(back)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(ch.in_doubt for ch in order.children.values()):
+        time.sleep(0.1)
+    assert not any(ch.in_doubt for ch in order.children.values())
+    assert order.cum_qty == order.order_qty == 500
+
+
 def test_tca_is_journaled_and_reported(stack: Stack) -> None:
     import json
 

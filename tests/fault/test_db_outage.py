@@ -16,7 +16,9 @@ each test checks one promise:
 - a ClOrdID refused during the outage can be used again afterwards;
 - after a restart the journal agrees with the venue (reconciliation).
 
-The ones the engine does not keep today are strict xfails naming the change that fixes them.
+How the engine keeps them: after a failed commit its memory holds the batch's changes but the journal
+does not, so it is "stale" - it refuses new orders and holds everything else until it has reloaded its
+state from the journal, then decides the held commands again on that state (oms.engine._commit_failed).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from sqlalchemy import select
 from fix_engine import codec
 from fix_engine.client import FixClient
 from oms.enums import Side
-from oms.journal import children_t, make_engine, orders_t
+from oms.journal import children_t, cl_ord_ids_t, make_engine, orders_t
 from tests.conftest import _PG_SKIP, logon_fields
 from tests.fault.test_fuzz import EngineProcess
 
@@ -182,8 +184,11 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seen]:
         dbe = make_engine(engine.db_url)
         try:
             with dbe.connect() as conn:
+                # by every ClOrdID an order had (a canceled order's row carries the cancel's ClOrdID)
                 result.journal_status_before_restart = {
-                    r.cl_ord_id: r.status for r in conn.execute(select(orders_t.c.cl_ord_id, orders_t.c.status))}
+                    r.cl_ord_id: r.status for r in conn.execute(
+                        select(cl_ord_ids_t.c.cl_ord_id, orders_t.c.status)
+                        .join(orders_t, orders_t.c.order_id == cl_ord_ids_t.c.order_id))}
         finally:
             dbe.dispose()
 
@@ -225,13 +230,6 @@ def test_the_engine_takes_orders_again_when_the_database_returns(seen: Seen) -> 
     assert seen.accepted_after is not None, f"no order accepted in {seen.attempts_after} attempts after the restore"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Engine._commit_failed calls recover() to undo the failed batch, but recover() reads the journal, which "
-    "is exactly what is gone: it fails and the batch's events stay applied in memory. The retried venue "
-    "fills are then duplicates (venue_exec_ids) and are dropped: never journaled, never sent to the client "
-    "until a restart reconciles. Fix: never retry on state the failed batch changed - either copy dirty "
-    "orders/indexes before applying and restore them on failure, or keep the engine 'stale' until "
-    "recover() succeeds (retry recover() first in _run, answering NewOrders with the refusal meanwhile)"))
 def test_fills_during_the_outage_reach_the_journal_and_the_client(seen: Seen) -> None:
     # the venue filled what its other participants sold into our bids while the journal was gone
     assert sum(v for v, _, _ in seen.before_restart.values()) == 360, seen.before_restart
@@ -239,11 +237,6 @@ def test_fills_during_the_outage_reach_the_journal_and_the_client(seen: Seen) ->
         assert venue == journal == client, f"{cl}: venue {venue}, journal {journal}, client {client}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Same cause: the cancel's CancelRequested (and its ClOrdID in by_cl_ord_id) stays applied in memory "
-    "after the failed commit, so its retry refuses the client's own cancel as 'duplicate ClOrdID' "
-    "(OrderCancelReject, OrdStatus PendingCancel); the VenueCancel of the failed batch was never sent, so "
-    "the order stays PendingCancel in memory for good while the journal says New"))
 def test_a_cancel_sent_during_the_outage_is_carried_out(seen: Seen) -> None:
     statuses = [m.get(codec.ORD_STATUS) for m in seen.cancel_answers]
     assert CANCELED in statuses, [(m.get(codec.MSG_TYPE), m.get(codec.ORD_STATUS), m.get(codec.TEXT))
@@ -251,9 +244,6 @@ def test_a_cancel_sent_during_the_outage_is_carried_out(seen: Seen) -> None:
     assert seen.journal_status_before_restart[seen.cancel_target] == CANCELED
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "The refused order was registered in by_cl_ord_id by the failed batch and recover() could not undo it: "
-    "the same ClOrdID sent again after the restore is refused as a duplicate although it was never accepted"))
 def test_a_clordid_refused_during_the_outage_can_be_sent_again(seen: Seen) -> None:
     assert seen.reused_answer.get(codec.EXEC_TYPE) == NEW, seen.reused_answer.get(codec.TEXT)
 

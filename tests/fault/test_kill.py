@@ -7,7 +7,6 @@ The engine runs as a real `fixoms run` subprocess; the venue simulators and the 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -26,19 +25,8 @@ from fixoms.netutil import free_port
 from oms.enums import Side
 from oms.journal import children_t, orders_t
 from tests.conftest import ROOT, listed, logon_fields, seed_credentials
+from tests.fault.test_fuzz import write_config
 from venues.simulator import SimulatorServer
-
-
-def write_config(tmp: Path, acceptor: int, venues: dict[str, int]) -> Path:
-    cfg = (ROOT / "sessions.cfg").read_text()
-    cfg = cfg.replace("SocketAcceptPort=9878", f"SocketAcceptPort={acceptor}")
-    for name, default in (("VENUE-A", 9881), ("VENUE-B", 9882)):
-        cfg = cfg.replace(f"SocketConnectPort={default}", f"SocketConnectPort={venues[name]}")
-    (tmp / "sessions.cfg").write_text(cfg)
-    toml = (ROOT / "fixoms.toml").read_text()
-    toml = re.sub(r'url = "sqlite:///var/fixoms.db"', f'url = "sqlite:///{tmp}/journal.db"', toml)
-    (tmp / "fixoms.toml").write_text(toml)
-    return tmp / "fixoms.toml"
 
 
 def start_engine(config: Path, port: int) -> subprocess.Popen[bytes]:
@@ -78,7 +66,7 @@ def test_sigkill_while_fills_arrive(tmp_path: Path, kills: int) -> None:
     sims = {n: SimulatorServer(n, p, tmp_path / "venues" / n, 1, listed(n)) for n, p in venue_ports.items()}
     for s in sims.values():
         s.start()
-    config = write_config(tmp_path, acceptor, venue_ports)
+    config = write_config(tmp_path, acceptor, venue_ports, f"sqlite:///{tmp_path}/journal.db")
     seed_credentials(f"sqlite:///{tmp_path}/journal.db")
     proc = start_engine(config, acceptor)
     client = FixClient("CLIENT1", acceptor, tmp_path, codec.FIX44,

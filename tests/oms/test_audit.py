@@ -125,6 +125,20 @@ def test_batch_entries_audit_business_messages_only() -> None:
                               "time_in_force": "0"}
 
 
+@pytest.mark.parametrize("message", [
+    new_order(), ack(), child(), replace(ack(), text='a "quoted" é', ord_rej_reason=None, tot_num_reports=0,
+                                         last_rpt_requested=True, poss_resend=True),
+    c.VenueReport("VENUE-B", "OMS1-1.1", None, "V1", "X1", ExecType.TRADE, OrdStatus.FILLED, D(100), D(150)),
+    replace(ack(), price=D("NaN"), avg_px=D("-1E+3"), stop_px=D("-Infinity"), last_qty=D("0E-8")),
+    c.MarketData("VENUE-B", "IBM", ((D(1), D(2)),), ()),  # tuples: the general encoder
+], ids=lambda m: type(m).__name__)
+def test_summarize_json_is_summarize_and_its_canonical_json(message: object) -> None:
+    for _ in range(2):  # the first meeting of a value type (an enum) and the fast path after it
+        summary, text = audit.summarize_json(message)
+        assert summary == audit.summarize(message)
+        assert text == audit.canonical_json(summary)
+
+
 # --- in the journal -------------------------------------------------------------------------------------
 def rows_of(journal: Journal) -> list[audit.Row]:
     return list(iter_audit(journal.engine, journal.instance))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -183,6 +184,24 @@ class EngineMachine(RuleBasedStateMachine):
         self.venue.children[cid]["fills"].remove(exec_id)  # type: ignore[attr-defined]
         self.run(c.VenueReport("V", cid, None, "VO", f"B{next(self.exec_ids)}", ExecType.TRADE_CANCEL,
                                OrdStatus.CANCELED, exec_ref_id=exec_id))
+
+    # --- venue faults (the engine's clock is driven here: Tick far ahead) -------------------------
+    @rule()
+    def venue_drops_for_good(self) -> None:
+        # Past the grace period: open children go in doubt; the venue may still fill them (late fills).
+        self.run(c.VenueSessionDown("V"), c.Tick(time.monotonic() + 3600))
+
+    @rule()
+    def venue_returns(self) -> None:
+        self.run(c.VenueSessionUp("V"))
+
+    @rule()
+    def venue_stays_silent(self) -> None:
+        # Twice past the ack timeout: a status request, then unanswered children go in doubt and
+        # unanswered cancels are refused to the client.
+        now = time.monotonic()
+        self.run(c.Tick(now + 60))
+        self.run(c.Tick(now + 120))
 
     # --- what must always hold -------------------------------------------------------------------
     @invariant()

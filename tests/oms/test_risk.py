@@ -403,7 +403,8 @@ def test_halted_refuses_new_orders_at_each_scope(scope: Scope) -> None:
     hold(risk, 500)
     assert risk.set_state(scope, TradingState.HALTED, "ops", "test") == (TradingState.ACTIVE,
                                                                           TradingState.HALTED)
-    text = f"trading state HALTED ({scope}): orders that add risk are refused"
+    held = " the session is held by an operator:" if scope.kind == "session" else ""
+    text = f"trading state HALTED ({scope}):{held} orders that add risk are refused"
     refused(risk.check_new(view(), REF), OrdRejReason.OTHER, text)
     refused(risk.check_new(view(side=Side.SELL, qty=10), REF), OrdRejReason.OTHER, text)  # even reducing
     others = {"firm": [], "account": [view(account="ACC-2")], "session": [view(session="S2")]}[scope.kind]
@@ -455,7 +456,8 @@ def test_most_restrictive_state_applies() -> None:
     risk.set_state(Scope("firm"), TradingState.REDUCING, "ops", "a")
     risk.set_state(Scope("session", "S1"), TradingState.HALTED, "ops", "b")
     refused(risk.check_new(view(side=Side.SELL), REF), OrdRejReason.OTHER,
-            "trading state HALTED (session:S1): orders that add risk are refused")
+            "trading state HALTED (session:S1): the session is held by an operator: orders that add risk are "
+            "refused")
     # Firm REDUCING still applies to another session of the same account, even with the account ACTIVE.
     assert risk.check_new(view(side=Side.SELL, session="S2"), REF) is None
     refused(risk.check_new(view(session="S2", qty=1), REF), OrdRejReason.OTHER,

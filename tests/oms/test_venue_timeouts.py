@@ -1,0 +1,261 @@
+"""The engine's venue-fault decisions, driven by its clock (Tick) so every step is deterministic: a venue
+that drops past the grace period, a venue that never acknowledges, a cancel that is never answered, and
+the late fills of a child put in doubt. The engine runs with its real journal (SQLite) and the real
+smart router; the client and venue sides are the engine's ports in memory (tests/oms/test_engine_properties).
+Over real sessions the same paths are in tests/fault/test_venue_faults.py and tests/e2e/test_routing.py."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from oms import commands as c
+from oms.engine import Engine, EngineConfig
+from oms.enums import CxlRejReason, ExecType, OrdStatus, OrdType, Side
+from oms.journal import Journal, events_t
+from oms.reports import VenueStatusRequest
+from sor.router import SmartRouter
+from tests.oms.test_engine_properties import Client, Venue
+
+GRACE, ACK = 3.0, 2.0
+BOOK = ((Decimal("149.99"), Decimal(1000)),), ((Decimal("150.01"), Decimal(1000)),)
+
+
+class StatusVenue(Venue):
+    """Also records the status requests the engine sends."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.status_requests: list[VenueStatusRequest] = []
+
+    def send_status_request(self, msg: object) -> None:
+        assert isinstance(msg, VenueStatusRequest)
+        self.status_requests.append(msg)
+
+
+class Harness:
+    def __init__(self, tmp: Path) -> None:
+        self.journal = Journal.open(f"sqlite:///{tmp / 'j.db'}", "T")
+        self.journal.create_schema()
+        self.client = Client()
+        self.venues = {"V1": StatusVenue("V1"), "V2": StatusVenue("V2")}
+        router = SmartRouter.from_config({"IBM": "V1"}, {"default_strategy": "single", "internal_venue": ""}, {})
+        self.engine = Engine(self.journal, router, self.client, dict(self.venues),
+                             EngineConfig(instance="T", symbols=frozenset({"IBM"}), venue_down_grace_s=GRACE,
+                                          venue_ack_timeout_s=ACK, tick_s=0))
+        self.engine.recover()
+        self.clock = time.monotonic()
+        self.run(c.VenueSessionUp("V1"), c.VenueSessionUp("V2"),
+                 *(c.MarketData(v, "IBM", *BOOK) for v in self.venues))
+
+    def run(self, *commands: object) -> None:
+        assert self.engine.process(list(commands)) == []
+
+    def tick(self, seconds: float) -> None:
+        self.clock += seconds
+        self.run(c.Tick(self.clock))
+
+    def buy(self, cl: str, qty: int, price: str = "149.97") -> str:
+        self.run(c.NewOrder("S1", cl, "ACC", "IBM", Side.BUY, OrdType.LIMIT, Decimal(qty), Decimal(price)))
+        return self.engine.by_cl_ord_id[("S1", cl)]
+
+    def ack(self, venue: str, child_id: str) -> None:
+        self.run(c.VenueReport(venue, child_id, None, "VO", f"A-{child_id}", ExecType.NEW, OrdStatus.NEW))
+
+    def events(self, kind: str) -> list[dict[str, object]]:
+        with self.journal.engine.connect() as conn:
+            return [r.payload for r in conn.execute(select(events_t.c.payload).where(events_t.c.kind == kind))]
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Iterator[Harness]:
+    harness = Harness(tmp_path)
+    yield harness
+    harness.journal.engine.dispose()
+
+
+def test_a_dropped_venues_children_go_in_doubt_after_the_grace_period_and_the_rest_moves(h: Harness) -> None:
+    oid = h.buy("C1", 500)
+    order = h.engine.orders[oid]
+    (first,) = order.children.values()
+    h.ack(first.venue, first.child_id)
+    other = "V2" if first.venue == "V1" else "V1"
+    h.run(c.VenueSessionDown(first.venue))
+    h.tick(GRACE / 2)
+    assert not first.in_doubt and len(order.children) == 1  # inside the grace period: nothing moves
+    h.tick(GRACE)
+    assert first.in_doubt and first.text == f"{first.venue} down"
+    moved = [ch for ch in order.children.values() if ch.venue == other]
+    assert [ch.qty for ch in moved] == [Decimal(500)]
+    assert order.cum_qty + order.working_child_qty <= order.order_qty
+    # the client saw New only: the move is the broker's business
+    assert [r.exec_type for r in h.client.reports] == [ExecType.NEW]
+
+
+def test_late_fills_of_an_in_doubt_child_never_overfill_the_client(h: Harness) -> None:
+    oid = h.buy("C1", 500)
+    order = h.engine.orders[oid]
+    (first,) = order.children.values()
+    h.ack(first.venue, first.child_id)
+    h.run(c.VenueSessionDown(first.venue))
+    h.tick(GRACE + 1)
+    (moved,) = [ch for ch in order.children.values() if ch is not first]
+    h.ack(moved.venue, moved.child_id)
+    # the venue comes back: it had filled 200 before the drop (and canceled the rest on disconnect)
+    h.run(c.VenueSessionUp(first.venue))
+    assert first.child_id in {r.child_id for r in h.venues[first.venue].status_requests}
+    h.run(c.VenueReport(first.venue, first.child_id, None, "VO", "S1", ExecType.ORDER_STATUS,
+                        OrdStatus.CANCELED, cum_qty=Decimal(200), avg_px=Decimal("149.97")))
+    # the 500 at the other venue still work: the 200 cannot go to the client, they stay with the broker
+    assert order.cum_qty == 0 and not first.in_doubt and first.status is OrdStatus.CANCELED
+    (unallocated,) = h.events("FillUnallocated")
+    assert (unallocated["qty"], unallocated["venue"]) == ("200", first.venue)
+    # ... as the position of the broker's error account (what `fixoms positions` and the EOD report show)
+    from oms.journal import ERROR_ACCOUNT, executions
+    from oms.positions import Fill, compute
+
+    book = compute(Fill(r.exec_id, r.account, r.symbol, r.side, r.last_qty, r.last_px, r.ts, r.status)
+                   for r in executions(h.journal.engine))
+    error = book.position(ERROR_ACCOUNT, "IBM")
+    assert error is not None and (error.qty, error.avg_cost) == (Decimal(200), Decimal("149.97"))
+    assert book.position("ACC", "IBM") is None  # the client has no fill yet
+    h.run(c.VenueReport(moved.venue, moved.child_id, None, "VO", "F1", ExecType.TRADE, OrdStatus.FILLED,
+                        Decimal(500), Decimal("149.97")))
+    assert order.status is OrdStatus.FILLED and order.cum_qty == 500
+    assert all(r.cum_qty <= r.order_qty for r in h.client.reports)
+
+
+def test_a_late_fill_of_an_order_canceled_back_stays_with_the_broker(h: Harness) -> None:
+    oid = h.buy("C1", 500)
+    order = h.engine.orders[oid]
+    (first,) = order.children.values()
+    h.ack(first.venue, first.child_id)
+    h.run(c.VenueSessionDown("V1"), c.VenueSessionDown("V2"))
+    h.tick(GRACE + 1)  # nowhere to go: canceled back to the client, naming the venue
+    assert order.status is OrdStatus.CANCELED and f"{first.venue} down" in order.text
+    h.run(c.VenueSessionUp(first.venue))
+    h.run(c.VenueReport(first.venue, first.child_id, None, "VO", "S1", ExecType.ORDER_STATUS,
+                        OrdStatus.CANCELED, cum_qty=Decimal(100), avg_px=Decimal("149.97")))
+    # a canceled order gets no fill after its terminal report: the 100 are the broker's to resolve
+    assert order.cum_qty == 0 and [e["qty"] for e in h.events("FillUnallocated")] == ["100"]
+    assert not first.in_doubt
+
+
+def test_a_venue_that_never_acknowledges_is_asked_then_given_up_and_avoided(h: Harness) -> None:
+    oid = h.buy("C1", 300)
+    order = h.engine.orders[oid]
+    (first,) = order.children.values()
+    silent = h.venues[first.venue]
+    h.tick(ACK + 0.1)
+    assert [r.child_id for r in silent.status_requests] == [first.child_id]  # asked first
+    assert not first.in_doubt
+    h.tick(ACK + 0.1)
+    assert first.in_doubt and first.text == f"no answer from {first.venue}"
+    assert first.venue in h.engine.suspect
+    (moved,) = [ch for ch in order.children.values() if ch is not first]
+    assert moved.venue != first.venue and moved.qty == 300
+    # while suspect, new orders avoid it; its first answer clears the suspicion
+    oid2 = h.buy("C2", 100)
+    assert {ch.venue for ch in h.engine.orders[oid2].children.values()} == {moved.venue}
+    h.ack(first.venue, first.child_id)
+    assert first.venue not in h.engine.suspect
+
+
+def test_an_unanswered_cancel_is_refused_to_the_client_naming_the_venue(h: Harness) -> None:
+    oid = h.buy("C1", 300)
+    order = h.engine.orders[oid]
+    (child,) = order.children.values()
+    h.ack(child.venue, child.child_id)
+    h.run(c.CancelOrder("S1", "X1", "C1"))
+    assert order.ord_status is OrdStatus.PENDING_CANCEL
+    h.tick(ACK + 0.1)
+    h.tick(ACK + 0.1)
+    (reject,) = h.client.rejects
+    assert reject.cl_ord_id == "X1" and reject.reason is CxlRejReason.BROKER_OPTION
+    assert reject.text == f"no answer from {child.venue} to the cancel"
+    assert order.pending is None and order.ord_status is OrdStatus.NEW and not child.cancel_id
+
+
+def test_a_quiet_clock_writes_nothing(h: Harness) -> None:
+    before = h.engine.batches
+    h.tick(0.25)
+    h.tick(0.25)
+    assert h.engine.batches == before
+
+
+def test_a_restart_still_asks_about_children_in_doubt_of_finished_orders(h: Harness) -> None:
+    oid = h.buy("C1", 500)
+    (first,) = h.engine.orders[oid].children.values()
+    h.ack(first.venue, first.child_id)
+    h.run(c.VenueSessionDown("V1"), c.VenueSessionDown("V2"))
+    h.tick(GRACE + 1)
+    assert h.engine.orders[oid].status is OrdStatus.CANCELED and first.in_doubt
+    # a new engine on the same journal: only working orders are loaded, and this one with its doubt
+    again = Harness.__new__(Harness)
+    again.journal, again.client, again.venues = h.journal, Client(), {"V1": StatusVenue("V1"), "V2": StatusVenue("V2")}
+    again.engine = Engine(h.journal, h.engine.router, again.client, dict(again.venues),
+                          EngineConfig(instance="T", symbols=frozenset({"IBM"}), tick_s=0))
+    again.engine.recover()
+    assert oid in dict.keys(again.engine.orders)
+    again.run(c.VenueSessionUp(first.venue))
+    assert [r.child_id for r in again.venues[first.venue].status_requests] == [first.child_id]
+    again.run(c.VenueReport(first.venue, first.child_id, None, "", "S1", ExecType.ORDER_STATUS, OrdStatus.REJECTED,
+                            text="unknown order"))
+    assert not again.engine.orders[oid].children[first.child_id].in_doubt
+
+
+def test_a_batch_the_journal_refuses_loses_only_the_command_it_refuses(h: Harness) -> None:
+    """Not a venue fault, the same harness: the database is up but refuses what one command writes (here
+    a venue ExecID already in the journal under another order: its unique key). The batch is committed
+    again one command at a time; the others go through, the engine does not stay stale."""
+    from datetime import UTC, datetime
+
+    from oms.journal import executions_t
+    from oms.risk import RiskEngine
+    from oms.risk.limits import RiskConfig
+    from oms.risk_gate import RiskGateAdapter
+
+    # With risk's duplicate-content window on: the retried orders are not duplicates of themselves.
+    h.engine.risk = RiskGateAdapter(RiskEngine(RiskConfig(duplicate_window=1.0)), lambda symbol: Decimal("150"))
+    oid = h.buy("C1", 100)
+    (child,) = h.engine.orders[oid].children.values()
+    h.ack(child.venue, child.child_id)
+    with h.journal.engine.begin() as conn:
+        conn.execute(executions_t.insert().values(
+            exec_id="X-1", order_id="ELSEWHERE", child_id="ELSEWHERE.1", venue=child.venue, venue_exec_id="DUP",
+            last_qty=Decimal(1), last_px=Decimal(1), status="ok", ts=datetime.now(UTC)))
+    h.run(c.NewOrder("S1", "C2", "ACC", "IBM", Side.BUY, OrdType.LIMIT, Decimal(10), Decimal("149.97")),
+          c.VenueReport(child.venue, child.child_id, None, "VO", "DUP", ExecType.TRADE, OrdStatus.FILLED,
+                        Decimal(100), Decimal("149.97")),
+          c.NewOrder("S1", "C3", "ACC", "IBM", Side.BUY, OrdType.LIMIT, Decimal(11), Decimal("149.97")))
+    assert not h.engine._stale
+    accepted = {r.cl_ord_id for r in h.client.reports if r.exec_type is ExecType.NEW}
+    assert {"C1", "C2", "C3"} <= accepted
+    assert h.engine.orders[oid].cum_qty == 0  # the refused fill is not applied
+    h.run(c.VenueReport(child.venue, child.child_id, None, "VO", "OK-1", ExecType.TRADE, OrdStatus.FILLED,
+                        Decimal(100), Decimal("149.97")))
+    assert h.engine.orders[oid].cum_qty == 100
+
+
+def test_a_child_never_acknowledged_before_a_restart_is_timed_out_after_it(h: Harness) -> None:
+    oid = h.buy("C1", 300)
+    (first,) = h.engine.orders[oid].children.values()  # sent, never acknowledged, then the engine stops
+    again = Harness.__new__(Harness)
+    again.journal, again.client, again.venues = h.journal, Client(), {"V1": StatusVenue("V1"), "V2": StatusVenue("V2")}
+    again.engine = Engine(h.journal, h.engine.router, again.client, dict(again.venues),
+                          EngineConfig(instance="T", symbols=frozenset({"IBM"}), venue_ack_timeout_s=ACK, tick_s=0))
+    again.engine.recover()
+    again.clock = time.monotonic()
+    again.run(c.VenueSessionUp("V1"), c.VenueSessionUp("V2"))
+    assert [r.child_id for r in again.venues[first.venue].status_requests] == [first.child_id]
+    again.tick(ACK + 0.1)  # the venue never answers its status request either
+    order = again.engine.orders[oid]
+    assert order.children[first.child_id].in_doubt and first.venue in again.engine.suspect
+    assert [ch.venue for ch in order.children.values() if not ch.done] == [
+        "V2" if first.venue == "V1" else "V1"]
