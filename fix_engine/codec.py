@@ -77,6 +77,12 @@ ID_LIMITS = {CL_ORD_ID: ("ClOrdID", 64), ORIG_CL_ORD_ID: ("OrigClOrdID", 64), AC
              MASS_STATUS_REQ_ID: ("MassStatusReqID", 64)}
 
 
+# Quantities and prices we take: far beyond any instrument, and within what the journal's decimal columns
+# (40 characters) and the risk arithmetic (28 significant digits) hold exactly.
+MAX_NUMBER = Decimal(10) ** 15
+MAX_DECIMALS = 10
+
+
 def too_long(fields: dict[int, str]) -> tuple[int, str] | None:
     for tag, (name, limit) in ID_LIMITS.items():
         value = fields.get(tag)
@@ -133,6 +139,9 @@ def _dec(fields: dict[int, str], tag: int, name: str) -> Decimal | None:
         raise DecodeError(f"{name}({tag}) is not a number: {raw!r}", tag) from None
     if not value.is_finite():
         raise DecodeError(f"{name}({tag}) is not a finite number: {raw!r}", tag)
+    if abs(value) >= MAX_NUMBER or value.as_tuple().exponent < -MAX_DECIMALS:  # type: ignore[operator]
+        raise DecodeError(f"{name}({tag}) out of range (below {MAX_NUMBER:,}, at most {MAX_DECIMALS} decimals): "
+                          f"{raw[:40]!r}", tag)
     return value
 
 

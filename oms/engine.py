@@ -338,6 +338,7 @@ class Engine:
                 self._handle(cmd, b)
             except Exception:  # one bad command must not take the others down
                 log.exception("engine failed on %r", cmd)
+                self._answer_failed(cmd, b)
         if not b.events and not b.outbound and not b.replies and all(isinstance(x, c.Tick) for x in commands):
             return []  # the clock ticked and nothing was due: not a batch
         self._record_tca(b)
@@ -368,6 +369,24 @@ class Engine:
         if self.on_batch is not None:
             self.on_batch(self.batches)
         return []
+
+    def _answer_failed(self, cmd: Any, b: _Batch) -> None:
+        """A client request the engine failed on still gets an answer (rule: never silence). Only a
+        request that did not get as far as an order or a report is answered here."""
+        text = "request could not be processed (internal error, logged by the broker)"
+        if isinstance(cmd, c.NewOrder):
+            if (cmd.session, cmd.cl_ord_id) in self.by_cl_ord_id:
+                return
+            b.outbound.append(_refusal(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side.value, cmd.order_qty,
+                                       OrdRejReason.OTHER, text))
+        elif isinstance(cmd, c.CancelOrder | c.ReplaceOrder):
+            if any(getattr(o, "cl_ord_id", None) == cmd.cl_ord_id and getattr(o, "session", None) == cmd.session
+                   for o in b.outbound):
+                return
+            response_to = (CxlRejResponseTo.CANCEL if isinstance(cmd, c.CancelOrder)
+                           else CxlRejResponseTo.REPLACE)
+            b.outbound.append(CancelReject(cmd.session, "NONE", cmd.cl_ord_id, cmd.orig_cl_ord_id,
+                                           OrdStatus.REJECTED, response_to, CxlRejReason.OTHER, text))
 
     def _record_tca(self, b: _Batch) -> None:
         if self.tca is None:

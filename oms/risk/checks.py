@@ -12,7 +12,7 @@ is on an aggregate, and the new terms where the limit is on the order itself.
 from __future__ import annotations
 
 from collections import deque
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from oms.enums import OrdRejReason, OrdType, Side
 from oms.risk.exposure import AccountExposure, SymbolExposure, worst_position
@@ -29,7 +29,10 @@ DuplicateKey = tuple[str, str, str, Side, Decimal, Decimal | None, OrdType]
 
 
 def _pct(fraction: Decimal) -> str:
-    return fmt((fraction * _HUNDRED).quantize(_CENT))
+    try:
+        return fmt((fraction * _HUNDRED).quantize(_CENT))
+    except InvalidOperation:  # more digits than the context holds: only the text needs it
+        return f"{float(fraction * _HUNDRED):.4g}"
 
 
 class Check:

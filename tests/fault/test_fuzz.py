@@ -1046,6 +1046,14 @@ def test_oversized_identifiers_do_not_wedge_the_journal(request: pytest.FixtureR
         s.send("D", new_order_body("ok-1"))
         ack = next(s.read_until(lambda m: m.get(11) == "ok-1", 10))
         assert ack[39] == "0", ack
+        # Numbers the dictionary takes but the journal's decimal columns and the risk arithmetic do not
+        # (a 43-digit price once made the price collar raise: the order got no answer at all).
+        for cl, tag, value in (("huge-px", 44, "9" * 43), ("huge-qty", 38, "1" + "0" * 15), ("fine-px", 44, "190.000000000001")):
+            s.send("D", [(t, value if t == tag else v) for t, v in new_order_body(cl)])
+            answer = next(s.read_until(lambda m, cl=cl: m.get(35) in ("3", "j") or m.get(11) == cl, 10))
+            assert (answer[35], answer.get(39)) == ("8", "8"), str(sorted(answer.items()))
+            assert answer[103] == ("13" if tag == 38 else "99"), str(sorted(answer.items()))
+            assert f"({tag}) out of range" in answer[58], answer
         s.send("F", [(41, "ok-1"), (11, "X" * 300), (55, "AAPL"), (54, "1"), (60, utc())])
         answer = next(s.read_until(lambda m: m.get(35) in ("8", "9", "3", "j"), 10))
         assert "journal unavailable" not in answer.get(58, ""), answer

@@ -121,6 +121,14 @@ def test_collar_just_below_refused() -> None:
             "price collar 10% exceeded: Price 89.99 is 10.01% from reference 100")
 
 
+def test_collar_text_for_a_price_beyond_decimal_precision() -> None:
+    # 43 digits: quantizing the percentage raised InvalidOperation and the order went unanswered
+    risk, _ = make(RiskLimits(max_order_notional=None))
+    refusal = risk.check_new(view(price="9" * 43, side=Side.SELL), REF)
+    assert refusal is not None and refusal.reason == LIMIT_EXCEEDED
+    assert refusal.text.startswith("price collar 10% exceeded: Price ") and "e+43% from reference 100" in refusal.text
+
+
 def test_collar_without_reference_passes_limit_refuses_market() -> None:
     risk, _ = make()
     assert risk.check_new(view(price="1000"), None) is None
