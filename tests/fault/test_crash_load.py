@@ -236,6 +236,7 @@ def test_sigkill_at_random_moments_under_load(tmp_path: Path, db_url: str) -> No
     crash_run(tmp_path, db_url, KILLS, SEED)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # skipped unless asked for: tests/conftest.py
+@pytest.mark.timeout(1800)
 def test_sigkill_at_random_moments_under_load_long(tmp_path: Path, db_url: str) -> None:
     crash_run(tmp_path, db_url, max(KILLS, 20), SEED)

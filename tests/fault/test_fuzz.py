@@ -790,17 +790,8 @@ def test_fuzz_acceptor(fuzz_engine: EngineProcess, tmp_path: Path) -> None:
     run_fuzz(fuzz_engine, FUZZ_MESSAGES, tmp_path)
 
 
-# Nothing deselects `slow` by default (pyproject has no addopts): the long variant runs only when asked
-# for with -m slow (or FIXOMS_SLOW=1), so a plain `pytest` stays short.
-only_when_asked = pytest.mark.skipif(
-    "os.environ.get('FIXOMS_SLOW') != '1' and not ('slow' in config.getoption('markexpr') "
-    "and 'not slow' not in config.getoption('markexpr'))",
-    reason="long variant: select it with -m slow (or FIXOMS_SLOW=1)")
-
-
-@pytest.mark.slow
+@pytest.mark.slow  # skipped unless asked for: tests/conftest.py
 @pytest.mark.timeout(3600)
-@only_when_asked
 def test_fuzz_acceptor_100k(fuzz_engine: EngineProcess, tmp_path: Path) -> None:
     run_fuzz(fuzz_engine, max(FULL_MESSAGES, FUZZ_MESSAGES), tmp_path)
 
