@@ -4,6 +4,7 @@ Runs against SQLite and PostgreSQL (the `db_url` fixture)."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 from fix_engine import codec
@@ -207,9 +208,18 @@ def test_prometheus_metrics(stack: Stack) -> None:
     bad = c1.new_order("XYZ", "1", 100, ord_type="1")
     c1.wait_report(bad, status=REJECTED)
     port = stack.app.metrics.port  # type: ignore[attr-defined]
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
-              if line and not line.startswith("#")}
+
+    def scrape() -> dict[str, float]:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        return {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+                if line and not line.startswith("#")}
+
+    # The engine counts a batch after it has sent the batch's reports: the client may be first.
+    deadline = time.monotonic() + 5
+    values = scrape()
+    while values.get("fixoms_orders_total") != 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        values = scrape()
     assert values["fixoms_orders_total"] == 2
     assert values['fixoms_rejects_total{reason="1"}'] == 1
     assert values["fixoms_fills_total"] >= 1
