@@ -259,3 +259,26 @@ def test_a_child_never_acknowledged_before_a_restart_is_timed_out_after_it(h: Ha
     assert order.children[first.child_id].in_doubt and first.venue in again.engine.suspect
     assert [ch.venue for ch in order.children.values() if not ch.done] == [
         "V2" if first.venue == "V1" else "V1"]
+
+
+def test_a_request_the_engine_fails_on_is_still_answered(h: Harness) -> None:
+    """A defect while handling a request (here: the reference price for the collar fails) must not leave
+    the client without an answer (rules of engagement): the NewOrderSingle is Rejected, reason 99, the
+    rest of the batch goes on, and the ClOrdID stays free."""
+    from oms.enums import OrdRejReason
+    from oms.risk import RiskEngine
+    from oms.risk.limits import RiskConfig
+    from oms.risk_gate import RiskGateAdapter
+
+    def broken_reference(symbol: str) -> Decimal:
+        raise RuntimeError("defect")
+
+    h.engine.risk = RiskGateAdapter(RiskEngine(RiskConfig()), broken_reference)
+    h.run(c.NewOrder("S1", "F1", "ACC", "IBM", Side.BUY, OrdType.LIMIT, Decimal(100), Decimal("149.97")),
+          c.CancelOrder("S1", "X1", "NOPE", "IBM", "1"))
+    (rejected,) = [r for r in h.client.reports if r.cl_ord_id == "F1"]
+    assert rejected.exec_type is ExecType.REJECTED and rejected.ord_status is OrdStatus.REJECTED
+    assert rejected.ord_rej_reason == OrdRejReason.OTHER and "could not be processed" in rejected.text
+    assert ("S1", "F1") not in h.engine.by_cl_ord_id
+    # the other command of the batch was handled as usual (an unknown order)
+    assert [r.reason for r in h.client.rejects if r.cl_ord_id == "X1"] == [CxlRejReason.UNKNOWN_ORDER]
