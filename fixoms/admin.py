@@ -508,9 +508,9 @@ class AdminServer:
         return result, result
 
     def _orders_cancel_all(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
-        account, symbol, session = args.get("account"), args.get("symbol"), args.get("session")
-        if not (account or symbol or session):
-            raise AdminError("cancel-all needs a scope: --account, --symbol and/or --session")
+        account, symbol, session, venue = (args.get(k) for k in ("account", "symbol", "session", "venue"))
+        if not (account or symbol or session or venue):
+            raise AdminError("cancel-all needs a scope: --account, --symbol, --session and/or --venue")
         reason = str(args.get("reason") or "canceled by operator")
 
         def select() -> list[tuple[str, str]]:
@@ -521,6 +521,8 @@ class AdminServer:
                 if (account and order.account != account) or (symbol and order.symbol != symbol) or (
                         session and order.session != session):
                     continue
+                if venue and not any(ch.venue == venue and not ch.done for ch in order.children.values()):
+                    continue
                 out.append((order.order_id, self._order_status(order.order_id) or ""))
             return sorted(out)
 
@@ -529,7 +531,8 @@ class AdminServer:
             self.app.engine.submit(c.AdminCancel(order_id, who, reason))
         after = self.on_engine_thread(lambda: {oid: self._order_status(oid) for oid, _ in chosen})
         orders = [{"order_id": oid, "before": status, "after": after.get(oid)} for oid, status in chosen]
-        scope = {k: v for k, v in (("account", account), ("symbol", symbol), ("session", session)) if v}
+        scope = {k: v for k, v in (("account", account), ("symbol", symbol), ("session", session),
+                                   ("venue", venue)) if v}
         result = {"scope": scope, "reason": reason, "count": len(orders), "orders": orders}
         return result, {"scope": scope, "reason": reason, "count": len(orders),
                         "order_ids": [o["order_id"] for o in orders]}

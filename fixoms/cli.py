@@ -375,30 +375,47 @@ def _session_summary(obj: Ctx, session_id: str) -> str:
             f"next seq {s['next_sender_seq']}/{s['next_target_seq']})")
 
 
+def _chosen_sessions(obj: Ctx, session_id: str | None, all_: bool, verb: str) -> tuple[list[str], str]:
+    """The sessions an enable/disable acts on, and how to ask about them."""
+    if all_ == bool(session_id):
+        raise click.UsageError(f"{verb} needs a SESSION_ID or --all (not both)")
+    if session_id:
+        return [session_id], f"session {_session_summary(obj, session_id)}"
+    ids = [s["id"] for s in obj.call("sessions.list")]
+    return ids, f"all {len(ids)} sessions ({', '.join(ids)})"
+
+
 @sessions.command("enable")
-@click.argument("session_id")
+@click.argument("session_id", required=False)
+@click.option("--all", "all_", is_flag=True, help="every session (clients, drop copies and venues)")
 @_yes
 @click.pass_obj
-def sessions_enable(obj: Ctx, session_id: str, yes: bool) -> None:
+def sessions_enable(obj: Ctx, session_id: str | None, all_: bool, yes: bool) -> None:
     """Allow a session to log on again (a venue session reconnects)."""
+    ids, what = _chosen_sessions(obj, session_id, all_, "enable")
     if not yes:
-        _confirm(yes, f"enable session {_session_summary(obj, session_id)}?")
-    r = obj.call("sessions.enable", id=session_id)
-    console.print(_change(f"session {session_id}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
+        _confirm(yes, f"enable {what}?")
+    for sid in ids:
+        r = obj.call("sessions.enable", id=sid)
+        console.print(_change(f"session {sid}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
 
 
 @sessions.command("disable")
-@click.argument("session_id")
+@click.argument("session_id", required=False)
+@click.option("--all", "all_", is_flag=True, help="every session (clients, drop copies and venues)")
 @click.option("--reason", default="disabled by operator", show_default=True, help="Text(58) of the Logout")
 @_yes
 @click.pass_obj
-def sessions_disable(obj: Ctx, session_id: str, reason: str, yes: bool) -> None:
+def sessions_disable(obj: Ctx, session_id: str | None, all_: bool, reason: str, yes: bool) -> None:
     """Log a session out with a reason; it stays down (logons refused) until `sessions enable`."""
+    ids, what = _chosen_sessions(obj, session_id, all_, "disable")
     if not yes:
-        _confirm(yes, f"log out and disable session {_session_summary(obj, session_id)}?")
-    r = obj.call("sessions.disable", id=session_id, reason=reason)
-    console.print(_change(f"session {session_id}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
-    console.print(f"it stays down until `fixoms sessions enable {session_id}` (or an engine restart)")
+        _confirm(yes, f"log out and disable {what}?")
+    for sid in ids:
+        r = obj.call("sessions.disable", id=sid, reason=reason)
+        console.print(_change(f"session {sid}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
+    again = "--all" if all_ else ids[0]
+    console.print(f"down until `fixoms sessions enable {again}` (or an engine restart)")
 
 
 @sessions.command("reset")
@@ -602,22 +619,25 @@ def orders_cancel(obj: Ctx, order_id: str, reason: str, yes: bool) -> None:
 @click.option("--account")
 @click.option("--symbol")
 @click.option("--session")
+@click.option("--venue", help="orders with a child working at this venue")
 @click.option("--reason", default="canceled by operator", show_default=True)
 @_yes
 @click.pass_obj
-def orders_cancel_all(obj: Ctx, account: str | None, symbol: str | None, session: str | None, reason: str,
-                      yes: bool) -> None:
-    """Cancel every open order in an explicit scope (--account, --symbol and/or --session; they combine)."""
+def orders_cancel_all(obj: Ctx, account: str | None, symbol: str | None, session: str | None, venue: str | None,
+                      reason: str, yes: bool) -> None:
+    """Cancel every open order in an explicit scope (--account, --symbol, --session and/or --venue; they
+    combine)."""
     from fixoms.blotter import list_orders
 
-    if not (account or symbol or session):
-        raise click.UsageError("cancel-all needs an explicit scope: --account, --symbol and/or --session")
-    scope = ", ".join(f"{k} {v}" for k, v in (("account", account), ("symbol", symbol), ("session", session)) if v)
+    if not (account or symbol or session or venue):
+        raise click.UsageError("cancel-all needs an explicit scope: --account, --symbol, --session and/or --venue")
+    scope = ", ".join(f"{k} {v}" for k, v in (("account", account), ("symbol", symbol), ("session", session),
+                                                 ("venue", venue)) if v)
     if not yes:
         obj.call("ping")
-        n = len(list_orders(_db(obj), open_only=True, account=account, symbol=symbol, session=session))
+        n = len(list_orders(_db(obj), open_only=True, account=account, symbol=symbol, session=session, venue=venue))
         _confirm(yes, f"cancel the {n} open orders of {scope}?")
-    r = obj.call("orders.cancel_all", account=account, symbol=symbol, session=session, reason=reason)
+    r = obj.call("orders.cancel_all", account=account, symbol=symbol, session=session, venue=venue, reason=reason)
     if r["orders"]:
         console.print(_table(f"{r['count']} orders of {scope}", ("order_id", "before", "after"), r["orders"]))
     console.print(f"{r['count']} open orders of {scope}: cancel requested ({reason})", highlight=False)

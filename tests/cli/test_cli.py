@@ -212,6 +212,23 @@ def test_a_disabled_venue_stays_down_and_reconnects_when_enabled(cfg: Path) -> N
     wait_until(lambda: session(cfg, "VENUE-A")["state"] == "LOGGED_ON", what="VENUE-A back")
 
 
+def test_disable_and_enable_all_sessions(cfg: Path, client: FixClient) -> None:
+    for args in ((), ("CLIENT1", "--all")):
+        res = fixoms(cfg, "sessions", "disable", *args, "--yes")
+        assert res.exit_code == 2 and "disable needs a SESSION_ID or --all (not both)" in res.output
+    out = ok(fixoms(cfg, "sessions", "disable", "--all", "--reason", "firm-wide stop", "--yes"))
+    for sid in ("CLIENT1", "VENUE-A", "VENUE-B"):
+        assert f"session {sid}: enabled yes -> no; state LOGGED_ON -> DOWN" in out
+    assert "down until `fixoms sessions enable --all`" in out
+    rows = {r["id"]: r for r in as_json(fixoms(cfg, "sessions", "list", "--json"))}
+    assert all(not r["enabled"] and r["state"] == "DOWN" for r in rows.values()), rows
+    out = ok(fixoms(cfg, "sessions", "enable", "--all", "--yes"))
+    assert out.count("enabled no -> yes") == len(rows)
+    for sid in ("CLIENT1", "VENUE-A", "VENUE-B"):
+        wait_until(lambda sid=sid: session(cfg, sid)["state"] == "LOGGED_ON", what=f"{sid} back")
+    assert client.app.logon_event.wait(10)
+
+
 def test_seqnum_refuses_lowering_the_target_and_logged_on_sessions_without_force(cfg: Path) -> None:
     res = fixoms(cfg, "sessions", "seqnum", "VENUE-A", "--sender", "500", "--yes")
     assert res.exit_code == 1 and "VENUE-A is logged on" in res.stderr and "--force" in res.stderr
@@ -336,6 +353,19 @@ def test_cancel_all_needs_a_scope_and_cancels_only_it(cfg: Path, client: FixClie
     assert "0 open orders of account ACC-CA" in out
     ok(fixoms(cfg, "orders", "cancel-all", "--account", "ACC-CB", "--yes"))
     client.wait_report(keep[0], status=CANCELED)
+
+
+def test_cancel_all_by_venue_cancels_the_orders_working_there(cfg: Path, client: FixClient) -> None:
+    at_b = rest(client, "ACC-CV", 100, "149.50")  # IBM: VENUE-B
+    cl = client.new_order("AAPL", "1", 100, price="189.00", account="ACC-CV")  # AAPL: VENUE-A
+    at_a = (cl, client.wait_report(cl, status=NEW)[codec.ORDER_ID])
+    out = ok(fixoms(cfg, "orders", "cancel-all", "--venue", "VENUE-A", "--yes"))
+    assert "1 open orders of venue VENUE-A: cancel requested" in out and at_a[1] in out
+    client.wait_report(at_a[0], status=CANCELED)
+    assert [r["order_id"] for r in as_json(fixoms(cfg, "orders", "list", "--open", "--account", "ACC-CV",
+                                                  "--json"))] == [at_b[1]]
+    ok(fixoms(cfg, "orders", "cancel-all", "--account", "ACC-CV", "--yes"))
+    client.wait_report(at_b[0], status=CANCELED)
 
 
 # --- risk -----------------------------------------------------------------------------------------------
