@@ -6,6 +6,7 @@ Implements the `oms.ports.ClientGateway` port. Callbacks only decode and enqueue
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,8 @@ from oms.access import Authenticator
 from oms.reports import CancelReject, ExecutionReport, MassCancelReport
 
 log = logging.getLogger(__name__)
+
+_MAX_PENDING_ACKS = 100_000
 
 
 class ClientGateway(GuardedApplication):
@@ -32,6 +35,11 @@ class ClientGateway(GuardedApplication):
         self.remote: dict[str, str] = {}
         self.stopping = False
         self._seqnums: dict[str, tuple[int, int]] = {}
+        # Ack latency (NewOrderSingle received -> its first ExecutionReport handed to QuickFIX), for the
+        # metrics: set by the app. Written on QuickFIX's threads, popped on the engine thread (dict
+        # operations are atomic under the GIL).
+        self.on_ack_latency: Callable[[float], None] | None = None
+        self._received: dict[tuple[str, str], float] = {}
 
     # --- logon: authenticate before anything else can happen ---------------------------------
     def on_remote_address(self, sid: Any, address: str) -> None:
@@ -88,6 +96,10 @@ class ClientGateway(GuardedApplication):
         except codec.DecodeError as exc:
             self._business_reject(raw, key, 5 if exc.tag else 0, exc.text)
             return
+        if self.on_ack_latency is not None and isinstance(command, c.NewOrder | c.InvalidOrder):
+            if len(self._received) > _MAX_PENDING_ACKS:  # answers that never came: never grow without bound
+                self._received.clear()
+            self._received[(key, command.cl_ord_id)] = time.perf_counter()
         self.submit(command)
 
     def on_app_error(self, raw: str, sid: Any, exc: Exception) -> None:
@@ -105,6 +117,10 @@ class ClientGateway(GuardedApplication):
     def send_report(self, report: ExecutionReport) -> None:
         begin = self.begin_strings.get(report.session, codec.FIX44)
         self.send_raw(report.session, codec.encode_report(report, begin))
+        if self._received:
+            started = self._received.pop((report.session, report.cl_ord_id), None)
+            if started is not None and self.on_ack_latency is not None:
+                self.on_ack_latency(time.perf_counter() - started)
         for key, accounts in self.drop_copy.items():
             if report.account in accounts or "*" in accounts:
                 self.send_raw(key, codec.encode_report(report, self.begin_strings.get(key, codec.FIX44), copy=True))

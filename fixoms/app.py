@@ -87,6 +87,7 @@ class EngineApp:
         self.venue_app.submit = self.engine.submit
         self.metrics = Metrics(lambda: (len(self.gateway.logged_on), len(self.venue_app.logged_on)))
         self.engine.observer = self.metrics.observe
+        self.gateway.on_ack_latency = self.metrics.ack.observe
         self._metrics_server: Any = None
         self.jobs = Jobs(config.instance, self.engine.submit, self.journal.engine, config.timezone, config.session_end,
                          eod=self._eod_report, rotate=self._rotate_logs, rotate_at=config.rotate_logs_at)

@@ -1,6 +1,6 @@
 """Prometheus metrics on a local port ([metrics] port, bound to 127.0.0.1): orders in, rejects by
-reason, fills, the engine's batch latency (a request taken -> its answers sent, the ack latency inside
-the engine), journal commit time, and sessions up."""
+reason, fills, the ack latency (a NewOrderSingle received -> its first ExecutionReport sent), the engine's
+batch latency (a batch taken -> its answers sent), journal commit time, and sessions up."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ class Metrics:
                                buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.commit = Histogram("fixoms_journal_commit_seconds", "journal group commit",
                                 buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.ack = Histogram("fixoms_ack_seconds", "NewOrderSingle received -> its first ExecutionReport sent "
+                             "(New or Rejected), queue wait and journal commit included",
+                             buckets=_LATENCY_BUCKETS, registry=self.registry)
         up = Gauge("fixoms_sessions_up", "FIX sessions logged on", ["role"], registry=self.registry)
         up.labels("client").set_function(lambda: sessions_up()[0])
         up.labels("venue").set_function(lambda: sessions_up()[1])

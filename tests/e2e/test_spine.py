@@ -226,3 +226,6 @@ def test_prometheus_metrics(stack: Stack) -> None:
     assert values['fixoms_sessions_up{role="client"}'] == 1
     assert values['fixoms_sessions_up{role="venue"}'] == 2
     assert values["fixoms_batch_seconds_count"] > 0 and values["fixoms_journal_commit_seconds_count"] > 0
+    # the ack latency of both orders (New of the one, Rejected of the other), a real duration each
+    assert values["fixoms_ack_seconds_count"] == 2
+    assert 0 < values["fixoms_ack_seconds_sum"] < 10
