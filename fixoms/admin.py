@@ -567,7 +567,8 @@ class AdminServer:
 
     # jobs
     def _venues_list(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
-        """Status, fees and latency profile, open children and today's fills per venue (engine thread)."""
+        """Status, fees and latency profile, measured ack time (median of the last 100 children: routed ->
+        the venue's New), open children and today's fills per venue (engine thread)."""
         from datetime import datetime
         from zoneinfo import ZoneInfo
 
@@ -596,6 +597,7 @@ class AdminServer:
                     "fills_today": fills,
                     "taker_fee": str(profile.taker_fee), "maker_rebate": str(profile.maker_rebate),
                     "latency_ms": str(profile.latency_ms),
+                    "ack_ms": _median_ms(engine.venue_ack_s.get(name)),
                     "symbols_quoted": len([s for s in router.book.symbols() if name in router.book.venues(s)]),
                 })
             return rows
@@ -681,3 +683,10 @@ class AdminClient:
         if answer.get("warning"):
             log.warning("%s", answer["warning"])
         return answer.get("result")
+
+
+def _median_ms(samples: Any) -> str:
+    if not samples:
+        return "-"
+    ordered = sorted(samples)
+    return f"{ordered[len(ordered) // 2] * 1000:.2f}"

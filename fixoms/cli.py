@@ -820,15 +820,16 @@ def venues() -> None:
 @_json
 @click.pass_obj
 def venues_list(obj: Ctx, as_json: bool) -> None:
-    """Status (up, down, or suspect: logged on but not answering), open and in-doubt children, fills
-    today, fees and latency per venue."""
+    """Status (up, down, or suspect: logged on but not answering), measured ack time (median of the last
+    100 children: routed -> the venue's New, ms), open and in-doubt children, fills today, fees and the
+    configured latency per venue."""
     rows = obj.call("venues.list")
     if as_json:
         _print_json(rows)
     else:
-        console.print(_table(f"{len(rows)} venues", ("venue", "status", "open_children", "in_doubt", "fills_today",
-                                                     "taker_fee", "maker_rebate", "latency_ms", "symbols_quoted"),
-                             rows))
+        console.print(_table(f"{len(rows)} venues", ("venue", "status", "ack_ms", "open_children", "in_doubt",
+                                                     "fills_today", "taker_fee", "maker_rebate", "latency_ms",
+                                                     "symbols_quoted"), rows))
 
 
 @jobs.command("list")

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -150,6 +151,8 @@ class Engine:
         # child id), venues that stopped answering (no new children until they answer again).
         self._down_since: dict[str, float] = {}
         self._watch: dict[str, _Watch] = {}
+        # The last acknowledgement times per venue (child routed -> venue's New), for `venues list`.
+        self.venue_ack_s: dict[str, deque[float]] = {}
         self.suspect: set[str] = set()
         self._probe_at: dict[str, float] = {}
         self._ticker_stop = threading.Event()
@@ -1069,6 +1072,8 @@ class Engine:
         if watch is not None and (watch.kind == "new" or et in (ExecType.CANCELED, ExecType.EXPIRED,
                                                                 ExecType.DONE_FOR_DAY, ExecType.REJECTED)):
             del self._watch[child.child_id]
+            if watch.kind == "new" and watch.stage == 0:  # answered without being asked: a true round trip
+                self.venue_ack_s.setdefault(child.venue, deque(maxlen=100)).append(time.monotonic() - watch.since)
 
     def _on_tick(self, cmd: c.Tick, b: _Batch) -> None:
         for venue, since in list(self._down_since.items()):

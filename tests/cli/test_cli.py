@@ -570,4 +570,6 @@ def test_venues_list(cfg: Path, cstack: Stack, client: FixClient) -> None:
     # today's fills come from the journal (finished orders count, also after a restart)
     assert rows["VENUE-A"]["fills_today"] > before["VENUE-A"]["fills_today"]
     assert rows["VENUE-A"]["in_doubt"] == 0
-    assert "venues" in ok(fixoms(cfg, "venues", "list"))
+    # measured: the market order's child went to VENUE-A and was acknowledged (a real round trip, in ms)
+    assert 0 < float(rows["VENUE-A"]["ack_ms"]) < 10_000
+    assert "ack_ms" in ok(fixoms(cfg, "venues", "list"))
