@@ -27,7 +27,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 pytest: install
-	$(VPY) -m pytest -q -p no:cacheprovider
+	$(VPY) -m pytest -q -rfE -p no:cacheprovider
 
 test: lint pytest
 

@@ -506,6 +506,27 @@ def decode_md_request(raw: str) -> tuple[str, list[str], int]:
 Level = tuple[Decimal, Decimal]
 
 
+# SecurityStatus (f): a venue's trading status per symbol. SecurityTradingStatus(326): 2 Trading halt,
+# 18 Not available for trading (halted); 3 Resume, 17 Ready to trade (trading).
+SECURITY_STATUS, SECURITY_STATUS_REQ_ID, SECURITY_TRADING_STATUS = "f", 324, 326
+HALTED_STATUSES = frozenset({"2", "18"})
+
+
+def encode_security_status(req_id: str, symbol: str, halted: bool, begin: str, text: str = "") -> str:
+    body = [(SECURITY_STATUS_REQ_ID, req_id), (SYMBOL, symbol), (SECURITY_TRADING_STATUS, "2" if halted else "17")]
+    if text:
+        body.append((TEXT, text))
+    return _message(begin, SECURITY_STATUS, body)
+
+
+def decode_security_status(raw: str, venue: str) -> c.VenueSymbolStatus | None:
+    fields = parse(raw)
+    symbol, status = fields.get(SYMBOL), fields.get(SECURITY_TRADING_STATUS)
+    if not symbol or status is None:
+        return None
+    return c.VenueSymbolStatus(venue, symbol, status in HALTED_STATUSES, fields.get(TEXT, ""))
+
+
 def encode_md_snapshot(req_id: str, symbol: str, bids: list[Level], asks: list[Level], begin: str) -> str:
     body: list[tuple[int, str]] = [(MD_REQ_ID, req_id), (SYMBOL, symbol), (NO_MD_ENTRIES, str(len(bids) + len(asks)))]
     for kind, levels in ((MD_BID, bids), (MD_OFFER, asks)):

@@ -184,6 +184,17 @@ class VenueSessionDown:
 
 
 @dataclass(frozen=True, slots=True)
+class VenueSymbolStatus:
+    """A venue halted or resumed trading in a symbol (its SecurityStatus 35=f): no children go there
+    for that symbol while it is halted."""
+
+    venue: str
+    symbol: str
+    halted: bool
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """The engine's clock (time.monotonic() seconds), submitted a few times a second by its ticker:
     venue timeouts are decided on the engine thread like everything else, and tests drive it."""
@@ -248,6 +259,7 @@ Command = (
     | VenueCancelReject
     | VenueSessionUp
     | VenueSessionDown
+    | VenueSymbolStatus
     | Tick
     | AdminCancel
     | SetTradingState

@@ -151,6 +151,9 @@ class Engine:
         # child id), venues that stopped answering (no new children until they answer again).
         self._down_since: dict[str, float] = {}
         self._watch: dict[str, _Watch] = {}
+        # symbol -> venues that halted trading in it (their SecurityStatus): market state, not journaled;
+        # a venue sends it again when the engine subscribes after a restart or reconnect.
+        self.halted_at: dict[str, set[str]] = {}
         # The last acknowledgement times per venue (child routed -> venue's New), for `venues list`.
         self.venue_ack_s: dict[str, deque[float]] = {}
         self.suspect: set[str] = set()
@@ -506,7 +509,7 @@ class Engine:
                 target_strategy=cmd.target_strategy, arrival_mid=self.reference_price(cmd.symbol),
             )
             order = Order.from_accepted(accepted)
-            plans = [] if held else self.router.route(order, order.order_qty, self._routable())
+            plans = [] if held else self.router.route(order, order.order_qty, self._routable(order.symbol))
             if held or plans:
                 self._register(order, accepted, b)
                 if self.risk is not None:
@@ -548,7 +551,7 @@ class Engine:
         qty = order.unrouted_qty
         if qty <= 0 or order.is_terminal or order.held:
             return True
-        plans = self.router.route(order, qty, self._routable())
+        plans = self.router.route(order, qty, self._routable(order.symbol))
         for plan in plans:
             self._route_child(order, plan, b)
         return bool(plans)
@@ -732,10 +735,21 @@ class Engine:
             self.last_price[cmd.symbol] = cmd.trades[-1][0]
             self._elect(cmd.symbol, b)
 
+    def _on_symbol_status(self, cmd: c.VenueSymbolStatus, b: _Batch) -> None:
+        venues = self.halted_at.setdefault(cmd.symbol, set())
+        if cmd.halted and cmd.venue not in venues:
+            venues.add(cmd.venue)
+            log.warning("%s halted trading in %s%s: no new children there", cmd.venue, cmd.symbol,
+                        f" ({cmd.text})" if cmd.text else "")
+        elif not cmd.halted and cmd.venue in venues:
+            venues.discard(cmd.venue)
+            log.info("%s resumed trading in %s", cmd.venue, cmd.symbol)
+
     def reference_price(self, symbol: str) -> Decimal | None:
         """NBBO mid across venues that quote both sides, else the last trade we saw."""
-        bids = [q[0] for (v, s), q in self.quotes.items() if s == symbol and q[0] is not None and v in self.venues_up]
-        asks = [q[1] for (v, s), q in self.quotes.items() if s == symbol and q[1] is not None and v in self.venues_up]
+        live = self.venues_up - self.halted_at[symbol] if self.halted_at.get(symbol) else self.venues_up
+        bids = [q[0] for (v, s), q in self.quotes.items() if s == symbol and q[0] is not None and v in live]
+        asks = [q[1] for (v, s), q in self.quotes.items() if s == symbol and q[1] is not None and v in live]
         if bids and asks:
             bid, ask = max(bids), min(asks)  # type: ignore[type-var]
             if bid is not None and ask is not None and bid < ask:
@@ -1058,14 +1072,18 @@ class Engine:
         self._down_since.setdefault(cmd.venue, time.monotonic())
         for key in [k for k in self.quotes if k[0] == cmd.venue]:
             del self.quotes[key]
+        for halted in self.halted_at.values():  # it tells us again when it is back (its SecurityStatus)
+            halted.discard(cmd.venue)
         on_down = getattr(self.router, "on_venue_down", None)
         if on_down is not None:
             on_down(cmd.venue)
 
     # --- venue faults: a venue that dropped, or stopped answering ---------------------------------
-    def _routable(self) -> frozenset[str]:
-        """Venues new children may go to: logged on, and answering."""
-        return frozenset(self.venues_up - self.suspect) if self.suspect else frozenset(self.venues_up)
+    def _routable(self, symbol: str) -> frozenset[str]:
+        """Venues new children in `symbol` may go to: logged on, answering, and not halted in it."""
+        up = self.venues_up - self.suspect if self.suspect else self.venues_up
+        halted = self.halted_at.get(symbol)
+        return frozenset(up - halted if halted else up)
 
     def _answered(self, child: Child, et: ExecType) -> None:
         watch = self._watch.get(child.child_id)
@@ -1167,6 +1185,7 @@ class Engine:
         c.VenueCancelReject: _on_venue_cancel_reject,
         c.VenueSessionUp: _on_venue_up,
         c.VenueSessionDown: _on_venue_down,
+        c.VenueSymbolStatus: _on_symbol_status,
         c.Tick: _on_tick,
         c.SetTradingState: _on_set_state,
         c.SetRiskLimit: _on_set_limit,

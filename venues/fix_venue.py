@@ -48,6 +48,11 @@ class VenueApplication(GuardedApplication):
         if f"{codec.SOH}35={codec.MD_SNAPSHOT}{codec.SOH}" in raw or f"{codec.SOH}35={codec.MD_INCREMENTAL}{codec.SOH}" in raw:
             self._market_data(key, raw)
             return
+        if f"{codec.SOH}35={codec.SECURITY_STATUS}{codec.SOH}" in raw:
+            status = codec.decode_security_status(raw, key)
+            if status is not None:
+                self.submit(status)
+            return
         command = codec.decode_venue(raw, key)
         if command is not None:
             self.submit(command)

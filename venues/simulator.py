@@ -112,6 +112,7 @@ class VenueSimulator(GuardedApplication):
         self.md_depth = 5
         self.latency = 0.0
         self.md_subs: dict[str, dict[str, str]] = {}
+        self.halted: dict[str, str] = {}  # symbol -> reason: new orders refused, subscribers told (35=f)
         self.published: dict[tuple[str, str], tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]] = {}
         self._trades: list[tuple[str, Decimal, Decimal]] = []
         self._activity_stop = threading.Event()
@@ -195,6 +196,9 @@ class VenueSimulator(GuardedApplication):
         book = self.books.get(cmd.symbol)
         if book is None:
             return self._reject(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side.value, f"unknown symbol {cmd.symbol}")
+        if cmd.symbol in self.halted:
+            return self._reject(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side.value,
+                                f"trading halted in {cmd.symbol}")
         if (cmd.session, cmd.cl_ord_id) in self.by_cl_ord_id:
             return self._reject(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side.value, "duplicate ClOrdID")
         qty = cmd.order_qty
@@ -285,7 +289,21 @@ class VenueSimulator(GuardedApplication):
             bids, asks = self._levels(symbol)
             self.published[(session, symbol)] = (dict(bids), dict(asks))
             self.send_raw(session, codec.encode_md_snapshot(req_id, symbol, bids, asks, begin), groups=True)
+            if symbol in self.halted:
+                self.send_raw(session, codec.encode_security_status(req_id, symbol, True, begin, self.halted[symbol]))
         _ = depth  # we publish our own fixed depth
+
+    def halt(self, symbol: str, halted: bool = True, reason: str = "") -> None:
+        """Halt (or resume) trading in `symbol`: new orders in it are rejected, resting ones stay, and
+        every market data subscriber gets a SecurityStatus (35=f, 326=2 halted / 17 ready to trade)."""
+        with self._lock:
+            if halted:
+                self.halted[symbol] = reason
+            else:
+                self.halted.pop(symbol, None)
+            for session, req_id in self.md_subs.get(symbol, {}).items():
+                self.send_raw(session, codec.encode_security_status(
+                    req_id, symbol, halted, self.begin_strings.get(session, codec.FIX44), reason))
 
     def _publish_all(self) -> None:
         for symbol in list(self.md_subs):

@@ -95,6 +95,34 @@ def test_a_venue_that_disconnects_gets_no_more_children(stack: Stack) -> None:
     assert {ch.venue for ch in order.children.values()} == {"VENUE-A"}
 
 
+def test_a_venue_that_halts_a_symbol_gets_no_children_in_it_until_it_resumes(stack: Stack) -> None:
+    wait_quotes(stack, "IBM", {"VENUE-A", "VENUE-B"})
+    eng = stack.app.engine  # type: ignore[attr-defined]
+    venue_b = next(s for s in stack.sims if s.app.name == "VENUE-B").app
+    venue_b.halt("IBM", reason="news pending")  # SecurityStatus 35=f, 326=2 to the engine
+    deadline = time.monotonic() + 10
+    while "VENUE-B" not in eng.halted_at.get("IBM", set()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert eng.halted_at["IBM"] == {"VENUE-B"}
+    c1 = stack.client()
+    # more than VENUE-A shows at its touch: without the halt the sweep would take VENUE-B's touch too
+    size = stack.venue("VENUE-A").books["IBM"].best_ask()[1] + 50
+    cl = c1.new_order("IBM", "1", size, price="150.03", extra=[(codec.ROUTING_STRATEGY, "sweep")])
+    c1.wait_report(cl, status=FILLED)
+    order = next(o for o in eng.orders.values() if o.cl_ord_id == cl)
+    assert {ch.venue for ch in order.children.values()} == {"VENUE-A"}
+    venue_b.halt("IBM", halted=False)  # 326=17: ready to trade
+    deadline = time.monotonic() + 10
+    while eng.halted_at["IBM"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not eng.halted_at["IBM"]
+    size = stack.venue("VENUE-B").books["IBM"].best_ask()[1]
+    cl = c1.new_order("IBM", "1", size, price="150.01", extra=[(codec.ROUTING_STRATEGY, "sweep")])
+    c1.wait_report(cl, status=FILLED)
+    order = next(o for o in eng.orders.values() if o.cl_ord_id == cl)
+    assert "VENUE-B" in {ch.venue for ch in order.children.values()}  # the cheaper venue is used again
+
+
 def test_the_residual_of_a_venue_that_drops_mid_order_finishes_elsewhere(stack: Stack) -> None:
     """A resting buy works at one venue; that venue's session drops (its simulator stops: cancel on
     disconnect). After the grace period ([engine] venue_down_grace_s) the child is in doubt, the
