@@ -104,10 +104,13 @@ def as_json(result: Result) -> Any:
     return json.loads(ok(result))
 
 
+def cli_command(cfg: Path) -> list[str]:
+    return [sys.executable, "-c", "from fixoms.cli import main; main()", "--config", str(cfg)]
+
+
 def run_fixoms(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The real `fixoms` entry point (its one-line errors and exit codes) in a subprocess."""
-    return subprocess.run([sys.executable, "-c", "from fixoms.cli import main; main()", "--config", str(cfg), *args],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT,
+    return subprocess.run([*cli_command(cfg), *args], capture_output=True, text=True, timeout=60, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
@@ -269,32 +272,51 @@ def test_engine_not_running_is_one_clear_line(tmp_path: Path, cfg: Path) -> None
         assert res.exit_code == 1 and "engine not running: no admin socket at" in res.stderr, args
 
 
-def test_fixoms_run_serves_the_admin_socket_and_removes_it_on_stop(tmp_path: Path) -> None:
+def sessions_on_free_ports(tmp: Path) -> Path:
+    """The repository's sessions.cfg with free ports, for an engine of a test's own."""
     from fixoms.netutil import free_port
 
     text = (ROOT / "sessions.cfg").read_text()
     for port in ("9878", "9881", "9882"):
         text = text.replace(port, str(free_port()))
-    (tmp_path / "sessions.cfg").write_text(text)
+    (tmp / "sessions.cfg").write_text(text)
+    return tmp / "sessions.cfg"
+
+
+CLI_ENV = {k: v for k, v in os.environ.items() if k != SOCKET_ENV} | {"PYTHONPATH": str(ROOT)}
+
+
+def start_run(cfg: Path, sock: Path, cwd: Path, *run_args: str, options: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+    """`fixoms run` as a subprocess; returns once its admin socket answers (the caller terminates it)."""
+    proc = subprocess.Popen([*cli_command(cfg), *options, "run", *run_args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=CLI_ENV, cwd=cwd)
+
+    def up() -> bool:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            return bool(AdminClient(sock).call("ping"))
+        except Exception:
+            return False
+
+    try:
+        wait_until(up, 60, "the engine's admin socket")
+    except BaseException:
+        proc.terminate()
+        proc.communicate(timeout=60)
+        raise
+    return proc
+
+
+def test_fixoms_run_serves_the_admin_socket_and_removes_it_on_stop(tmp_path: Path) -> None:
     sock = tmp_path / "run.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:  # left behind by a killed engine
         stale.bind(str(sock))
-    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'run.db'}", sock, sessions=tmp_path / "sessions.cfg")
-    env = {k: v for k, v in os.environ.items() if k != SOCKET_ENV} | {"PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", "from fixoms.cli import main; main()", "--config", str(cfg),
-                             "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'run.db'}", sock, sessions=sessions_on_free_ports(tmp_path))
+    proc = start_run(cfg, sock, tmp_path)
     try:
-        def up() -> bool:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                return bool(AdminClient(sock).call("ping"))
-            except Exception:
-                return False
-
-        wait_until(up, 60, "the engine's admin socket")
         assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
-        p = subprocess.run([sys.executable, "-c", "from fixoms.cli import main; main()", "--config", str(cfg),
-                            "sessions", "list", "--json"], capture_output=True, text=True, env=env, timeout=60)
+        p = subprocess.run([*cli_command(cfg), "sessions", "list", "--json"], capture_output=True, text=True,
+                           env=CLI_ENV, timeout=60)
         assert p.returncode == 0, p.stderr
         rows = {r["id"]: r for r in json.loads(p.stdout)}
         assert set(rows) == {"CLIENT1", "CLIENT2", "DROPCOPY1", "VENUE-A", "VENUE-B"}

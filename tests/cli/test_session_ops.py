@@ -13,7 +13,6 @@ import logging
 import logging.handlers
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,11 +24,23 @@ from click.testing import CliRunner
 from fix_engine import codec
 from fix_engine.client import FixClient, Msg
 from fix_engine.quickfix_import import fix
-from fixoms.admin import SOCKET_ENV, AdminClient
 from fixoms.cli import cli
 from fixoms.logrotate import rotate_logs
-from tests.cli.test_cli import as_json, fixoms, module_stack, ok, rest, run_fixoms, wait_until, write_config
-from tests.conftest import ROOT, Stack
+from tests.cli.test_cli import (
+    CLI_ENV,
+    as_json,
+    cli_command,
+    fixoms,
+    module_stack,
+    ok,
+    rest,
+    run_fixoms,
+    sessions_on_free_ports,
+    start_run,
+    wait_until,
+    write_config,
+)
+from tests.conftest import Stack
 
 NEW, CANCELED, REJECTED = "0", "4", "8"
 
@@ -330,35 +341,19 @@ def test_rotate_logs_rotates_the_engine_log_under_a_watched_handler(tmp_path: Pa
 
 # --- JSON logs ---------------------------------------------------------------------------------------
 def test_run_writes_json_logs_and_rotate_logs_rotates_them(tmp_path: Path) -> None:
-    from fixoms.netutil import free_port
-
-    text = (ROOT / "sessions.cfg").read_text()
-    for port in ("9878", "9881", "9882"):
-        text = text.replace(port, str(free_port()))
-    (tmp_path / "sessions.cfg").write_text(text)
     sock = tmp_path / "run.sock"
     engine_log = tmp_path / "engine.log"
-    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'run.db'}", sock, sessions=tmp_path / "sessions.cfg",
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'run.db'}", sock, sessions=sessions_on_free_ports(tmp_path),
                        extra='\n[logging]\nformat = "text"\n')
-    env = {k: v for k, v in os.environ.items() if k != SOCKET_ENV} | {"PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-c", "from fixoms.cli import main; main()", "--config", str(cfg), "--log-level", "INFO",
-           "run", "--log-format", "json", "--log-file", str(engine_log)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    proc = start_run(cfg, sock, tmp_path, "--log-format", "json", "--log-file", str(engine_log),
+                     options=("--log-level", "INFO"))
     try:
-        def up() -> bool:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                return bool(AdminClient(sock).call("ping"))
-            except Exception:
-                return False
-
-        wait_until(up, 60, "the engine's admin socket")
         lines = [json.loads(ln) for ln in engine_log.read_text().splitlines()]
         assert lines and all({"ts", "level", "logger", "event"} <= set(r) for r in lines)
         assert any(r["event"].startswith("admin socket listening at") and r["logger"] == "fixoms.admin"
                    for r in lines)
-        p = subprocess.run(cmd[:5] + ["jobs", "run", "rotate_logs", "--yes"], capture_output=True, text=True,
-                           env=env, timeout=60)
+        p = subprocess.run([*cli_command(cfg), "jobs", "run", "rotate_logs", "--yes"], capture_output=True, text=True,
+                           env=CLI_ENV, timeout=60)
         assert p.returncode == 0, p.stderr
         wait_until(lambda: engine_log.exists() and "logs rotated" in engine_log.read_text(), what="a new log file")
         rotated = json.loads(next(ln for ln in engine_log.read_text().splitlines() if "logs rotated" in ln))
