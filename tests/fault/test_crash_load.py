@@ -32,11 +32,10 @@ from sqlalchemy import create_engine, select
 from fix_engine import codec
 from fix_engine.client import FixClient, Msg
 from fixoms.netutil import free_port
-from oms.enums import Side
 from oms.journal import children_t, cl_ord_ids_t, orders_t
 from tests.conftest import listed, logon_fields, seed_credentials
 from tests.fault.test_fuzz import write_config
-from tests.fault.test_kill import start_engine
+from tests.fault.test_kill import Feeder, start_engine
 from venues.simulator import SimulatorServer
 
 KILLS = int(os.environ.get("FIXOMS_CRASH_KILLS", "3"))
@@ -75,19 +74,6 @@ class Trader(threading.Thread):
                 pass  # not logged on: stored by QuickFIX, sent again after the gap is noticed
 
 
-class Feeder(threading.Thread):
-    """Another participant selling into the bids at the venue, dead engine or not."""
-
-    def __init__(self, sim: SimulatorServer, symbol: str) -> None:
-        super().__init__(daemon=True)
-        self.sim, self.symbol = sim, symbol
-        self.stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop_event.wait(0.02):
-            self.sim.app.house_order(self.symbol, Side.SELL, Decimal("150.00"), 40)
-
-
 def crash_run(tmp_path: Path, db_url: str, kills: int, seed: int) -> None:
     rng = random.Random(seed)
     venue_ports = {"VENUE-A": free_port(), "VENUE-B": free_port()}
@@ -106,7 +92,7 @@ def crash_run(tmp_path: Path, db_url: str, kills: int, seed: int) -> None:
     # IBM rests at VENUE-B and is filled by the feeder; AAPL/MSFT trade at once against VENUE-A's book
     traders = [Trader(clients[0], random.Random(seed + 1), ("IBM", "AAPL")),
                Trader(clients[1], random.Random(seed + 2), ("IBM", "MSFT"))]
-    feeder = Feeder(sims["VENUE-B"], "IBM")
+    feeder = Feeder(sims["VENUE-B"], "IBM", qty=40, every=0.02)
     try:
         for t in traders:
             t.start()

@@ -47,16 +47,17 @@ def start_engine(config: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 class Feeder(threading.Thread):
-    """Another participant selling into our bids: fills keep arriving while the engine dies."""
+    """Another participant selling `qty` into our bids every `every` seconds, at the venue: fills keep
+    arriving while the engine dies."""
 
-    def __init__(self, sim: SimulatorServer) -> None:
+    def __init__(self, sim: SimulatorServer, symbol: str = "IBM", qty: int = 30, every: float = 0.01) -> None:
         super().__init__(daemon=True)
-        self.sim = sim
+        self.sim, self.symbol, self.qty, self.every = sim, symbol, qty, every
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        while not self.stop_event.wait(0.01):
-            self.sim.app.house_order("IBM", Side.SELL, Decimal("150.00"), 30)
+        while not self.stop_event.wait(self.every):
+            self.sim.app.house_order(self.symbol, Side.SELL, Decimal("150.00"), self.qty)
 
 
 @pytest.mark.parametrize("kills", [2])

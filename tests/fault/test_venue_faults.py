@@ -28,6 +28,7 @@ import pytest
 from fix_engine import codec
 from fix_engine.client import FixClient
 from tests.conftest import REFERENCE, Stack, run_stack
+from tests.e2e.test_routing import wait_quotes
 from venues.simulator import SimulatorServer
 
 NEW, PARTIAL, FILLED, CANCELED, REJECTED = "0", "1", "2", "4", "8"
@@ -106,15 +107,6 @@ def resting_bids(client: FixClient, n: int, price: str = "149.00") -> list[str]:
 
 
 # --- a venue session drops ---------------------------------------------------------------------------
-def wait_quotes(stack: Stack, symbol: str, venues: set[str]) -> None:
-    """Until the engine has both venues' books: before that the router sees one market only."""
-    eng = stack.app.engine  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 10
-    while not venues <= {v for (v, s) in list(eng.quotes) if s == symbol}:
-        assert time.monotonic() < deadline, f"no quotes from {venues} for {symbol}"
-        time.sleep(0.05)
-
-
 def test_orders_working_at_a_venue_that_drops_are_rerouted_or_canceled(both: Stack) -> None:
     wait_quotes(both, "IBM", {"VENUE-A", "VENUE-B"})
     client = both.client()
