@@ -26,6 +26,7 @@ import queue
 import secrets
 import socket
 import stat
+import statistics
 import struct
 import threading
 import time
@@ -686,7 +687,4 @@ class AdminClient:
 
 
 def _median_ms(samples: Any) -> str:
-    if not samples:
-        return "-"
-    ordered = sorted(samples)
-    return f"{ordered[len(ordered) // 2] * 1000:.2f}"
+    return f"{statistics.median(samples) * 1000:.2f}" if samples else "-"
