@@ -48,8 +48,14 @@ from e2e import ENV, engine_config, pg_admin, pg_reachable  # noqa: E402
 from fixoms.netutil import free_port  # noqa: E402
 from oms import events as ev  # noqa: E402
 from oms.enums import OrdType, Side, TimeInForce  # noqa: E402
-from oms.journal import Journal, make_engine, set_credential  # noqa: E402
+from oms.journal import Journal  # noqa: E402
 from oms.model import Order  # noqa: E402
+
+try:  # oms.schema / oms.queries; before them all of it was in oms.journal (the base e2e.py can measure)
+    from oms.queries import set_credential
+    from oms.schema import make_engine
+except ImportError:
+    from oms.journal import make_engine, set_credential  # type: ignore[attr-defined,no-redef]
 
 SYMBOLS = {"AAPL": ("VENUE-A", Decimal("190.00")), "MSFT": ("VENUE-A", Decimal("410.00")),
            "IBM": ("VENUE-B", Decimal("150.00")), "TSLA": ("VENUE-B", Decimal("250.00"))}
@@ -93,6 +99,9 @@ def populate(url: str, orders: int, still_open: int, batch: int = 1000) -> float
                 events.append(step)
             dirty.append(order)
         journal.commit(events, dirty)
+    close = getattr(journal, "close", None)  # a journal with a projector thread: stop it, mark all sent
+    if close is not None:
+        close()
     elapsed = time.perf_counter() - start
     journal.engine.dispose()
     return elapsed

@@ -39,7 +39,7 @@ from fix_engine import settings as fix_settings
 from fix_engine.quickfix_import import fix
 from fixoms.admin_sessions import SessionOps
 from oms import commands as c
-from oms.journal import load_credentials, set_credential
+from oms.queries import load_credentials, set_credential
 
 if TYPE_CHECKING:
     from fixoms.app import EngineApp
@@ -573,7 +573,7 @@ class AdminServer:
         from datetime import datetime
         from zoneinfo import ZoneInfo
 
-        from oms.journal import fills_by_venue
+        from oms.queries import fills_by_venue
 
         engine = self.app.engine
         router = self.app.router
@@ -581,7 +581,7 @@ class AdminServer:
         # fills too (after a restart only working orders are in memory).
         tz = ZoneInfo(self.app.config.timezone)
         midnight = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-        fills_today = fills_by_venue(engine.journal.engine, midnight)
+        fills_today = fills_by_venue(self.app.journal.engine, midnight)
 
         def read() -> list[dict[str, Any]]:
             rows = []

@@ -17,8 +17,9 @@ from fixoms.jobs import Jobs
 from fixoms.metrics import Metrics
 from oms.access import Authenticator
 from oms.engine import Engine, EngineConfig
-from oms.journal import Journal, load_credentials
+from oms.journal import Journal
 from oms.ports import VenueConnector
+from oms.queries import load_credentials
 from oms.risk import RiskEngine
 from oms.risk_gate import RiskGateAdapter
 from sor.router import SmartRouter

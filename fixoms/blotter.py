@@ -9,97 +9,86 @@ from datetime import UTC, date, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine as SAEngine
 
 from oms.audit import Verification, verify
-from oms.enums import OrdStatus, Side, reported_status
-from oms.journal import (
+from oms.enums import TERMINAL, reported_status
+from oms.positions import Book, Fill, SettlementCalendar, Trade, compute, fmt_price, fmt_qty
+from oms.queries import (
+    OrderRow,
     audit_count,
     audit_instances,
     audit_tail,
-    children_t,
-    events_t,
     executions,
     iter_audit,
-    orders_t,
+    order_detail,
+    orders_page,
 )
-from oms.positions import Book, Fill, SettlementCalendar, Trade, compute, fmt_price, fmt_qty
+from oms.queries import list_orders as _list_orders
 
-OPEN_STATUSES = [s.value for s in (OrdStatus.PENDING_NEW, OrdStatus.NEW, OrdStatus.PARTIALLY_FILLED)]
-
-
-def _status(row: Any) -> str:
-    status = reported_status(OrdStatus(row.status), OrdStatus(row.pending) if row.pending else None)
-    return status.name
+_AVG_PX = Decimal("0.0001")
 
 
-def order_dict(row: Any) -> dict[str, Any]:
-    qty: Decimal = row.order_qty
-    cum: Decimal = row.cum_qty
-    terminal = row.status in {s.value for s in (OrdStatus.FILLED, OrdStatus.CANCELED, OrdStatus.REJECTED,
-                                                  OrdStatus.EXPIRED, OrdStatus.DONE_FOR_DAY)}
+def order_dict(o: OrderRow) -> dict[str, Any]:
+    """An order as the blotter (and --json) shows it: wire-value enums by name, decimals as text."""
+    qty, cum = o.order_qty, o.cum_qty
     return {
-        "order_id": row.order_id,
-        "session": row.session,
-        "account": row.account,
-        "cl_ord_id": row.cl_ord_id,
-        "symbol": row.symbol,
-        "side": Side(row.side).name if row.side else "",
-        "ord_type": row.ord_type,
+        "order_id": o.order_id,
+        "session": o.session,
+        "account": o.account,
+        "cl_ord_id": o.cl_ord_id,
+        "symbol": o.symbol,
+        "side": o.side.name if o.side else "",
+        "ord_type": o.ord_type,
         "order_qty": str(qty),
-        "price": str(row.price) if row.price is not None else "",
-        "status": _status(row),
+        "price": str(o.price) if o.price is not None else "",
+        "status": reported_status(o.status, o.pending).name,
         "cum_qty": str(cum),
-        "leaves_qty": "0" if terminal else str(qty - cum),
-        "avg_px": str((row.notional / cum).quantize(Decimal("0.0001"))) if cum else "0",
-        "text": row.text,
-        "created_at": row.created_at.isoformat() if row.created_at else "",
+        "leaves_qty": "0" if o.status in TERMINAL else str(qty - cum),
+        "avg_px": str((o.notional / cum).quantize(_AVG_PX)) if cum else "0",
+        "text": o.text,
+        "created_at": o.created_at.isoformat() if o.created_at else "",
     }
 
 
 def list_orders(engine: SAEngine, *, open_only: bool = False, account: str | None = None,
-                symbol: str | None = None, session: str | None = None,
-                venue: str | None = None) -> list[dict[str, Any]]:
-    q = select(orders_t).order_by(orders_t.c.seq)
-    if open_only:
-        q = q.where(orders_t.c.status.in_(OPEN_STATUSES))
-    if account:
-        q = q.where(orders_t.c.account == account)
-    if symbol:
-        q = q.where(orders_t.c.symbol == symbol)
-    if session:
-        q = q.where(orders_t.c.session == session)
-    if venue:
-        q = q.where(orders_t.c.order_id.in_(select(children_t.c.order_id).where(children_t.c.venue == venue)))
-    with engine.connect() as conn:
-        return [order_dict(r) for r in conn.execute(q)]
+                symbol: str | None = None, session: str | None = None, venue: str | None = None,
+                limit: int | None = None) -> list[dict[str, Any]]:
+    """The blotter's rows (oms.queries.list_orders): every matching order, or the newest `limit`."""
+    return [order_dict(o) for o in _list_orders(engine, open_only=open_only, account=account, symbol=symbol,
+                                                session=session, venue=venue, limit=limit)]
+
+
+def page_orders(engine: SAEngine, *, open_only: bool = False, account: str | None = None,
+                symbol: str | None = None, session: str | None = None, venue: str | None = None,
+                limit: int | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The blotter's rows (the newest `limit` if given) and how many orders match in all."""
+    page = orders_page(engine, open_only=open_only, account=account, symbol=symbol, session=session, venue=venue,
+                       limit=limit)
+    return [order_dict(o) for o in page.rows], page.total
 
 
 def show_order(engine: SAEngine, order_id: str) -> dict[str, Any] | None:
-    with engine.connect() as conn:
-        row = conn.execute(select(orders_t).where(orders_t.c.order_id == order_id)).first()
-        if row is None:
-            return None
-        out = order_dict(row)
-        out["children"] = [
-            {
-                "child_id": c.child_id,
-                "venue": c.venue,
-                "qty": str(c.qty),
-                "price": str(c.price) if c.price is not None else "",
-                "cum_qty": str(c.cum_qty),
-                "status": OrdStatus(c.status).name,
-                "venue_order_id": c.venue_order_id,
-                "text": c.text,
-            }
-            for c in conn.execute(select(children_t).where(children_t.c.order_id == order_id).order_by(children_t.c.child_id))
-        ]
-        out["events"] = [
-            {"seq": e.seq, "ts": e.ts.isoformat(), "kind": e.kind, "payload": e.payload}
-            for e in conn.execute(select(events_t).where(events_t.c.order_id == order_id).order_by(events_t.c.seq))
-        ]
-        return out
+    detail = order_detail(engine, order_id)
+    if detail is None:
+        return None
+    out = order_dict(detail.order)
+    out["children"] = [
+        {
+            "child_id": c.child_id,
+            "venue": c.venue,
+            "qty": str(c.qty),
+            "price": str(c.price) if c.price is not None else "",
+            "cum_qty": str(c.cum_qty),
+            "status": c.status.name,
+            "venue_order_id": c.venue_order_id,
+            "text": c.text,
+        }
+        for c in detail.children
+    ]
+    out["events"] = [{"seq": e.seq, "ts": e.ts.isoformat(), "kind": e.kind, "payload": e.payload}
+                     for e in detail.events]
+    return out
 
 
 # --- positions and P&L -----------------------------------------------------------------------------------

@@ -190,7 +190,7 @@ def orders() -> None:
 
 
 def _db(obj: Ctx) -> Any:
-    from oms.journal import make_engine
+    from oms.queries import make_engine
 
     return make_engine(obj.config.database_url)
 
@@ -199,31 +199,56 @@ def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+# `orders list` shows this many orders unless told otherwise (--limit N, --all): a day's blotter can hold
+# tens of thousands, and a table of them all takes seconds to build and nobody reads it.
+ORDERS_LIMIT = 100
+
+
 @orders.command("list")
 @click.option("--open", "open_only", is_flag=True, help="only working orders")
 @click.option("--account")
 @click.option("--symbol")
 @click.option("--session")
 @click.option("--venue", help="orders with a child at this venue")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help=f"show the newest N matching orders  [default: {ORDERS_LIMIT}]")
+@click.option("--all", "show_all", is_flag=True, help="show every matching order (no limit)")
 @click.option("--watch", "watching", is_flag=True, help="redraw every --interval seconds until Ctrl-C")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True)
 @click.option("--count", type=click.IntRange(min=1), help="with --watch: stop after this many redraws")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def orders_list(obj: Ctx, open_only: bool, account: str | None, symbol: str | None, session: str | None,
-                venue: str | None, watching: bool, interval: float, count: int | None, as_json: bool) -> None:
-    """List orders (the blotter), read from the journal: works with the engine stopped too."""
+                venue: str | None, limit: int | None, show_all: bool, watching: bool, interval: float,
+                count: int | None, as_json: bool) -> None:
+    """List orders (the blotter), read from the journal: works with the engine stopped too. Shows the
+    newest 100 matching orders (oldest first) and says how many match in all; --limit N or --all for more."""
     from datetime import datetime
 
-    from fixoms.blotter import list_orders
+    from fixoms.blotter import page_orders
     from fixoms.demo import blotter_table
 
+    if show_all and limit is not None:
+        raise click.UsageError("--limit and --all exclude each other")
+    cut = None if show_all else (limit or ORDERS_LIMIT)
     db = _db(obj)
+    noted = False
 
     def frame() -> tuple[list[dict[str, Any]], Any]:
-        rows = list_orders(db, open_only=open_only, account=account, symbol=symbol, session=session, venue=venue)
-        title = f"{len(rows)} orders" + (f" at {datetime.now().strftime('%H:%M:%S')}" if watching else "")
-        return rows, blotter_table(rows, title)
+        nonlocal noted
+        rows, total = page_orders(db, open_only=open_only, account=account, symbol=symbol, session=session,
+                                  venue=venue, limit=cut)
+        complete = len(rows) >= total
+        note = f"showing the newest {len(rows):,} of {total:,} orders; --all for every order (or --limit N)"
+        if as_json:  # stdout stays one JSON array (one a line with --watch); the note goes to stderr, once
+            if not complete and not noted:
+                err.print(note, highlight=False)
+                noted = True
+            return rows, None
+        when = f" at {datetime.now().strftime('%H:%M:%S')}" if watching else ""
+        if complete:
+            return rows, blotter_table(rows, f"{total:,} orders{when}")
+        return rows, blotter_table(rows, f"{len(rows):,} of {total:,} orders{when}", caption=note)
 
     if watching:
         watch(console, frame, as_json, interval, count)
@@ -462,7 +487,7 @@ def _seqnum_offline(obj: Ctx, session_id: str, sender: int | None, target: int |
     import re
 
     from fixoms.admin import AdminClient, AdminError, EngineNotRunning
-    from oms.journal import append_audit, make_engine
+    from oms.queries import append_audit, make_engine
 
     try:
         AdminClient(obj.socket, timeout=5).call("ping")
@@ -530,7 +555,7 @@ def sessions_password(obj: Ctx, comp_id: str, username: str | None, addresses: s
     Works with or without a running engine; a running engine uses it after
     `fixoms sessions reload-credentials` (or a restart)."""
     from fixoms.admin import AdminClient, AdminError, EngineNotRunning, current_user
-    from oms.journal import append_audit, create_schema, load_credentials, set_credential
+    from oms.queries import append_audit, create_schema, load_credentials, set_credential
 
     cfg = obj.config
     allowed = sorted({a.strip() for a in addresses.split(",") if a.strip()})
@@ -627,7 +652,7 @@ def orders_cancel_all(obj: Ctx, account: str | None, symbol: str | None, session
                       reason: str, yes: bool) -> None:
     """Cancel every open order in an explicit scope (--account, --symbol, --session and/or --venue; they
     combine)."""
-    from fixoms.blotter import list_orders
+    from oms.queries import count_orders
 
     if not (account or symbol or session or venue):
         raise click.UsageError("cancel-all needs an explicit scope: --account, --symbol, --session and/or --venue")
@@ -635,7 +660,7 @@ def orders_cancel_all(obj: Ctx, account: str | None, symbol: str | None, session
                                                  ("venue", venue)) if v)
     if not yes:
         obj.call("ping")
-        n = len(list_orders(_db(obj), open_only=True, account=account, symbol=symbol, session=session, venue=venue))
+        n = count_orders(_db(obj), open_only=True, account=account, symbol=symbol, session=session, venue=venue)
         _confirm(yes, f"cancel the {n} open orders of {scope}?")
     r = obj.call("orders.cancel_all", account=account, symbol=symbol, session=session, venue=venue, reason=reason)
     if r["orders"]:
@@ -969,7 +994,7 @@ def _config_checks(obj: Ctx, connect: bool) -> list[dict[str, str]]:
     except click.ClickException as exc:
         add("settlement", False, exc.message)
     try:
-        from oms.journal import make_engine
+        from oms.queries import make_engine
 
         db = make_engine(cfg.database_url)
         if connect:
@@ -1050,15 +1075,11 @@ def report_tca(obj: Ctx, symbol: str | None, limit: int, as_json: bool) -> None:
     """Transaction cost analysis: per finished order and aggregated (shortfall vs arrival mid in bps,
     fill rate, fees and rebates, venues, time to fill)."""
     from rich.table import Table
-    from sqlalchemy import select
 
-    from oms.journal import events_t
+    from oms.queries import tca_figures
     from sor.tca import ParentTCA, aggregate
 
-    with _db(obj).connect() as conn:
-        rows = conn.execute(select(events_t.c.payload).where(events_t.c.kind == "TcaRecorded")
-                            .order_by(events_t.c.seq)).all()
-    tcas = [ParentTCA.from_dict(r.payload["figures"]) for r in rows]
+    tcas = [ParentTCA.from_dict(figures) for figures in tca_figures(_db(obj))]
     if symbol:
         tcas = [t for t in tcas if t.symbol == symbol]
     summary = aggregate(tcas)

@@ -53,14 +53,17 @@ def _flow_table(title: str, msgs: list[Msg]) -> Table:
     return t
 
 
-def blotter_table(rows: list[dict[str, str]], title: str = "Blotter") -> Table:
-    t = Table(title=title, title_justify="left")
-    for col in ("order_id", "session", "account", "cl_ord_id", "symbol", "side", "order_qty", "price", "status",
-                "cum_qty", "leaves_qty", "avg_px", "text"):
+BLOTTER_COLUMNS = ("order_id", "session", "account", "cl_ord_id", "symbol", "side", "order_qty", "price", "status",
+                   "cum_qty", "leaves_qty", "avg_px", "text")
+
+
+def blotter_table(rows: list[dict[str, str]], title: str = "Blotter", caption: str | None = None) -> Table:
+    """The blotter as a table; `caption` (e.g. that the list was cut) is printed under it."""
+    t = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    for col in BLOTTER_COLUMNS:
         t.add_column(col)
     for r in rows:
-        t.add_row(*(str(r[k]) for k in ("order_id", "session", "account", "cl_ord_id", "symbol", "side",
-                                        "order_qty", "price", "status", "cum_qty", "leaves_qty", "avg_px", "text")))
+        t.add_row(*[str(r[k]) for k in BLOTTER_COLUMNS])
     return t
 
 
@@ -76,7 +79,7 @@ def run_demo(config: Config, console: Console, keep: bool = False) -> int:
     ]
     cfg = replace(config, database_url=f"sqlite:///{workdir / 'demo.db'}", var_dir=workdir / "engine",
                   admin_socket=workdir / "admin.sock", metrics_port=None)
-    from oms.journal import create_schema, make_engine, set_credential
+    from oms.queries import create_schema, make_engine, set_credential
 
     db = make_engine(cfg.database_url)
     create_schema(db)

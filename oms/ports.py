@@ -5,11 +5,12 @@ All methods are called from the engine thread, after the events they announce ar
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
+from oms import events as ev
 from oms.commands import NewOrder, ReplaceOrder
 from oms.enums import OrdType, Side, TimeInForce
 from oms.fastinit import fast_init
@@ -111,4 +112,63 @@ class RiskGate(Protocol):
 
     def forget(self, order_ids: set[str]) -> None:
         """Orders accepted in a batch that was never committed: as if never seen (duplicate window)."""
+        ...
+
+
+@dataclass
+class LoadedState:
+    orders: dict[str, Order] = field(default_factory=dict)
+    cl_ord_ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    venue_exec_ids: set[tuple[str, str]] = field(default_factory=set)
+    # (venue, venue exec id) -> (order id, child id, our exec id, qty, px) of fills still standing
+    fills: dict[tuple[str, str], tuple[str, str, str, Decimal, Decimal]] = field(default_factory=dict)
+    max_seq: int = 0
+    last_batch: int = 0
+    unsent: list[Any] = field(default_factory=list)
+    # operator changes to risk, oldest first, to replay on start
+    risk_changes: list[ev.Event] = field(default_factory=list)
+    # `load_open` only: (account, symbol, side) -> (qty, notional) filled by the finished orders it left
+    # in the journal, valued as risk values a finished order (CumQty x AvgPx)
+    finished_fills: dict[tuple[str, str, Side], tuple[Decimal, Decimal]] = field(default_factory=dict)
+    # `load_open` only: finished orders with a child in doubt (the engine reads them back at start)
+    in_doubt_orders: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedOrder:
+    """One order read from the journal on demand, with what the engine indexes besides the order."""
+
+    order: Order
+    # (venue, venue exec id) of every execution, busted ones too (a repeat must still be ignored)
+    venue_exec_ids: frozenset[tuple[str, str]]
+    # the executions still standing, as in LoadedState.fills
+    fills: dict[tuple[str, str], tuple[str, str, str, Decimal, Decimal]]
+
+
+class JournalPort(Protocol):
+    """Where the engine makes its batches durable and recovers from (oms.journal.Journal).
+
+    Three verbs, as exchange-core's journal: `append` a batch (its number in the log is the sequence),
+    the snapshot (the derived tables, kept by the journal itself off the critical path) and the replay
+    of the log past it, which `load_open` does before it returns the state. `load_order` and
+    `order_id_of_child` read a finished order back when something names it. Called from the engine
+    thread only."""
+
+    def append(self, events: list[ev.Event], dirty: Iterable[Order], client_messages: list[Any] | None = None,
+               inbound: Sequence[Any] = (), outbound: Sequence[Any] = ()) -> int:
+        """Durable when it returns (the batch may then be sent); raises if not, and nothing is stored."""
+        ...
+
+    def load_open(self) -> LoadedState: ...
+
+    def load_order(self, order_id: str) -> LoadedOrder | None: ...
+
+    def order_id_of_child(self, venue_cl_ord_id: str) -> str | None: ...
+
+    def refuses_content(self, exc: BaseException) -> bool:
+        """Would `append` fail again with the same batch (as opposed to the database being away)?"""
+        ...
+
+    def close(self, sent: bool = True) -> None:
+        """The engine stopped; `sent`: everything appended was sent."""
         ...

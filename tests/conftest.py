@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -11,21 +12,39 @@ from pathlib import Path
 
 import pytest
 
-PG_URL = os.environ.get("FIXOMS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent
+_PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+# Each pytest process gets a database of its own on the server (created here, dropped at the end of the
+# session), so that two runs on one machine - a developer's and CI's, or a loop beside a benchmark -
+# never reset each other's tables. FIXOMS_TEST_PG names a database to use instead.
+_PG_OWN = f"fixoms_test_{os.getpid()}"
+PG_URL = os.environ.get("FIXOMS_TEST_PG", f"postgresql+psycopg://postgres@127.0.0.1:5432/{_PG_OWN}")
+
+
+def _pg_admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(_PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
 
 
 def _pg_available() -> str | None:
     try:
-        import psycopg
-
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3):
-            return None
+        if "FIXOMS_TEST_PG" not in os.environ:
+            _pg_admin(f"DROP DATABASE IF EXISTS {_PG_OWN} WITH (FORCE)")
+            _pg_admin(f"CREATE DATABASE {_PG_OWN}")
+        return None
     except Exception as exc:  # the reason is shown in the skip message
         return f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}"
 
 
 _PG_SKIP = _pg_available()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _PG_SKIP is None and "FIXOMS_TEST_PG" not in os.environ:
+        with contextlib.suppress(Exception):  # a database left behind is not a test failure
+            _pg_admin(f"DROP DATABASE IF EXISTS {_PG_OWN} WITH (FORCE)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -46,7 +65,8 @@ PASSWORDS = {"CLIENT1": "secret-1", "DROPCOPY1": "copy-1"}
 
 def seed_credentials(url: str) -> None:
     """CLIENT1 (FIX 4.4) logs on with Username/Password; CLIENT2 (FIX 4.2) by CompID + address."""
-    from oms.journal import create_schema, make_engine, set_credential
+    from oms.queries import set_credential
+    from oms.schema import create_schema, make_engine
 
     engine = make_engine(url)
     create_schema(engine)
@@ -61,10 +81,15 @@ def logon_fields(comp_id: str) -> list[tuple[int, str]]:
 
 
 def reset_pg() -> None:
-    from oms.journal import make_engine, metadata
+    """An empty `test` database: every table of ours, Alembic's and APScheduler's gone."""
+    from sqlalchemy import text
+
+    from oms.schema import make_engine
 
     engine = make_engine(PG_URL)
-    metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
 
 

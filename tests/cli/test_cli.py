@@ -30,7 +30,8 @@ from fix_engine.client import FixClient
 from fixoms.admin import SOCKET_ENV, AdminClient
 from fixoms.cli import cli
 from oms.enums import Side
-from oms.journal import audit_t, load_credentials, make_engine
+from oms.queries import load_credentials
+from oms.schema import audit_t, make_engine
 from tests.conftest import PASSWORDS, ROOT, Stack, run_stack
 
 NEW, PARTIAL, FILLED, CANCELED, REJECTED, PCANCEL = "0", "1", "2", "4", "8", "6"

@@ -275,7 +275,7 @@ def test_cancel_on_disconnect_cancels_at_the_venue(rstack: Stack) -> None:
 def test_every_risk_change_is_journaled_with_who(rstack: Stack) -> None:
     from sqlalchemy import select
 
-    from oms.journal import events_t
+    from oms.schema import events_t
 
     with rstack.app.journal.engine.connect() as conn:  # type: ignore[attr-defined]
         rows = conn.execute(select(events_t.c.kind, events_t.c.payload)

@@ -32,7 +32,7 @@ from sqlalchemy import create_engine, select
 from fix_engine import codec
 from fix_engine.client import FixClient, Msg
 from fixoms.netutil import free_port
-from oms.journal import children_t, cl_ord_ids_t, orders_t
+from oms.schema import children_t, cl_ord_ids_t, orders_t
 from tests.conftest import listed, logon_fields, seed_credentials
 from tests.fault.test_fuzz import write_config
 from tests.fault.test_kill import Feeder, start_engine

@@ -35,7 +35,7 @@ from sqlalchemy import select
 from fix_engine import codec
 from fix_engine.client import FixClient
 from oms.enums import Side
-from oms.journal import children_t, cl_ord_ids_t, make_engine, orders_t
+from oms.schema import children_t, cl_ord_ids_t, make_engine, orders_t
 from tests.conftest import _PG_SKIP, logon_fields
 from tests.fault.test_fuzz import EngineProcess
 

@@ -54,7 +54,7 @@ from sqlalchemy import select
 from fix_engine.application import dictionary
 from fix_engine.client import FixClient
 from fixoms.netutil import free_port
-from oms.journal import cl_ord_ids_t, make_engine, orders_t
+from oms.schema import cl_ord_ids_t, make_engine, orders_t
 from tests.conftest import PASSWORDS, REFERENCE, ROOT, listed, seed_credentials
 from venues.simulator import SimulatorServer
 

@@ -23,7 +23,7 @@ from fix_engine import codec
 from fix_engine.client import FixClient
 from fixoms.netutil import free_port
 from oms.enums import Side
-from oms.journal import children_t, orders_t
+from oms.schema import children_t, orders_t
 from tests.conftest import ROOT, listed, logon_fields, seed_credentials
 from tests.fault.test_fuzz import write_config
 from venues.simulator import SimulatorServer

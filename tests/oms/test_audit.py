@@ -20,9 +20,11 @@ from fixoms.cli import cli
 from oms import audit
 from oms import commands as c
 from oms.enums import ExecType, OrdStatus, OrdType, Side, TimeInForce
-from oms.journal import Journal, audit_t, iter_audit
+from oms.journal import Journal
 from oms.model import Order
+from oms.queries import iter_audit
 from oms.reports import ExecutionReport, VenueNewOrder
+from oms.schema import audit_t
 
 D = Decimal
 NOW = datetime(2024, 3, 4, 15, 0, tzinfo=UTC)

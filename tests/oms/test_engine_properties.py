@@ -230,7 +230,7 @@ class EngineMachine(RuleBasedStateMachine):
 
     @invariant()
     def journal_replays_to_the_same_state(self) -> None:
-        from oms.journal import order_row
+        from oms.rows import order_row
 
         before = {oid: (order_row(o, "T"), {k: vars_(ch) for k, ch in o.children.items()})
                   for oid, o in self.engine.orders.items()}

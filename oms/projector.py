@@ -1,0 +1,172 @@
+"""The projector: derives the journal's queryable tables from its log, off the engine's critical path.
+
+The engine appends one `BatchRecord` per batch to `journal_log` (oms.journal) and sends only once that
+commit is done. Everything operators and restarts read - orders, children, executions, events,
+cl_ord_ids and the hash-chained audit trail - is written here, from the records, in one transaction per
+*pass*: a pass takes every record appended since the last one, so under load one transaction carries
+many batches, and an order changed by several of them (new, venue ack, fill) is written once, as the
+last of them left it. The pass moves `journal_marks.projected` in the same transaction, which is what
+makes a pass idempotent and a restart exact: it projects the log past that mark before loading.
+
+Pure database work on rows the engine already built: no order logic runs here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from oms import audit
+from oms import events as ev
+from oms.rows import child_row_from_snapshot, order_row_from_snapshot
+from oms.schema import (
+    audit_t,
+    children_t,
+    cl_ord_ids_t,
+    events_t,
+    executions_t,
+    journal_marks_t,
+    orders_t,
+)
+from oms.sqlprep import Prepared, payload
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """What one engine batch appends to the log (pickled): enough to derive every other table, and to
+    resend the batch's client messages after a crash between its commit and its send."""
+
+    ts: datetime
+    events: list[ev.Event]
+    orders: list[tuple[Any, ...]]  # order_snapshot of each order the batch changed
+    children: list[tuple[Any, ...]]  # child_snapshot of each child its events named
+    client_messages: list[Any]  # ExecutionReport / CancelReject / MassCancelReport, as sent
+    audit: list[tuple[str, str, str]]  # (who, kind, canonical JSON summary) of its business messages
+
+
+def _insert_or_skip(table: Any, dialect_name: str) -> Any:
+    return (postgresql.insert if dialect_name == "postgresql" else sqlite.insert)(table).on_conflict_do_nothing()
+
+
+def _upsert(table: Any, key: str, dialect_name: str) -> Any:
+    ins = (postgresql.insert if dialect_name == "postgresql" else sqlite.insert)(table)
+    return ins.on_conflict_do_update(index_elements=[table.c[key]],
+                                     set_={c.name: ins.excluded[c.name] for c in table.columns if c.name != key})
+
+
+class Projector:
+    """Writes passes of log records into the derived tables. Called with the journal's projection lock
+    held (oms.journal), from its projector thread or from a restart's catch-up; one writer at a time.
+
+    `audit_head` / `set_audit_head` give access to the journal's cached chain head, which operator rows
+    (Journal.append_audit) move too: both write under the same audit lock."""
+
+    def __init__(self, instance: str, dialect: Any) -> None:
+        self.instance = instance
+        self.dialect = dialect
+        name = dialect.name
+        self._statements: dict[str, Prepared] = {
+            "events": Prepared(insert(events_t), ["instance", "ts", "kind", "order_id", "payload"], dialect),
+            "orders": Prepared(_upsert(orders_t, "order_id", name), None, dialect),
+            "children": Prepared(_upsert(children_t, "child_id", name), None, dialect),
+            "executions": Prepared(insert(executions_t), None, dialect),
+            "cl_ord_ids": Prepared(insert(cl_ord_ids_t), None, dialect),
+            "audit": Prepared(insert(audit_t), None, dialect),
+            # A lenient pass (see write): rows that conflict with what the tables hold are skipped.
+            "executions_or_skip": Prepared(_insert_or_skip(executions_t, name), None, dialect),
+            "cl_ord_ids_or_skip": Prepared(_insert_or_skip(cl_ord_ids_t, name), None, dialect),
+        }
+        self._exec_update = (
+            update(executions_t)
+            .where(executions_t.c.venue == bindparam("b_venue"))
+            .where(executions_t.c.venue_exec_id == bindparam("b_venue_exec_id"))
+            .values(status=bindparam("b_status"), last_qty=bindparam("b_last_qty"), last_px=bindparam("b_last_px"))
+        )
+
+    def statement(self, name: str) -> Prepared:
+        return self._statements[name]
+
+    def write(self, conn: Any, records: Iterable[tuple[int, BatchRecord]], audit_head: tuple[int, str] | None,
+              lenient: bool = False) -> tuple[int, tuple[int, str] | None]:
+        """Project `records` (batch number, record), in order, inside the caller's transaction on `conn`.
+        Returns the last batch projected and the audit chain's new head.
+
+        `lenient`: an execution or ClOrdID row that conflicts with one the tables already hold is skipped
+        instead of failing the pass. The engine never writes such a row (it de-duplicates both in memory);
+        a row put there by hand must not stop the projection of everything after it, and the batch is
+        already durable in the log and sent."""
+        instance = self.instance
+        event_rows: list[dict[str, Any]] = []
+        exec_rows: list[dict[str, Any]] = []
+        exec_updates: list[dict[str, Any]] = []
+        clord_rows: list[dict[str, Any]] = []
+        orders: dict[str, tuple[Any, ...]] = {}
+        children: dict[str, tuple[Any, ...]] = {}
+        audit_rows: list[dict[str, Any]] = []
+        last = 0
+        for batch, rec in records:
+            last = batch
+            ts = rec.ts
+            for e in rec.events:
+                event_rows.append({"instance": instance, "ts": ts, "kind": type(e).__name__,
+                                   "order_id": getattr(e, "order_id", None), "payload": payload(e)})
+                if isinstance(e, ev.ChildFilled):
+                    exec_rows.append({"exec_id": e.exec_id, "order_id": e.order_id, "child_id": e.child_id,
+                                      "venue": e.venue, "venue_exec_id": e.venue_exec_id, "last_qty": e.last_qty,
+                                      "last_px": e.last_px, "status": "ok", "ts": e.ts})
+                elif isinstance(e, ev.FillBusted):
+                    exec_updates.append({"b_venue": e.venue, "b_venue_exec_id": e.venue_exec_id,
+                                         "b_status": "busted", "b_last_qty": e.qty, "b_last_px": e.px})
+                elif isinstance(e, ev.FillCorrected):
+                    exec_updates.append({"b_venue": e.venue, "b_venue_exec_id": e.venue_exec_id,
+                                         "b_status": "corrected", "b_last_qty": e.new_qty, "b_last_px": e.new_px})
+                elif (isinstance(e, ev.OrderAccepted | ev.OrderRejected | ev.ReplaceRequested)
+                      or isinstance(e, ev.CancelRequested) and e.cl_ord_id):
+                    # Every ClOrdID a session used (a replace's too): a restart finds finished orders by them.
+                    clord_rows.append({"session": e.session, "cl_ord_id": e.cl_ord_id, "order_id": e.order_id})
+            for snap in rec.orders:
+                orders[snap[0]] = snap
+            for snap in rec.children:
+                children[snap[0]] = snap
+            if rec.audit:
+                entries = [audit.Entry(who, kind, {}, text) for who, kind, text in rec.audit]
+                for r in audit.chain(audit_head, entries, ts):
+                    audit_rows.append({"instance": instance, "seq": r.seq, "ts": r.ts, "who": r.who, "kind": r.kind,
+                                       "summary": r.summary, "prev_hash": r.prev_hash, "hash": r.hash})
+                    audit_head = (r.seq, r.hash)
+        st = self._statements
+        if audit_rows:
+            st["audit"].execute(conn, audit_rows)
+        if event_rows:
+            st["events"].execute(conn, event_rows)
+        if orders:
+            st["orders"].execute(conn, [order_row_from_snapshot(s, instance) for s in orders.values()])
+        if children:
+            st["children"].execute(conn, [child_row_from_snapshot(s) for s in children.values()])
+        if exec_rows:
+            st["executions_or_skip" if lenient else "executions"].execute(conn, exec_rows)
+        if exec_updates:
+            conn.execute(self._exec_update, exec_updates)
+        if clord_rows:
+            st["cl_ord_ids_or_skip" if lenient else "cl_ord_ids"].execute(conn, clord_rows)
+        if last:
+            conn.execute(update(journal_marks_t).where(journal_marks_t.c.instance == instance)
+                         .values(projected=last))
+        return last, audit_head
+
+
+def read_marks(conn: Any, instance: str) -> tuple[int, int]:
+    """(projected, sent) of the instance, creating its row (0, 0) the first time."""
+    row = conn.execute(select(journal_marks_t.c.projected, journal_marks_t.c.sent)
+                       .where(journal_marks_t.c.instance == instance)).first()
+    if row is None:
+        conn.execute(insert(journal_marks_t).values(instance=instance, projected=0, sent=0))
+        return 0, 0
+    return int(row.projected), int(row.sent)

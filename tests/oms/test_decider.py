@@ -1,0 +1,81 @@
+"""The decider alone: commands in, events and outbound messages out. No database, no sockets, no thread
+(oms.decider.Decider; the runner in oms.engine adds those)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from oms import commands as c
+from oms import events as ev
+from oms.decider import Decider, EngineConfig
+from oms.enums import CxlRejReason, ExecType, OrdRejReason, OrdStatus, OrdType, Side
+from oms.reports import CancelReject, ExecutionReport, VenueCancel, VenueNewOrder
+from sor.static import StaticRouter
+
+D = Decimal
+
+
+@pytest.fixture
+def decider() -> Decider:
+    d = Decider(StaticRouter({"IBM": "V1"}), EngineConfig(instance="T", symbols=frozenset({"IBM"}), tick_s=0))
+    d.decide([c.VenueSessionUp("V1")])
+    return d
+
+
+def kinds(items: list[object]) -> list[str]:
+    return [type(i).__name__ for i in items]
+
+
+def test_a_new_order_is_accepted_routed_and_acknowledged(decider: Decider) -> None:
+    b = decider.decide([c.NewOrder("S1", "C1", "ACC", "IBM", Side.BUY, OrdType.LIMIT, D(100), D("150.25"))])
+    assert kinds(b.events) == ["OrderAccepted", "ChildRouted"]
+    (ack, child) = b.outbound
+    assert isinstance(ack, ExecutionReport) and (ack.exec_type, ack.ord_status, ack.leaves_qty) == (
+        ExecType.NEW, OrdStatus.NEW, D(100))
+    assert isinstance(child, VenueNewOrder) and (child.venue, child.qty, child.price) == ("V1", D(100), D("150.25"))
+    assert list(b.dirty) == ["T-1"]
+
+
+def test_fills_reach_the_client_once_and_a_repeat_is_ignored(decider: Decider) -> None:
+    b = decider.decide([c.NewOrder("S1", "C1", "ACC", "IBM", Side.BUY, OrdType.LIMIT, D(100), D(150))])
+    child = next(o for o in b.outbound if isinstance(o, VenueNewOrder))
+    fill = c.VenueReport("V1", child.child_id, None, "VO1", "X1", ExecType.TRADE, OrdStatus.PARTIALLY_FILLED,
+                         D(40), D("149.5"))
+    b = decider.decide([c.VenueReport("V1", child.child_id, None, "VO1", "A1", ExecType.NEW, OrdStatus.NEW), fill,
+                        fill])
+    assert kinds(b.events) == ["ChildAcked", "ChildFilled"]
+    (report,) = [o for o in b.outbound if isinstance(o, ExecutionReport)]
+    assert (report.exec_type, report.ord_status, report.last_qty, report.cum_qty, report.leaves_qty) == (
+        ExecType.TRADE, OrdStatus.PARTIALLY_FILLED, D(40), D(40), D(60))
+
+
+def test_cancel_goes_to_the_venue_and_ends_when_it_confirms(decider: Decider) -> None:
+    b = decider.decide([c.NewOrder("S1", "C1", "ACC", "IBM", Side.BUY, OrdType.LIMIT, D(100), D(150))])
+    child = next(o for o in b.outbound if isinstance(o, VenueNewOrder))
+    decider.decide([c.VenueReport("V1", child.child_id, None, "VO1", "A1", ExecType.NEW, OrdStatus.NEW)])
+    b = decider.decide([c.CancelOrder("S1", "C2", "C1")])
+    assert kinds(b.events) == ["CancelRequested", "ChildCancelRequested"]
+    pending, venue_cancel = b.outbound
+    assert isinstance(pending, ExecutionReport) and pending.ord_status is OrdStatus.PENDING_CANCEL
+    assert isinstance(venue_cancel, VenueCancel)
+    b = decider.decide([c.VenueReport("V1", venue_cancel.cancel_id, child.child_id, "VO1", "A2", ExecType.CANCELED,
+                                      OrdStatus.CANCELED)])
+    (done,) = [o for o in b.outbound if isinstance(o, ExecutionReport)]
+    assert (done.exec_type, done.ord_status, done.cl_ord_id, done.orig_cl_ord_id) == (
+        ExecType.CANCELED, OrdStatus.CANCELED, "C2", "C1")
+    # a second cancel of a finished order is too late
+    b = decider.decide([c.CancelOrder("S1", "C3", "C2")])
+    (reject,) = b.outbound
+    assert isinstance(reject, CancelReject) and reject.reason is CxlRejReason.TOO_LATE_TO_CANCEL
+
+
+def test_refusals_name_the_rule_and_change_no_order(decider: Decider) -> None:
+    b = decider.decide([c.NewOrder("S1", "C1", "ACC", "XYZ", Side.BUY, OrdType.LIMIT, D(100), D(150)),
+                        c.NewOrder("S1", "C2", "ACC", "IBM", Side.BUY, OrdType.LIMIT, D(0), D(150))])
+    reasons = [(r.cl_ord_id, r.ord_status, r.ord_rej_reason) for r in b.outbound if isinstance(r, ExecutionReport)]
+    assert reasons == [("C1", OrdStatus.REJECTED, OrdRejReason.UNKNOWN_SYMBOL),
+                       ("C2", OrdStatus.REJECTED, OrdRejReason.INCORRECT_QUANTITY)]
+    assert all(isinstance(e, ev.OrderRejected) for e in b.events)
+    assert not any(o.status is OrdStatus.NEW for o in decider.orders.values())
