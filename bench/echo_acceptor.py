@@ -1,13 +1,22 @@
-"""The ceiling for bench/e2e.py: a bare QuickFIX SocketAcceptor that answers each NewOrderSingle with one
-ExecutionReport New (and, with --fill, a second one that fills it), built from a string.
+"""The baseline for bench/e2e.py: a bare QuickFIX SocketAcceptor (one thread for all its sessions;
+--threaded: a ThreadedSocketAcceptor) whose Python Application answers each NewOrderSingle. Each reply
+is built in Python: `fromApp` (a SWIG callback into Python, holding the GIL) copies the message with
+`toString()`, finds the tags it needs with string searches, formats an ExecutionReport New as a string,
+parses it back into a `quickfix.Message` and hands it to `Session.sendToTarget`; with --fill it does the
+same again for a second report that fills the order (--fill-ioc: only for IOC orders, TimeInForce 3;
+other orders get the New alone, as a resting order at a venue would). QuickFIX's C++ does the socket,
+framing, sequence numbers, FileStore and FileLog. So this is not a C++ echo: it measures one QuickFIX
+session thread plus a few tens of microseconds of Python per reply, on this machine, with no journal, no
+risk, no routing and no venue hop.
 
 Same session settings as the engine's acceptor (the [DEFAULT] of sessions.cfg: FileStore, FileLog, the
 FIX 4.4 data dictionary) plus SocketNodelay=Y (QuickFIX 1.16 leaves Nagle on: a New and a fill sent back
 to back then wait for the peer's delayed ACK, ~40 ms), sessions CLIENT1..CLIENTn with SenderCompID
-FIXOMS, so the load generator talks to it exactly as it talks to the engine. No journal, no risk, no routing, no venue hop: what one
-QuickFIX session thread can do on this machine.
+FIXOMS, so the load generator talks to it exactly as it talks to the engine. It keeps no order state:
+cancels and other messages are not answered.
 
-Run: .venv/bin/python bench/echo_acceptor.py --port 9878 [--sessions 4] [--fill] [--threaded] [--var-dir DIR]
+Run: .venv/bin/python bench/echo_acceptor.py --port 9878 [--sessions 4] [--fill | --fill-ioc] [--threaded]
+                                             [--var-dir DIR]
 Stops on SIGTERM/SIGINT.
 """
 
@@ -44,9 +53,10 @@ def field(raw: str, tag: str) -> str:
 
 
 class Echo(fix.Application):  # type: ignore[misc]
-    def __init__(self, fill: bool) -> None:
+    def __init__(self, fill: bool, fill_ioc: bool = False) -> None:
         super().__init__()
         self.fill = fill
+        self.fill_ioc = fill_ioc
         self.ids = itertools.count(1)
         self.answered = 0
 
@@ -80,7 +90,7 @@ class Echo(fix.Application):  # type: ignore[misc]
             head = f"8=FIX.4.4{SOH}9=0{SOH}35=8{SOH}37=E{n}{SOH}11={cl}{SOH}55={symbol}{SOH}54={side}{SOH}38={qty}{SOH}"
             new = f"{head}17=N{n}{SOH}150=0{SOH}39=0{SOH}151={qty}{SOH}14=0{SOH}6=0{SOH}10=000{SOH}"
             fix.Session.sendToTarget(fix.Message(new, False), sid)
-            if self.fill:
+            if self.fill or (self.fill_ioc and field(raw, f"{SOH}59=") == "3"):
                 done = (f"{head}17=F{n}{SOH}150=F{SOH}39=2{SOH}32={qty}{SOH}31={px}{SOH}151=0{SOH}14={qty}{SOH}"
                         f"6={px}{SOH}10=000{SOH}")
                 fix.Session.sendToTarget(fix.Message(done, False), sid)
@@ -106,7 +116,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--sessions", type=int, default=4)
-    parser.add_argument("--fill", action="store_true", help="also answer with an ExecutionReport Trade (filled)")
+    fills = parser.add_mutually_exclusive_group()
+    fills.add_argument("--fill", action="store_true", help="also answer with an ExecutionReport Trade (filled)")
+    fills.add_argument("--fill-ioc", action="store_true", help="the same, for IOC orders (TimeInForce 3) only")
     parser.add_argument("--var-dir", type=Path, default=None)
     parser.add_argument("--threaded", action="store_true",
                         help="ThreadedSocketAcceptor (a thread per session, as the engine runs) instead of SocketAcceptor")
@@ -115,11 +127,12 @@ def main() -> None:
     var_dir = args.var_dir or Path(tempfile.mkdtemp(prefix="echo-"))
     var_dir.mkdir(parents=True, exist_ok=True)
     settings = fix.SessionSettings(str(write_settings(var_dir, args.port, args.sessions)))
-    app = Echo(args.fill)
+    app = Echo(args.fill, args.fill_ioc)
     store, logs = fix.FileStoreFactory(settings), fix.FileLogFactory(settings)
     acceptor = (fix.ThreadedSocketAcceptor if args.threaded else fix.SocketAcceptor)(app, store, settings, logs)
     acceptor.start()
-    log.info("echo acceptor on port %d (%d sessions%s)", args.port, args.sessions, ", with fills" if args.fill else "")
+    fills_text = ", with fills" if args.fill else ", fills for IOC orders" if args.fill_ioc else ""
+    log.info("echo acceptor on port %d (%d sessions%s)", args.port, args.sessions, fills_text)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -64,7 +64,8 @@ TARGET_S = 1.0
 
 
 def populate(url: str, orders: int, still_open: int, batch: int = 1000) -> float:
-    """Write `orders` orders through Journal.commit; returns the seconds it took."""
+    """Write `orders` orders through Journal.commit; returns the seconds it took. (bench/e2e.py --preload
+    uses it too.)"""
     journal = Journal.open(url, "OMS1")
     journal.create_schema()
     for i in (1, 2):
