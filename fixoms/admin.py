@@ -35,13 +35,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fix_engine import settings as fix_settings
-from fix_engine.quickfix_import import fix
-from fixoms.admin_sessions import SessionOps
 from oms import commands as c
 from oms.queries import load_credentials, set_credential
 
+# QuickFIX (fix_engine.settings, fixoms.admin_sessions) is imported where the server uses it: the CLI
+# imports this module for AdminClient and socket_path, and its read commands must start quickly.
 if TYPE_CHECKING:
+    from fix_engine import settings as fix_settings
     from fixoms.app import EngineApp
     from fixoms.config import Config
 
@@ -56,6 +56,10 @@ T = TypeVar("T")
 # change it refuses (an unknown limit name): the engine answers it after committing everything queued
 # before it, changes nothing and journals nothing, and runs the reply on the engine thread, where the
 # engine's state may be read. Nothing else ever sends this name.
+# Reads that change nothing: not worth an audit row each.
+_NOT_AUDITED = frozenset({"ping", "journal.sync"})
+
+
 class AdminError(Exception):
     """A request the engine refused or could not do (one line, shown to the operator)."""
 
@@ -98,6 +102,7 @@ class AdminServer:
         self._allowed_uids = {os.getuid(), 0}
         self._actions: dict[str, Callable[[str, dict[str, Any]], tuple[Any, dict[str, Any] | None]]] = {
             "ping": self._ping,
+            "journal.sync": self._journal_sync,
             "sessions.list": self._sessions_list,
             "sessions.show": self._sessions_show,
             "sessions.enable": self._sessions_enable,
@@ -115,6 +120,8 @@ class AdminServer:
             "venues.list": self._venues_list,
             "jobs.run": self._jobs_run,
         }
+        from fixoms.admin_sessions import SessionOps
+
         self.session_ops = SessionOps(self)
         self._actions.update(self.session_ops.actions())
 
@@ -285,7 +292,7 @@ class AdminServer:
         else:
             answer = {"ok": True, "result": result}
             record |= {"ok": True, **(detail or {})}
-        if action != "ping":
+        if action not in _NOT_AUDITED:
             warning = self._audit(who, record)
             if warning:
                 answer["warning"] = warning
@@ -321,11 +328,21 @@ class AdminServer:
         return {"instance": self.app.config.instance, "pid": os.getpid(), "user": who,
                 "socket": str(self.path)}, None
 
+    def _journal_sync(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+        """Project what the engine has appended so far: the CLI asks this before it reads the journal's
+        tables, which trail the log by a projection pass (read what you just did)."""
+        self.app.journal.sync()
+        return None, None
+
     # sessions
     def _infos(self) -> dict[str, fix_settings.SessionInfo]:
+        from fix_engine import settings as fix_settings
+
         return {s.key: s for s in fix_settings.sessions(self.app.settings)}
 
     def _session(self, args: dict[str, Any]) -> tuple[fix_settings.SessionInfo, Any]:
+        from fix_engine.quickfix_import import fix
+
         key = str(args.get("id") or "")
         infos = self._infos()
         info = infos.get(key)
@@ -369,6 +386,8 @@ class AdminServer:
         return rows
 
     def _sessions_list(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+        from fix_engine.quickfix_import import fix
+
         out = []
         for info in self._infos().values():
             session = fix.Session.lookupSession(fix.SessionID(info.begin_string, info.sender, info.target))
@@ -581,6 +600,7 @@ class AdminServer:
         # fills too (after a restart only working orders are in memory).
         tz = ZoneInfo(self.app.config.timezone)
         midnight = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+        self.app.journal.sync()  # the executions table trails the log by a projection pass
         fills_today = fills_by_venue(self.app.journal.engine, midnight)
 
         def read() -> list[dict[str, Any]]:

@@ -9,6 +9,8 @@ from datetime import UTC, date, tzinfo
 from decimal import Decimal
 from typing import Any
 
+from rich.table import Table
+from rich.text import Text
 from sqlalchemy.engine import Engine as SAEngine
 
 from oms.audit import Verification, verify
@@ -49,6 +51,23 @@ def order_dict(o: OrderRow) -> dict[str, Any]:
         "text": o.text,
         "created_at": o.created_at.isoformat() if o.created_at else "",
     }
+
+
+BLOTTER_COLUMNS = ("order_id", "session", "account", "cl_ord_id", "symbol", "side", "order_qty", "price", "status",
+                   "cum_qty", "leaves_qty", "avg_px", "text")
+
+
+def blotter_table(rows: list[dict[str, Any]], title: str = "Blotter", caption: str | None = None) -> Table:
+    """The blotter as a table; `caption` (e.g. that the list was cut) is printed under it. Linear in the
+    rows (rich draws about a thousand rows a second here): callers limit what they pass."""
+    t = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    for col in BLOTTER_COLUMNS:
+        t.add_column(col)
+    for r in rows:
+        # Text, not str: a ClOrdID or a venue's text is shown as sent, never read as rich markup
+        # ("[/b]" would raise) or emoji codes.
+        t.add_row(*[Text(str(r[k])) for k in BLOTTER_COLUMNS])
+    return t
 
 
 def list_orders(engine: SAEngine, *, open_only: bool = False, account: str | None = None,

@@ -7,6 +7,7 @@ commands that only need the journal (orders, positions, audit) read the database
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -190,8 +191,14 @@ def orders() -> None:
 
 
 def _db(obj: Ctx) -> Any:
+    """The journal's database for a read command. If an engine runs, it first projects what it has
+    appended (its tables trail its log by a pass), so a read shows what was just done."""
+    from fixoms.admin import AdminClient, AdminError
     from oms.queries import make_engine
 
+    if obj.socket.exists():
+        with contextlib.suppress(AdminError, OSError):
+            AdminClient(obj.socket, timeout=10).call("journal.sync")
     return make_engine(obj.config.database_url)
 
 
@@ -225,8 +232,7 @@ def orders_list(obj: Ctx, open_only: bool, account: str | None, symbol: str | No
     newest 100 matching orders (oldest first) and says how many match in all; --limit N or --all for more."""
     from datetime import datetime
 
-    from fixoms.blotter import page_orders
-    from fixoms.demo import blotter_table
+    from fixoms.blotter import blotter_table, page_orders
 
     if show_all and limit is not None:
         raise click.UsageError("--limit and --all exclude each other")

@@ -20,7 +20,7 @@ from fix_engine import codec
 from fix_engine.client import FixClient, Msg
 from fix_engine.settings import SessionOverrides
 from fixoms.app import EngineApp
-from fixoms.blotter import list_orders
+from fixoms.blotter import blotter_table, list_orders
 from fixoms.config import Config
 from fixoms.netutil import free_port
 from oms.enums import ExecType, OrdStatus
@@ -50,20 +50,6 @@ def _flow_table(title: str, msgs: list[Msg]) -> Table:
             m.get(codec.ORDER_QTY, ""), m.get(codec.LAST_QTY, ""), m.get(codec.LAST_PX, ""),
             m.get(codec.LAST_MKT, ""), m.get(codec.CUM_QTY, ""), m.get(codec.LEAVES_QTY, ""), m.get(codec.AVG_PX, ""), m.get(codec.TEXT, ""),
         )
-    return t
-
-
-BLOTTER_COLUMNS = ("order_id", "session", "account", "cl_ord_id", "symbol", "side", "order_qty", "price", "status",
-                   "cum_qty", "leaves_qty", "avg_px", "text")
-
-
-def blotter_table(rows: list[dict[str, str]], title: str = "Blotter", caption: str | None = None) -> Table:
-    """The blotter as a table; `caption` (e.g. that the list was cut) is printed under it."""
-    t = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
-    for col in BLOTTER_COLUMNS:
-        t.add_column(col)
-    for r in rows:
-        t.add_row(*[str(r[k]) for k in BLOTTER_COLUMNS])
     return t
 
 

@@ -80,9 +80,12 @@ class Journal:
     """The engine's journal (the oms.ports.JournalPort it is wired with). `append` is called from the
     engine thread only; the lookups too. `append_audit` and `sync` may be called from any thread."""
 
-    def __init__(self, engine: SAEngine, instance: str) -> None:
+    def __init__(self, engine: SAEngine, instance: str, background: bool = True) -> None:
         self.engine = engine
         self.instance = instance
+        # False: no projector thread; the tables are written by `sync`, `catch_up` and `close` only
+        # (tools, and tests that need the log ahead of the tables, as after a crash).
+        self.background = background
         # Last batch appended to the log by this journal (read from the log by a load).
         self._batch = 0
         # The engine thread's connection for appends, kept open (see _append_row).
@@ -168,7 +171,7 @@ class Journal:
         with self._cv:
             self._pending.append((batch, record))
             self._cv.notify_all()
-        if self._thread is None:
+        if self._thread is None and self.background:
             self._start_projector()
         return batch
 

@@ -22,7 +22,6 @@ from oms import audit
 from oms import events as ev
 from oms.access import Credential, hash_password
 from oms.enums import OrdStatus, Side
-from oms.journal import Journal
 from oms.rows import _now
 from oms.schema import (
     audit_t,
@@ -131,6 +130,9 @@ def audit_tail(engine: SAEngine, instance: str, limit: int = 20, kind: str | Non
 
 def append_audit(engine: SAEngine, instance: str, who: str, kind: str, summary: dict[str, Any]) -> int:
     """An audit row written by a process that runs no engine (the CLI while the engine is down)."""
+    # Imported here: the writer (and what it imports) is not what the operators' reads need to load.
+    from oms.journal import Journal
+
     return Journal(engine, instance).append_audit(who, kind, summary)
 
 

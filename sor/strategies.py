@@ -13,9 +13,10 @@ shrink a plan but never break an invariant.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Protocol
 
 from oms.enums import OrdType, Side, TimeInForce
@@ -28,14 +29,14 @@ ONE = Decimal(1)
 BPS = Decimal(10_000)
 # The Cont-Kukanov allocation works in chunks: fine enough to split well, coarse enough to stay cheap.
 CK_CHUNKS = 100
-# Fill probabilities are model estimates: 12 digits is plenty and makes exp() three times cheaper. Only
-# those go through this context; quantities stay in the default one so they remain exact.
-_MODEL = Context(prec=12)
 
 
-def _tail(depth: Decimal, outflow: Decimal) -> Decimal:
-    """P(xi > depth) / a for the exponential outflow: e^(-depth/mu)."""
-    return _MODEL.exp(_MODEL.divide(-depth, outflow))
+def _tail(depth: Decimal, outflow: Decimal) -> float:
+    """P(xi > depth) / a for the exponential outflow: e^(-depth/mu).
+
+    Fill probabilities and the costs built on them are model estimates, so they are binary floats (a
+    Decimal exp() was most of an order's routing time: about one per chunk); quantities stay exact."""
+    return math.exp(-float(depth) / float(outflow))
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,10 +321,10 @@ class _Passive:
     outflow: Decimal  # mean of xi_k: shares expected to trade at that price within the horizon
     gain: Decimal  # h_k + r_k: saving against the mid plus the rebate, per share filled
     placed: Decimal = ZERO
-    tail: Decimal = ONE  # e^{-(Q_k + placed)/mu_k}
+    tail: float = 1.0  # e^{-(Q_k + placed)/mu_k}
     # The next chunk's quote (step it was priced for, its size, cost per share, tail after it): only the
     # venue that just got a chunk needs a new one, which keeps exp() calls to about one per chunk.
-    quote: tuple[Decimal, Decimal, Decimal, Decimal] | None = None
+    quote: tuple[Decimal, Decimal, float, float] | None = None
 
 
 class ContKukanov:
@@ -413,9 +414,10 @@ class ContKukanov:
         left = qty
         for p in passive:
             p.tail = _tail(p.queue, p.outflow)
+        f_activity, f_penalty = float(activity), float(penalty)
         while left > 0:
             step = min(chunk, left)
-            best_cost: Decimal | None = None
+            best_cost: Decimal | float | None = None
             best: _Passive | None = None
             take = ZERO
             while level < len(ladder):
@@ -437,8 +439,10 @@ class ContKukanov:
                     if room <= 0:
                         continue
                     after = _tail(p.queue + p.placed + room, p.outflow)
-                    expected_fill = activity * p.outflow * (p.tail - after)
-                    p.quote = (step, room, (penalty * room - (penalty + p.gain) * expected_fill) / room, after)
+                    expected_fill = f_activity * float(p.outflow) * (p.tail - after)
+                    f_room = float(room)
+                    p.quote = (step, room, (f_penalty * f_room - (f_penalty + float(p.gain)) * expected_fill) / f_room,
+                               after)
                 _, room, cost, _ = p.quote
                 if best_cost is None or cost < best_cost:
                     best_cost, best, take = cost, p, room

@@ -120,6 +120,13 @@ class Stack:
         return replace(base, database_url=self.db_url, var_dir=self.tmp / "engine", sessions_file=ROOT / "sessions.cfg",
                        admin_socket=self.tmp / "admin.sock", metrics_port=0)
 
+    def orders(self) -> list[dict[str, str]]:
+        """The blotter as the journal's tables hold it, after the engine projected what it appended."""
+        from fixoms.blotter import list_orders
+
+        self.app.journal.sync()  # type: ignore[attr-defined]
+        return list_orders(self.app.journal.engine)  # type: ignore[attr-defined]
+
     def start_engine(self) -> None:
         from fix_engine.settings import SessionOverrides
         from fixoms.app import EngineApp

@@ -52,13 +52,18 @@ ALL_IDS = [f"OMS1-{k}" for k in range(1, ORDERS + 1)]
 assert len(OPEN_IDS) == 250
 
 
+# What clients and venues send is shown as sent, never read as rich markup or emoji codes.
+CL_ORD_IDS = {299: "[/x]C299"}
+TEXTS = {299: "[risk] held [/b] :smile:"}
+
+
 def build_order(k: int) -> Order:
     """Order k: accepted, routed and acknowledged; filled if finished, a third of the working ones
     partially filled (half)."""
     symbol = symbol_of(k)
     venue, ref = SYMBOLS[symbol]
     qty, oid = Decimal(100 + k), f"OMS1-{k}"
-    accepted = ev.OrderAccepted(oid, k, "CLIENT1", f"ACC-{1 + k % 2}", f"C{k}", symbol,
+    accepted = ev.OrderAccepted(oid, k, "CLIENT1", f"ACC-{1 + k % 2}", CL_ORD_IDS.get(k, f"C{k}"), symbol,
                                 Side.BUY if k % 2 else Side.SELL, OrdType.LIMIT, TimeInForce.DAY, qty, ref, None,
                                 DAY + timedelta(seconds=k), arrival_mid=ref)
     order = Order.from_accepted(accepted)
@@ -69,6 +74,7 @@ def build_order(k: int) -> Order:
     if fill:
         order.apply(ev.ChildFilled(oid, child_id, venue, f"X{k}", f"{oid}-{1 + order.report_seq}", fill, ref,
                                    DAY + timedelta(seconds=k, milliseconds=5)))
+    order.text = TEXTS.get(k, "")
     return order
 
 
@@ -243,6 +249,12 @@ def test_the_database_does_the_limit_and_the_count(journal: Journal, monkeypatch
         assert reads and not any("limit" in s or "count(" in s for s in reads), reads
     finally:
         engine.dispose()
+
+
+def test_client_and_venue_text_is_shown_as_sent(journal: Journal) -> None:
+    res = ok(fixoms(journal, "orders", "list", "--open", "--limit", "2"))
+    line = next(line for line in res.stdout.splitlines() if "OMS1-299" in line)
+    assert "[/x]C299" in line and "[risk] held [/b] :smile:" in line
 
 
 # --- the queries behind it (oms.queries) -----------------------------------------------------------------

@@ -8,7 +8,6 @@ import time
 from decimal import Decimal
 
 from fix_engine import codec
-from fixoms.blotter import list_orders
 from tests.conftest import Stack
 
 NEW, PARTIAL, FILLED, CANCELED, PENDING_CANCEL, REJECTED = "0", "1", "2", "4", "6", "8"
@@ -40,7 +39,7 @@ def test_market_order_fills(stack: Stack) -> None:
     assert fill[codec.LAST_MKT] == "VENUE-A"
     assert fill[codec.ACCOUNT] == "ACC-1"
     assert fill[codec.ORDER_ID].startswith("OMS1-")
-    rows = list_orders(stack.app.journal.engine)  # type: ignore[attr-defined]
+    rows = stack.orders()
     assert [(r["cl_ord_id"], r["status"], r["cum_qty"]) for r in rows] == [(cl, "FILLED", "100")]
 
 
@@ -140,11 +139,11 @@ def test_restart_keeps_every_order_and_cancel_works_after(stack: Stack) -> None:
     rejected = c1.new_order("XYZ", "1", 1, ord_type="1")
     c1.wait_report(rejected, status=REJECTED)
     c1.drain(0.3)
-    before = list_orders(stack.app.journal.engine)  # type: ignore[attr-defined]
+    before = stack.orders()
 
     stack.stop_engine()
     stack.start_engine()
-    after = list_orders(stack.app.journal.engine)  # type: ignore[attr-defined]
+    after = stack.orders()
     assert after == before
     assert [r["status"] for r in after] == ["FILLED", "PARTIALLY_FILLED", "NEW", "REJECTED"]
 
@@ -153,7 +152,7 @@ def test_restart_keeps_every_order_and_cancel_works_after(stack: Stack) -> None:
     for cl, symbol, side in ((partial, "MSFT", "1"), (resting, "IBM", "2")):
         x = c1.cancel(cl, symbol, side, 100)
         c1.wait_report(x, status=CANCELED)
-    final = {r["cl_ord_id"]: r["status"] for r in list_orders(stack.app.journal.engine)}  # type: ignore[attr-defined]
+    final = {r["cl_ord_id"]: r["status"] for r in stack.orders()}
     assert final[filled] == "FILLED"
     assert sum(1 for s in final.values() if s == "CANCELED") == 2
     # a new order after restart gets a fresh OrderID
