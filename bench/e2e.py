@@ -24,7 +24,8 @@ Runs per target:
                any fill is counted as such, not timed). The figures include the load generator's own
                wake-up and send (~0.1 ms here; each run also prints the ack latency from the actual send,
                for comparison only). The CPU of the target's processes (engine, VENUE-A, VENUE-B or the
-               echo) and of the load generator, as % of one core, from /proc/<pid>/stat utime+stime over
+               echo; each with its child processes: the engine's journal projector is counted as engine)
+               and of the load generator, as % of one core, from /proc/<pid>/stat utime+stime over
                the run (its start to its last answer), and per order; and what the rest of the machine used
                meanwhile (/proc/stat: PostgreSQL's server processes, anyone else's work on a shared
                machine), so that a starved run shows as one.
@@ -255,6 +256,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds_tree(pid: int) -> float:
+    """cpu_seconds of a process plus its live children's (the engine's projector process is its work too)."""
+    total = cpu_seconds(pid)
+    try:
+        kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir()
+                for k in (t / "children").read_text().split()]
+    except OSError:
+        kids = []
+    return total + sum(c for c in map(cpu_seconds, kids) if c == c)
+
+
 MACHINE = "machine"
 OTHERS = "rest of the machine"
 
@@ -364,7 +376,7 @@ class Generator:
         return rec
 
     def cpu(self) -> dict[str, float]:
-        out = {name: cpu_seconds(p.pid) for name, p in self.procs.items()}
+        out = {name: cpu_seconds_tree(p.pid) for name, p in self.procs.items()}
         out["load generator"] = cpu_seconds(os.getpid())
         out[MACHINE] = machine_busy_seconds()
         return out

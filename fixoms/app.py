@@ -19,7 +19,7 @@ from oms.access import Authenticator
 from oms.engine import Engine, EngineConfig
 from oms.journal import Journal
 from oms.ports import VenueConnector
-from oms.queries import load_credentials
+from oms.queries import load_credentials, make_engine
 from oms.risk import RiskEngine
 from oms.risk_gate import RiskGateAdapter
 from sor.router import SmartRouter
@@ -30,16 +30,48 @@ from venues.internal import InternalVenue
 log = logging.getLogger(__name__)
 
 
+# QuickFIX objects of engines whose construction failed halfway: QuickFIX leaves the sessions it had
+# created registered, pointing at these Python objects (application, factories), which must then never be
+# freed.
+_STRANDED: list[Any] = []
+
+
 class EngineApp:
+    """One engine: start() once, stop() at the end (any number of times, also after a failed start).
+
+    QuickFIX's sessions are registered process-wide by SessionID (fix_settings.registered): this engine's
+    acceptor and initiator are destroyed by stop() itself, and by a failed start(), so a next engine with
+    the same sessions can be created at once; and an engine is refused while another with its sessions is
+    alive in the process."""
+
     def __init__(self, config: Config, overrides: fix_settings.SessionOverrides | None = None) -> None:
         self.config = config
         overrides = overrides or fix_settings.SessionOverrides()
         if overrides.var_dir is None:
             overrides.var_dir = config.var_dir
         Path(overrides.var_dir).mkdir(parents=True, exist_ok=True)
-        self.journal = Journal.open(config.database_url, config.instance)
-        self.journal.create_schema()
+        self._started = False
+        self._stopped = False
+        self._metrics_server: Any = None
+        self.admin: AdminServer | None = None
+        self.acceptor: Any = None
+        self.initiator: Any = None
+        self._factories: list[Any] = []
         self.settings = fix_settings.load(config.sessions_file, overrides)
+        taken = fix_settings.registered(self.settings)
+        if taken:
+            raise RuntimeError(f"QuickFIX sessions {', '.join(taken)} already exist in this process: an engine "
+                               "with them is still alive (stop() it first)")
+        self.journal = Journal(make_engine(config.database_url), config.instance, projector=config.projector)
+        try:
+            self._build(config, overrides)
+        except BaseException:
+            self._release_quickfix()
+            self.journal.engine.dispose()
+            raise
+
+    def _build(self, config: Config, overrides: fix_settings.SessionOverrides) -> None:
+        self.journal.create_schema()
         self.acceptor_settings = fix_settings.load(config.sessions_file, overrides, "acceptor")
         self.initiator_settings = fix_settings.load(config.sessions_file, overrides, "initiator")
         infos = fix_settings.sessions(self.settings)
@@ -89,7 +121,6 @@ class EngineApp:
         self.metrics = Metrics(lambda: (len(self.gateway.logged_on), len(self.venue_app.logged_on)))
         self.engine.observer = self.metrics.observe
         self.gateway.on_ack_latency = self.metrics.ack.observe
-        self._metrics_server: Any = None
         self.jobs = Jobs(config.instance, self.engine.submit, self.journal.engine, config.timezone, config.session_end,
                          eod=self._eod_report, rotate=self._rotate_logs, rotate_at=config.rotate_logs_at)
         a, i = self.acceptor_settings, self.initiator_settings
@@ -103,32 +134,57 @@ class EngineApp:
         # deletes it) and segfaulted at shutdown in our tests. Our callbacks only decode and enqueue,
         # so a thread per session changes nothing for order state (still one engine thread).
         self.acceptor = fix.ThreadedSocketAcceptor(self.gateway, self._factories[0], a, self._factories[1])
-        self.initiator = (
-            fix.SocketInitiator(self.venue_app, self._factories[2], i, self._factories[3]) if venue_names else None
-        )
+        if venue_names:
+            self.initiator = fix.SocketInitiator(self.venue_app, self._factories[2], i, self._factories[3])
+
+    def _release_quickfix(self) -> bool:
+        """Destroy the acceptor and initiator now (they must be stopped), factories after them: the C++
+        objects use the factories until they are gone. True if none of our sessions is left registered.
+
+        QuickFIX sessions are created by the acceptor/initiator constructors and removed from the registry
+        by their destructors only; a constructor that failed halfway (a ConfigError in its second session)
+        leaves the first ones registered for good, with pointers into our application and factories."""
+        self.acceptor = None
+        self.initiator = None
+        left = fix_settings.registered(self.settings)
+        if left:
+            log.error("QuickFIX sessions %s are still registered after their engine was released: no engine with "
+                      "them can run in this process any more", ", ".join(left))
+            _STRANDED.append((getattr(self, "gateway", None), getattr(self, "venue_app", None), list(self._factories)))
+        self._factories.clear()
+        return not left
 
     def start(self) -> None:
+        """Start everything, or, if any part fails, stop what was started, destroy the QuickFIX objects and
+        re-raise: a failed start leaves no session registered and no thread running."""
+        if self._started or self._stopped:
+            raise RuntimeError("an EngineApp starts once: make a new one to start again")
+        self._started = True
+        try:
+            self._start()
+        except BaseException:
+            log.error("engine start failed: stopping what was started")
+            try:
+                self.stop()
+            except Exception:  # logged by stop(); the start's own failure is the one to raise
+                pass
+            raise
+
+    def _start(self) -> None:
         if not fix_settings.quickfix_guarded():
             log.warning("quickfix %s is not the guarded build (native/quickfix, `make install`): a hostile peer's "
                         "framing is not bounded", fix_settings.quickfix_version())
         # Sessions log on while the engine thread recovers: what they deliver waits in the engine's queue
         # until recovery is done (Engine.start), so a restart accepts logons after the imports and
-        # wiring, not after reading the journal. Jobs and operators start once it is done.
+        # wiring, not after reading the journal. Jobs and operators start once it is done. If recovery
+        # fails, nothing was answered yet: start() stops the sessions that logged on meanwhile.
         self.engine.start(wait=False)
         if self.internal is not None:
             self.internal.start()
         if self.initiator is not None:
             self.initiator.start()
         self.acceptor.start()
-        try:
-            self.engine.wait_recovered()
-        except Exception:
-            # Nothing was answered yet: close the sessions that logged on meanwhile and fail the start.
-            self.gateway.stopping = True
-            self.acceptor.stop()
-            if self.initiator is not None:
-                self.initiator.stop()
-            raise
+        self.engine.wait_recovered()
         self.jobs.start()
         if self.config.metrics_port is not None:
             try:
@@ -136,7 +192,7 @@ class EngineApp:
             except OSError as exc:  # metrics must never stop trading
                 log.error("metrics endpoint on 127.0.0.1:%s not started: %s", self.config.metrics_port, exc)
         # Operators last: everything they can act on is running.
-        self.admin: AdminServer | None = AdminServer(self, socket_path(self.config))
+        self.admin = AdminServer(self, socket_path(self.config))
         try:
             self.admin.start()
         except (AdminError, OSError) as exc:
@@ -169,20 +225,43 @@ class EngineApp:
         return False
 
     def stop(self) -> None:
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server = None
-        if getattr(self, "admin", None) is not None:
-            self.admin.stop()  # type: ignore[union-attr]
-            self.admin = None
-        self.jobs.stop()
+        """Stop and release everything, in order: operators, jobs, sessions, engine thread, QuickFIX objects,
+        database. Safe after a failed or partial start, and more than once (only the first call acts). Every
+        step runs even if an earlier one fails; the first failure is raised at the end."""
+        if self._stopped:
+            return
+        self._stopped = True
+        failures: list[BaseException] = []
+
+        def step(what: str, fn: Any) -> None:
+            try:
+                fn()
+            except Exception as exc:  # the other steps must still run
+                log.exception("engine stop: %s failed", what)
+                failures.append(exc)
+
+        server, self._metrics_server = self._metrics_server, None
+        if server is not None:
+            step("metrics endpoint", lambda: (server.shutdown(), server.server_close()))
+        admin, self.admin = self.admin, None
+        if admin is not None:
+            step("admin socket", admin.stop)
+        step("jobs", self.jobs.stop)
         self.gateway.stopping = True
-        self.acceptor.stop()
+        # stop() of a QuickFIX acceptor/initiator that never started returns at once
+        if self.acceptor is not None:
+            step("client sessions", self.acceptor.stop)
         if self.initiator is not None:
-            self.initiator.stop()
-        self.engine.stop()
-        self.journal.engine.dispose()
-        # The C++ acceptor/initiator use the factories until they are destroyed: destroy them first.
-        self.acceptor = None  # type: ignore[assignment]
-        self.initiator = None
-        self._factories.clear()
+            step("venue sessions", self.initiator.stop)
+        step("engine thread", self.engine.stop)
+        # The engine thread may have outlived its stop (a journal write hanging): no send of its may reach
+        # a session being deleted.
+        closed = [self.gateway.close(), self.venue_app.close()]
+        if all(closed):
+            step("QuickFIX objects", self._release_quickfix)
+        else:
+            log.error("engine stop: a send is still in progress after 10 s: QuickFIX objects kept (their sessions "
+                      "stay registered in this process)")
+        step("journal", self.journal.engine.dispose)
+        if failures:
+            raise failures[0]

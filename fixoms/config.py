@@ -32,6 +32,9 @@ class Config:
     sessions_file: Path = Path("sessions.cfg")
     var_dir: Path = Path("var")
     database_url: str = "sqlite:///var/fixoms.db"
+    # Who derives the journal's tables from its log: "process" (its own process, off the engine's GIL),
+    # "thread" (a thread of the engine process) or "off" (only on demand: tools).
+    projector: str = "process"
     # symbol -> venue that receives it (the static route)
     symbols: dict[str, str] = field(default_factory=dict)
     # reference prices the simulated venues quote around
@@ -105,6 +108,9 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> C
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         url = f"sqlite:///{rel(url[len('sqlite:///'):])}"
     cfg.database_url = url
+    cfg.projector = str(db.get("projector", cfg.projector))
+    if cfg.projector not in ("process", "thread", "off"):
+        raise ConfigError(f"[database] projector must be \"process\", \"thread\" or \"off\", got {cfg.projector!r}")
     for key in ("venue_down_grace_s", "venue_ack_timeout_s"):
         value = engine.get(key, getattr(cfg, key))
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:

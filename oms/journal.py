@@ -13,8 +13,12 @@ SQLAlchemy Core only; SQLite (WAL) is the embedded default, PostgreSQL (psycopg 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import pickle
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -59,6 +63,7 @@ PROJECT_DELAY_S = 0.005
 PASS_RECORDS = 500
 # Log records older than this many batches behind the projection are deleted, every as many batches.
 KEEP_LOG = 1000
+PROJECTORS = ("thread", "process", "off")
 
 
 class JournalRefused(Exception):
@@ -80,12 +85,15 @@ class Journal:
     """The engine's journal (the oms.ports.JournalPort it is wired with). `append` is called from the
     engine thread only; the lookups too. `append_audit` and `sync` may be called from any thread."""
 
-    def __init__(self, engine: SAEngine, instance: str, background: bool = True) -> None:
+    def __init__(self, engine: SAEngine, instance: str, projector: str = "thread") -> None:
         self.engine = engine
         self.instance = instance
-        # False: no projector thread; the tables are written by `sync`, `catch_up` and `close` only
-        # (tools, and tests that need the log ahead of the tables, as after a crash).
-        self.background = background
+        # Who projects what `append` adds (see PROJECTORS): a thread of this process, a process of its
+        # own (`python -m oms.projector_process`), or nobody until `sync`, `catch_up` or `close`.
+        if projector not in PROJECTORS:
+            raise ValueError(f"projector must be one of {', '.join(PROJECTORS)}, not {projector!r}")
+        self.projector = projector
+        self._child: subprocess.Popen[bytes] | None = None
         # Last batch appended to the log by this journal (read from the log by a load).
         self._batch = 0
         # The engine thread's connection for appends, kept open (see _append_row).
@@ -96,16 +104,11 @@ class Journal:
         self._cv = threading.Condition()
         self._pending: list[tuple[int, BatchRecord]] = []
         self._projected = 0
-        self._marks_ready = False
         self._project_lock = threading.Lock()
         self._projectors: dict[str, Projector] = {}
         self._thread: threading.Thread | None = None
         self._closing = False
         self.projection_error: BaseException | None = None
-        # The audit chain's head (seq, hash), read on first use; the lock keeps projector passes and
-        # operator rows (admin socket thread) in one chain.
-        self._audit_head: tuple[int, str] | None = None
-        self._audit_lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str, instance: str) -> Journal:
@@ -168,10 +171,13 @@ class Journal:
         batch = self._batch + 1
         self._append_row(batch, payload)
         self._batch = batch
+        if self.projector == "process":
+            self._wake_child()
+            return batch
         with self._cv:
             self._pending.append((batch, record))
             self._cv.notify_all()
-        if self._thread is None and self.background:
+        if self._thread is None and self.projector == "thread":
             self._start_projector()
         return batch
 
@@ -230,8 +236,28 @@ class Journal:
                 self.projection_error = exc
                 time.sleep(0.5)
 
+    def _wake_child(self) -> None:
+        """Tell the projector process there is more (one byte on its stdin; it reads the log itself).
+        A full pipe means it has been told already; a dead one is started again."""
+        child = self._child
+        if child is None or child.poll() is not None:
+            if child is not None:
+                log.error("projector process exited (%s): starting another", child.returncode)
+            child = self._child = subprocess.Popen(
+                [sys.executable, "-m", "oms.projector_process", self.instance],
+                stdin=subprocess.PIPE, env={**os.environ, "FIXOMS_JOURNAL_URL":
+                                            self.engine.url.render_as_string(hide_password=False)})
+            assert child.stdin is not None
+            os.set_blocking(child.stdin.fileno(), False)
+        assert child.stdin is not None
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            os.write(child.stdin.fileno(), b".")
+
     def sync(self) -> None:
         """Project everything appended so far, now, on this thread. Raises if the database refuses."""
+        if self.projector == "process":
+            self.catch_up()  # from the log itself: the other process may be half-way; the marks lock orders us
+            return
         with self._project_lock:
             while True:
                 with self._cv:
@@ -246,46 +272,49 @@ class Journal:
                         self._pending[:0] = records
                     raise
 
-    def _project(self, records: list[tuple[int, BatchRecord]]) -> None:
-        """One pass, one transaction (caller holds _project_lock).
+    def _lock_marks(self, conn: Any) -> tuple[int, int]:
+        """(projected, sent), with the instance's marks row locked until `conn`'s transaction ends: every
+        writer of derived rows (a projection pass in any process, an operator's audit row) takes it first,
+        so they follow each other (PostgreSQL: the row lock; SQLite: the database's write lock)."""
+        locked = conn.execute(update(journal_marks_t).where(journal_marks_t.c.instance == self.instance)
+                              .values(projected=journal_marks_t.c.projected))
+        if locked.rowcount == 0:
+            return read_marks(conn, self.instance)  # inserts the row: the lock is taken as well
+        row = conn.execute(select(journal_marks_t.c.projected, journal_marks_t.c.sent)
+                           .where(journal_marks_t.c.instance == self.instance)).one()
+        return int(row.projected), int(row.sent)
 
-        If it conflicts with rows already there, it is tried once more from the database's audit head
-        (another writer, a CLI while no engine ran, may have moved the chain) and leniently (see
-        Projector.write), and the conflict is logged."""
-        with self._audit_lock:
-            for lenient in (False, True):
-                try:
-                    with self.engine.begin() as conn:
-                        if not self._marks_ready:
-                            self._projected = max(self._projected, read_marks(conn, self.instance)[0])
-                            self._marks_ready = True
-                        todo = [r for r in records if r[0] > self._projected]
-                        if not todo:
-                            return
-                        head = self._audit_head if self._audit_head is not None else audit_head(conn, self.instance)
-                        last, head = self._projector_for(conn.dialect).write(conn, todo, head, lenient)
+    def _project(self, records: list[tuple[int, BatchRecord]]) -> None:
+        """One pass, one transaction (caller holds _project_lock). Records another projector wrote
+        already (the mark says so) are skipped.
+
+        If the pass conflicts with rows already there, it is tried once more leniently (see
+        Projector.write) and the conflict is logged."""
+        for lenient in (False, True):
+            try:
+                with self.engine.begin() as conn:
+                    projected, _sent = self._lock_marks(conn)
+                    todo = [r for r in records if r[0] > projected]
+                    if not todo:
+                        last = projected
+                    else:
+                        last, _head = self._projector_for(conn.dialect).write(
+                            conn, todo, audit_head(conn, self.instance), lenient)
                         if last % KEEP_LOG < len(todo):
                             conn.execute(delete(journal_log_t).where(journal_log_t.c.instance == self.instance)
                                          .where(journal_log_t.c.batch < last - KEEP_LOG))
-                except IntegrityError as exc:
-                    self._audit_head = None
-                    self._marks_ready = False
-                    if lenient:
-                        raise
-                    log.error("projecting log batches %d..%d conflicts with rows already in the journal's tables "
-                              "(%s): projecting them again from the database's audit head, skipping conflicting "
-                              "execution and ClOrdID rows (the log keeps them)", records[0][0], records[-1][0],
-                              str(exc.orig).splitlines()[0] if exc.orig else exc)
-                    continue
-                except BaseException:
-                    self._audit_head = None
-                    self._marks_ready = False
+            except IntegrityError as exc:
+                if lenient:
                     raise
-                self._audit_head = head
-                with self._cv:
-                    self._projected = max(self._projected, last)
-                    self._cv.notify_all()
-                return
+                log.error("projecting log batches %d..%d conflicts with rows already in the journal's tables "
+                          "(%s): projecting them again, skipping conflicting execution and ClOrdID rows (the "
+                          "log keeps them)", records[0][0], records[-1][0],
+                          str(exc.orig).splitlines()[0] if exc.orig else exc)
+                continue
+            with self._cv:
+                self._projected = max(self._projected, last)
+                self._cv.notify_all()
+            return
 
     def _projector_for(self, dialect: Any) -> Projector:
         projector = self._projectors.get(dialect.name)
@@ -294,18 +323,19 @@ class Journal:
         return projector
 
     def catch_up(self) -> None:
-        """Project the log past the derived tables' mark (after a crash, or what the projector thread had
-        not written yet): what a restart does before it loads."""
+        """Project the log past the derived tables' mark (after a crash, or what the projector had not
+        written yet): what a restart does before it loads, and what the projector process does."""
         with self._project_lock:
             with self.engine.begin() as conn:
-                self._projected, _sent = read_marks(conn, self.instance)
-                self._batch = int(conn.execute(select(func.coalesce(func.max(journal_log_t.c.batch), 0))
-                                  .where(journal_log_t.c.instance == self.instance)).scalar() or 0)
-            self._marks_ready = True
+                projected, _sent = read_marks(conn, self.instance)
+                last = int(conn.execute(select(func.coalesce(func.max(journal_log_t.c.batch), 0))
+                           .where(journal_log_t.c.instance == self.instance)).scalar() or 0)
+            self._batch = max(self._batch, last)
             with self._cv:
+                self._projected = max(self._projected, projected)
                 self._pending = [r for r in self._pending if r[0] > self._projected]
-            done = self._projected
-            while done < self._batch:
+            done = projected
+            while done < last:
                 with self.engine.connect() as conn:
                     rows = conn.execute(select(journal_log_t.c.batch, journal_log_t.c.payload)
                                         .where(journal_log_t.c.instance == self.instance)
@@ -321,12 +351,12 @@ class Journal:
     def mark_sent(self) -> None:
         """Everything appended so far was sent (a clean stop): a restart resends nothing."""
         with self.engine.begin() as conn:
-            read_marks(conn, self.instance)
+            self._lock_marks(conn)
             conn.execute(update(journal_marks_t).where(journal_marks_t.c.instance == self.instance)
                          .values(sent=self._batch))
 
     def close(self, sent: bool = True) -> None:
-        """Stop the projector thread after a last pass; `sent`: the last batch went out (mark_sent)."""
+        """Stop the projector after a last pass; `sent`: the last batch went out (mark_sent)."""
         thread = self._thread
         with self._cv:
             self._closing = True
@@ -334,6 +364,17 @@ class Journal:
         if thread is not None:
             thread.join(10)
             self._thread = None
+        child, self._child = self._child, None
+        if child is not None:
+            assert child.stdin is not None
+            with contextlib.suppress(OSError):
+                child.stdin.close()  # end of input: it makes a last pass and exits
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                log.error("projector process did not exit: killing it (the next start projects the rest)")
+                child.kill()
+                child.wait()
         try:
             self.sync()
             if sent and self._batch:
@@ -476,46 +517,19 @@ class Journal:
     @contextmanager
     def _transaction(self, entries: Sequence[audit.Entry] = (),
                      now: datetime | None = None) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
-        """A write transaction that starts by appending `entries` to the audit chain, one at a time in
-        this process. The cached head moves when the transaction commits. If another writer (a CLI
-        while no engine ran) moved the chain, the append conflicts on (instance, seq): it is retried
-        once from the database's head before anything else of the transaction has run."""
+        """A write transaction that starts by appending `entries` to the audit chain, after the marks
+        lock (see _lock_marks): projection passes of any process and operator rows make one chain."""
         now = now or _now()
-        with self._audit_lock:
-            written: list[dict[str, Any]] = []
-            try:
-                with self.engine.connect() as conn:
-                    trans = conn.begin()
-                    if entries:
-                        try:
-                            self._write_audit(conn, written, entries, now)
-                        except IntegrityError:
-                            trans.rollback()
-                            written.clear()
-                            self._audit_head = None
-                            log.warning("the audit chain moved under this journal (another writer): "
-                                        "chaining from the database's head")
-                            trans = conn.begin()
-                            self._write_audit(conn, written, entries, now)
-                    with trans:  # commits when the body returns, rolls back if it raises
-                        yield conn, written
-            except BaseException:
-                self._audit_head = None
-                raise
-            if written:
-                self._audit_head = (written[-1]["seq"], written[-1]["hash"])
-
-    def _write_audit(self, conn: Any, written: list[dict[str, Any]], entries: Sequence[audit.Entry],
-                     now: datetime) -> None:
-        head = self._audit_head
-        if head is None:
-            head = self._audit_head = audit_head(conn, self.instance)
-        instance = self.instance
-        rows = [{"seq": r.seq, "ts": r.ts, "who": r.who, "kind": r.kind, "summary": r.summary,
-                 "prev_hash": r.prev_hash, "hash": r.hash, "instance": instance}
-                for r in audit.chain(head, entries, now)]
-        self._projector_for(conn.dialect).statement("audit").execute(conn, rows)
-        written.extend(rows)
+        written: list[dict[str, Any]] = []
+        with self.engine.begin() as conn:
+            self._lock_marks(conn)
+            if entries:
+                rows = [{"seq": r.seq, "ts": r.ts, "who": r.who, "kind": r.kind, "summary": r.summary,
+                         "prev_hash": r.prev_hash, "hash": r.hash, "instance": self.instance}
+                        for r in audit.chain(audit_head(conn, self.instance), entries, now)]
+                self._projector_for(conn.dialect).statement("audit").execute(conn, rows)
+                written.extend(rows)
+            yield conn, written
 
     def append_audit(self, who: str, kind: str, summary: dict[str, Any]) -> int:
         """Add one row (an operator action) to the chain, in its own transaction; returns its seq.

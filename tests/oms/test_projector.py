@@ -69,7 +69,7 @@ def tables(url: str) -> dict[str, list[tuple[object, ...]]]:
 def test_a_restart_projects_the_log_the_crash_left_ahead_of_the_tables(db_url: str) -> None:
     crashed = Journal.open(db_url, "T")
     crashed.create_schema()
-    crashed.background = False  # nothing projects: as if the process died right after its appends
+    crashed.projector = "off"  # nothing projects: as if the process died right after its appends
     last = run_day(crashed)
     assert tables(db_url)["orders"] == []
 
@@ -91,7 +91,7 @@ def test_a_restart_projects_the_log_the_crash_left_ahead_of_the_tables(db_url: s
 def test_one_pass_over_many_batches_writes_what_a_pass_per_batch_writes(db_url: str, tmp_path: object) -> None:
     coalesced = Journal.open(db_url, "T")
     coalesced.create_schema()
-    coalesced.background = False
+    coalesced.projector = "off"
     run_day(coalesced)
     coalesced.sync()  # one pass (the whole day is under PASS_RECORDS)
     one_pass = tables(db_url)
@@ -99,7 +99,7 @@ def test_one_pass_over_many_batches_writes_what_a_pass_per_batch_writes(db_url: 
     other_url = f"sqlite:///{tmp_path}/per-batch.db"  # type: ignore[str-bytes-safe]
     per_batch = Journal.open(other_url, "T")
     per_batch.create_schema()
-    per_batch.background = False
+    per_batch.projector = "off"
     run_day(per_batch, project_each_batch=True)
     by_batch = tables(other_url)
     assert one_pass["events"] == by_batch["events"] and len(one_pass["events"]) > 20
@@ -114,3 +114,38 @@ def _no_times(summary: str) -> str:
     import json
 
     return json.dumps({k: v for k, v in json.loads(summary).items() if k not in ("transact_time", "ts")})
+
+
+def test_the_projector_process_derives_the_tables_and_is_restarted_if_it_dies(db_url: str) -> None:
+    import signal
+    import time
+
+    journal = Journal.open(db_url, "T")
+    journal.create_schema()
+    journal.projector = "process"
+    run_day(journal)
+
+    def projected() -> int:
+        engine = make_engine(db_url)
+        try:
+            with engine.connect() as conn:
+                return len(conn.execute(select(executions_t)).all())
+        finally:
+            engine.dispose()
+
+    deadline = time.monotonic() + 30
+    while projected() < 3:  # nobody calls sync: the other process does the work
+        assert time.monotonic() < deadline, "the projector process did not project the log"
+        time.sleep(0.05)
+    child = journal._child
+    assert child is not None and child.pid != 0
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+    run_day_more = Decider(StaticRouter({"IBM": "V1"}), EngineConfig(instance="T2", symbols=frozenset({"IBM"})))
+    run_day_more.decide([c.VenueSessionUp("V1")])
+    b = run_day_more.decide([c.NewOrder("S9", "Z1", "ACC", "IBM", Side.SELL, OrdType.LIMIT, D(5), D("151"))])
+    journal.append(b.events, b.dirty.values(), [], inbound=[], outbound=b.outbound)  # starts a new one
+    assert journal._child is not None and journal._child.pid != child.pid
+    journal.close()  # the last pass, then the process exits
+    assert journal._child is None and child.returncode is not None
+    assert ("S9", "Z1", "T2-1") in tables(db_url)["cl_ord_ids"]

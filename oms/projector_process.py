@@ -1,0 +1,56 @@
+"""The projector as a process of its own: `python -m oms.projector_process INSTANCE`, the database URL in
+FIXOMS_JOURNAL_URL (not on the command line, where `ps` shows it).
+
+Started by oms.journal.Journal (projector="process", `[journal] projector` in fixoms.toml). The hand-off
+is the log itself: the engine appends and commits a batch, then writes one byte to this process's stdin;
+this process projects whatever the log holds past the mark (Journal.catch_up), so nothing is lost if
+either side dies, and a restart of either resumes from the mark. It keeps the projection's Python work
+(rows, JSON, hashes, SQLAlchemy) off the engine process's GIL, which the engine thread shares with the
+QuickFIX threads. End of input (the engine closed the pipe, or died) means: one last pass, then exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import sys
+import time
+
+from oms.journal import PROJECT_DELAY_S, Journal
+from oms.schema import make_engine
+
+log = logging.getLogger("oms.projector")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or not os.environ.get("FIXOMS_JOURNAL_URL"):
+        print("usage: FIXOMS_JOURNAL_URL=... python -m oms.projector_process INSTANCE", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the engine, which closes our stdin
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    journal = Journal(make_engine(os.environ["FIXOMS_JOURNAL_URL"]), argv[0], projector="off")
+    fd = sys.stdin.fileno()
+    failing = False
+    while True:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        ended = False
+        if ready:
+            time.sleep(PROJECT_DELAY_S)  # let a burst gather: one pass for all of it
+            ended = not os.read(fd, 65536)
+        try:
+            journal.catch_up()
+            failing = False
+        except Exception as exc:  # the database is away: the log keeps the records, try again
+            if not failing:
+                log.error("projecting the journal log failed (retrying): %s", exc)
+            failing = True
+            time.sleep(0.5)
+        if ended:
+            journal.engine.dispose()
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
