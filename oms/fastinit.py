@@ -5,7 +5,8 @@ an ExecutionReport (28 fields) took ~3.3 us that way, and commands, events, repo
 together were ~8% of the engine thread. `fast_init` gives such a class an `__init__` with the same
 signature (names, order, defaults) that stores each field through its slot's own descriptor: the
 same values in the same slots, ~1.9 us for that report. The class stays frozen (assignment still
-raises), and equality, hashing, `repr`, pickling and `dataclasses.replace` are the dataclass's own.
+raises), and equality, hashing, `repr` and `dataclasses.replace` are the dataclass's own; pickling
+stores the class and its field values (see `__reduce__` below).
 
 Only classes it can reproduce exactly are changed: frozen, slotted, every field in `__init__`, no
 `default_factory`, no keyword-only field, no `__post_init__` and no `InitVar`; any other class is left
@@ -15,6 +16,7 @@ as it is.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -56,6 +58,18 @@ def fast_init(cls: type[T]) -> type[T]:
     init.__doc__ = cls.__init__.__doc__
     init.__annotations__ = dict(cls.__init__.__annotations__)
     cls.__init__ = init  # type: ignore[method-assign]
+    # Pickled as (class, field values): a journal record pickles every event and report of a batch,
+    # and the dataclass's own __getstate__ for slotted classes (a getattr per field in a list
+    # comprehension, then __setstate__ setting them back one by one) cost more than the rest of the
+    # pickling. Loading calls the __init__ above with the same values: the same object.
+    getter = operator.attrgetter(*(f.name for f in fields))
+    if len(fields) == 1:
+        def __reduce__(self: Any) -> tuple[Any, tuple[Any, ...]]:
+            return cls, (getter(self),)
+    else:
+        def __reduce__(self: Any) -> tuple[Any, tuple[Any, ...]]:
+            return cls, getter(self)
+    cls.__reduce__ = __reduce__  # type: ignore[assignment,method-assign]
     return cls
 
 
