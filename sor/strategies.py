@@ -407,6 +407,9 @@ class ContKukanov:
         activity: Decimal = ONE,
     ) -> tuple[dict[tuple[str, Decimal], Decimal], list[tuple[str, Decimal]]]:
         """Greedy chunk allocation. Returns {(venue, level price): qty taken} and [(venue, qty rested)]."""
+        lots = _in_lots(qty, lot, ladder, takers, passive)
+        if lots is not None:
+            return _allocate_lots(lot, lots, ladder, takers, passive, penalty, mid, sign, activity)
         chunk = max(lot, (qty / CK_CHUNKS / lot).to_integral_value(ROUND_CEILING) * lot)
         market: dict[tuple[str, Decimal], Decimal] = {}
         taker_used: dict[str, Decimal] = {}
@@ -461,6 +464,102 @@ class ContKukanov:
             left -= take
         placed = [(p.venue.name, p.placed) for p in passive if p.placed > 0]
         return market, placed
+
+
+def _in_lots(qty: Decimal, lot: Decimal, ladder: Sequence[Quote], takers: Mapping[str, VenueProfile],
+             passive: list[_Passive]) -> tuple[int, list[int], dict[str, int | None]] | None:
+    """Every quantity `allocate` works with as a whole number of lots, or None if one is not (then it
+    works in Decimal): the order, each level, each venue's maximum order size."""
+    def whole(x: Decimal) -> int | None:
+        n = x / lot
+        return int(n) if n == n.to_integral_value() else None
+
+    total = whole(qty)
+    levels = [whole(q.qty) for q in ladder]
+    maxima: dict[str, int | None] = {}
+    for prof in [*takers.values(), *(p.venue for p in passive)]:
+        maxima[prof.name] = None if prof.max_order_qty is None else whole(prof.max_order_qty)
+        if prof.max_order_qty is not None and maxima[prof.name] is None:
+            return None
+    if total is None or any(n is None for n in levels):
+        return None
+    return total, [n for n in levels if n is not None], maxima
+
+
+def _allocate_lots(
+    lot: Decimal, lots: tuple[int, list[int], dict[str, int | None]], ladder: Sequence[Quote],
+    takers: Mapping[str, VenueProfile], passive: list[_Passive], penalty: Decimal, mid: Decimal, sign: int,
+    activity: Decimal,
+) -> tuple[dict[tuple[str, Decimal], Decimal], list[tuple[str, Decimal]]]:
+    """ContKukanov.allocate on whole lots (ints) and float costs: the same greedy, several times
+    cheaper than Decimal arithmetic per chunk (a 50-share order is 50 chunks of one lot)."""
+    qty, level_qty, maxima = lots
+    chunk = max(1, -(-qty // CK_CHUNKS))
+    market: dict[tuple[str, Decimal], int] = {}
+    taker_used: dict[str, int] = {}
+    taker_cost = [float(sign * (q.price - mid) + takers[q.venue].taker_fee) for q in ladder]
+    f_activity, f_penalty, f_lot = float(activity), float(penalty), float(lot)
+    venues = [_Lane(p.venue.name, maxima[p.venue.name], float(p.queue), float(p.outflow), float(p.gain))
+              for p in passive]
+    level, level_left = 0, level_qty[0] if level_qty else 0
+    left = qty
+    while left > 0:
+        step = min(chunk, left)
+        best_cost: float | None = None
+        best: _Lane | None = None
+        take = 0
+        while level < len(ladder):
+            venue = ladder[level].venue
+            cap = maxima[venue]
+            room = level_left if cap is None else min(level_left, cap - taker_used.get(venue, 0))
+            if room > 0:
+                take = min(left, room)
+                best_cost = taker_cost[level]
+                break
+            level += 1
+            level_left = level_qty[level] if level < len(ladder) else 0
+        for v in venues:
+            quote = v.quote
+            if quote is None or quote[0] != step:
+                want = v.placed + step
+                room = (want if v.cap is None else min(want, v.cap)) - v.placed
+                if room <= 0:
+                    continue
+                after = math.exp(-(v.queue + (v.placed + room) * f_lot) / v.outflow)
+                expected_fill = f_activity * v.outflow * (v.tail - after)
+                shares = room * f_lot
+                quote = v.quote = (step, room, (f_penalty * shares - (f_penalty + v.gain) * expected_fill) / shares,
+                                   after)
+            _, room, cost, _ = quote
+            if best_cost is None or cost < best_cost:
+                best_cost, best, take = cost, v, room
+        if best_cost is None:
+            break
+        if best is None:
+            q = ladder[level]
+            market[(q.venue, q.price)] = market.get((q.venue, q.price), 0) + take
+            taker_used[q.venue] = taker_used.get(q.venue, 0) + take
+            level_left -= take
+        else:
+            assert best.quote is not None
+            best.placed += take
+            best.tail = best.quote[3]
+            best.quote = None
+        left -= take
+    return ({k: n * lot for k, n in market.items()},
+            [(v.name, v.placed * lot) for v in venues if v.placed > 0])
+
+
+class _Lane:
+    """A passive venue in _allocate_lots: sizes in lots, the model in floats (see _Passive)."""
+
+    __slots__ = ("name", "cap", "queue", "outflow", "gain", "placed", "tail", "quote")
+
+    def __init__(self, name: str, cap: int | None, queue: float, outflow: float, gain: float) -> None:
+        self.name, self.cap, self.queue, self.outflow, self.gain = name, cap, queue, outflow, gain
+        self.placed = 0
+        self.tail = math.exp(-queue / outflow)
+        self.quote: tuple[int, int, float, float] | None = None
 
 
 def _only(req: RouteRequest, taken: Mapping[tuple[str, Decimal], Decimal]) -> RouteRequest:
