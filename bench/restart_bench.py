@@ -46,10 +46,12 @@ import simplefix  # noqa: E402
 from e2e import ENV, engine_config, pg_admin, pg_reachable  # noqa: E402
 
 from fixoms.netutil import free_port  # noqa: E402
+from oms import commands as c  # noqa: E402
 from oms import events as ev  # noqa: E402
-from oms.enums import OrdType, Side, TimeInForce  # noqa: E402
+from oms.enums import ExecType, OrdStatus, OrdType, Side, TimeInForce  # noqa: E402
 from oms.journal import Journal  # noqa: E402
 from oms.model import Order  # noqa: E402
+from oms.reports import report, venue_new  # noqa: E402
 
 try:  # oms.schema / oms.queries; before them all of it was in oms.journal (the base e2e.py can measure)
     from oms.queries import set_credential
@@ -64,8 +66,9 @@ TARGET_S = 1.0
 
 
 def populate(url: str, orders: int, still_open: int, batch: int = 1000) -> float:
-    """Write `orders` orders through Journal.commit; returns the seconds it took. (bench/e2e.py --preload
-    uses it too.)"""
+    """Write `orders` orders through Journal.commit, with the audit rows production writes for them
+    (request, venue ack and fill in; ack, child order and fill out); returns the seconds it took.
+    (bench/e2e.py --preload uses it too.)"""
     journal = Journal.open(url, "OMS1")
     journal.create_schema()
     for i in (1, 2):
@@ -76,6 +79,8 @@ def populate(url: str, orders: int, still_open: int, batch: int = 1000) -> float
     for first in range(1, orders + 1, batch):
         events: list[ev.Event] = []
         dirty: list[Order] = []
+        inbound: list[object] = []
+        outbound: list[object] = []
         for k in range(first, min(first + batch, orders + 1)):
             symbol = names[k % 4]
             venue, ref = SYMBOLS[symbol]
@@ -99,7 +104,19 @@ def populate(url: str, orders: int, still_open: int, batch: int = 1000) -> float
                 order.apply(step)
                 events.append(step)
             dirty.append(order)
-        journal.commit(events, dirty)
+            # The business messages production audits for this order: the client's request, the venue's
+            # ack (and fill), and what went out (the ack, the child order, the fill).
+            inbound.append(c.NewOrder(accepted.session, accepted.cl_ord_id, accepted.account, symbol, side,
+                                      OrdType.LIMIT, qty, price))
+            inbound.append(c.VenueReport(venue, child_id, None, f"{venue}-{k}", f"{venue}-A{k}", ExecType.NEW,
+                                         OrdStatus.NEW))
+            outbound.append(report(order, ExecType.NEW))
+            outbound.append(venue_new(order, order.children[child_id]))
+            if k <= orders - still_open:
+                inbound.append(c.VenueReport(venue, child_id, None, f"{venue}-{k}", f"{venue}-X{k}", ExecType.TRADE,
+                                             OrdStatus.FILLED, qty, price))
+                outbound.append(report(order, ExecType.TRADE))
+        journal.commit(events, dirty, inbound=inbound, outbound=outbound)
     close = getattr(journal, "close", None)  # a journal with a projector thread: stop it, mark all sent
     if close is not None:
         close()
