@@ -75,6 +75,7 @@ def run_demo(config: Config, console: Console, keep: bool = False) -> int:
     app = EngineApp(cfg, SessionOverrides(var_dir=workdir / "engine", acceptor_port=acceptor_port,
                                           venue_ports=venue_ports))
     clients: list[FixClient] = []
+    finished = False
     try:
         for sim in sims:
             sim.start()
@@ -86,8 +87,9 @@ def run_demo(config: Config, console: Console, keep: bool = False) -> int:
                       ", ".join(f"{n}@{p}" for n, p in venue_ports.items()))
         c1 = FixClient("CLIENT1", acceptor_port, workdir, codec.FIX44,
                        logon_fields=[(codec.USERNAME, "CLIENT1"), (codec.PASSWORD, "demo-password")]).start()
+        clients.append(c1)  # stopped in `finally` even if the second client fails to log on
         c2 = FixClient("CLIENT2", acceptor_port, workdir, codec.FIX42).start()
-        clients = [c1, c2]
+        clients.append(c2)
         flows: list[tuple[str, FixClient, str]] = []
 
         ref = {s: prices.get(s, Decimal("100")) for s in config.symbols}
@@ -117,10 +119,13 @@ def run_demo(config: Config, console: Console, keep: bool = False) -> int:
         for title, client, cl_ord_id in flows:
             msgs = client.reports_for(cl_ord_id)
             console.print(_flow_table(f"{client.comp_id} {title}", msgs))
+        # The order tables trail the journal's log (the projector may run in a process of its own):
+        # project everything appended so far, or the blotter misses the last orders.
+        app.journal.sync()
         console.print(blotter_table(list_orders(app.journal.engine)))
-        console.print(f"demo finished in {time.monotonic() - started:.1f}s; all sessions shut down cleanly")
-        return 0
+        finished = True
     finally:
+        console.print("shutting down: clients, engine, venues")
         for client in clients:
             client.stop()
         app.stop()
@@ -130,3 +135,10 @@ def run_demo(config: Config, console: Console, keep: bool = False) -> int:
             console.print(f"demo files kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    # Only now, and only if every part let go of its sessions (a failed stop raised above).
+    left = [sim.app.name for sim in sims if sim.acceptor is not None]
+    if left:
+        console.print(f"[red]venue simulators {', '.join(left)} did not shut down cleanly[/red]")
+        return 1
+    console.print(f"demo finished in {time.monotonic() - started:.1f}s; all sessions shut down cleanly")
+    return 0 if finished else 1

@@ -1,10 +1,11 @@
 """Scheduled jobs (APScheduler 3): DAY expiry at the configured session end, GTD expiry as it falls due,
 the end-of-day report, and the daily log rotation (fixoms.logrotate).
 
-Jobs only submit commands to the engine queue; the engine thread does the work. The session-end job
-lives in an SQLAlchemyJobStore on the journal's database, so a run missed while the engine was down
-still happens on the next start (within `misfire_grace_time`); the one-second GTD poll is in memory
-(persisting its next run time every second would only load the journal).
+Jobs only submit commands to the engine queue; the engine thread does the work. The cron jobs (session
+end, end-of-day report, log rotation) live in an SQLAlchemyJobStore on the journal's database, so a run
+missed while the engine was down still happens on the next start (within `misfire_grace_time`): a start
+keeps the stored job, with its next run time, unless its schedule changed in the configuration; the
+one-second GTD poll is in memory (persisting its next run time every second would only load the journal).
 """
 
 from __future__ import annotations
@@ -75,22 +76,21 @@ class Jobs:
             executors={"default": ThreadPoolExecutor(2)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
         )
-        self.scheduler.add_job(run_job, CronTrigger(day_of_week="mon-fri", hour=hour, minute=minute,
-                                                    timezone=timezone),
-                               args=[instance, "expire_day"], id="expire_day", name="DAY order expiry",
-                               replace_existing=True)
+        # The cron jobs go to the SQL store at start() (see _store_jobs), where the last run left them.
+        self._stored: list[tuple[str, str, CronTrigger]] = [
+            ("expire_day", "DAY order expiry",
+             CronTrigger(day_of_week="mon-fri", hour=hour, minute=minute, timezone=timezone)),
+        ]
         # The end-of-day report runs after DAY expiry has settled (15 minutes after session end).
         eod_minute = (hour * 60 + minute + 15) % (24 * 60)
-        self.scheduler.add_job(run_job, CronTrigger(day_of_week="mon-fri", hour=eod_minute // 60,
-                                                    minute=eod_minute % 60, timezone=timezone),
-                               args=[instance, "eod_report"], id="eod_report", name="end-of-day report",
-                               replace_existing=True)
+        self._stored.append(("eod_report", "end-of-day report",
+                             CronTrigger(day_of_week="mon-fri", hour=eod_minute // 60, minute=eod_minute % 60,
+                                         timezone=timezone)))
         # Daily, every day (FIX sessions log on weekends too); in the SQL store, so a rotation missed
         # while the engine was down happens at the next start.
         rot_hour, rot_minute = (int(x) for x in rotate_at.split(":"))
-        self.scheduler.add_job(run_job, CronTrigger(hour=rot_hour, minute=rot_minute, timezone=timezone),
-                               args=[instance, "rotate_logs"], id="rotate_logs", name="log rotation",
-                               replace_existing=True)
+        self._stored.append(("rotate_logs", "log rotation",
+                             CronTrigger(hour=rot_hour, minute=rot_minute, timezone=timezone)))
         self.scheduler.add_job(run_job, IntervalTrigger(seconds=gtd_poll_seconds), args=[instance, "expire_gtd"],
                                id="expire_gtd", name="GTD order expiry", jobstore="memory", replace_existing=True)
 
@@ -100,7 +100,25 @@ class Jobs:
             _EOD[self.instance] = self.eod
         if self.rotate is not None:
             _ROTATE[self.instance] = self.rotate
-        self.scheduler.start()
+        # Paused until the stored jobs are in place: a run missed while the engine was down is due now.
+        self.scheduler.start(paused=True)
+        self._store_jobs()
+        self.scheduler.resume()
+
+    def _store_jobs(self) -> None:
+        """Keep each cron job the store already holds, with its next run time: adding it again (as
+        `replace_existing` does) would compute that from now and silently drop a run that fell due while
+        the engine was down. Only a job that is new, or whose schedule changed, is (re)placed."""
+        for job_id, name, trigger in self._stored:
+            kept = self.scheduler.get_job(job_id, jobstore="default")
+            args = [self.instance, job_id]
+            if kept is not None and repr(kept.trigger) == repr(trigger) and list(kept.args) == args:
+                if kept.next_run_time is not None and kept.next_run_time <= datetime.now(UTC):
+                    log.warning("job %s fell due at %s while the engine was down: it runs now", job_id,
+                                kept.next_run_time.isoformat())
+                continue
+            self.scheduler.add_job(run_job, trigger, args=args, id=job_id, name=name, jobstore="default",
+                                   replace_existing=True)
 
     def stop(self) -> None:
         if self.scheduler.running:
