@@ -588,6 +588,8 @@ def engine_config(tmp: Path, port: int, venue_ports: dict[str, int], url: str, s
     # the check still runs; resting runs and --preload keep more than 1,000 orders per account and symbol
     toml = re.sub(r"(?m)^max_open_orders\s*=\s*\d+", "max_open_orders = 1000000", toml)
     toml = re.sub(r"(?m)^activity_ms\s*=.*$", "activity_ms = 0", toml)
+    if os.environ.get("FIXOMS_BENCH_PROJECTOR"):  # compare the journal's projector modes
+        toml = re.sub(r'(?m)^projector = "\w+"', f'projector = "{os.environ["FIXOMS_BENCH_PROJECTOR"]}"', toml)
     toml = re.sub(r"(?m)^latency_ms\s*=.*$", "latency_ms = 0", toml)
     toml = re.sub(r"(?ms)^(\[metrics\]\nport = )\d+", rf"\g<1>{free_port()}", toml)
     accounts = "".join(f'CLIENT{i} = "ACC-B{i}"\n' for i in range(1, sessions + 1))
