@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, overload
 
 from oms.enums import OrdRejReason, OrdStatus, OrdType, Side, TimeInForce
 from oms.model import Child, Order
@@ -18,6 +18,16 @@ from oms.schema import children_t, orders_t
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@overload
+def _utc(value: datetime) -> datetime: ...
+@overload
+def _utc(value: datetime | None) -> datetime | None: ...
+def _utc(value: datetime | None) -> datetime | None:
+    """A timestamp read back from the journal: SQLite returns the UTC it stored without its zone, and a
+    naive datetime cannot be compared with the engine's aware ones (a GTD expiry check would raise)."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 # The order and child attributes a record carries, in the tables' column order (`instance` aside): a
@@ -78,7 +88,7 @@ def order_from_row(r: Any) -> Order:
         order_qty=r.order_qty,
         price=r.price,
         stop_px=r.stop_px,
-        created_at=r.created_at,
+        created_at=_utc(r.created_at),
         status=OrdStatus(r.status),
         pending=OrdStatus(r.pending) if r.pending else None,
         pending_cl_ord_id=r.pending_cl_ord_id,
@@ -87,7 +97,7 @@ def order_from_row(r: Any) -> Order:
         pending_ord_type=OrdType(r.pending_ord_type) if r.pending_ord_type else None,
         pending_tif=TimeInForce(r.pending_tif) if r.pending_tif else None,
         orig_cl_ord_id=r.orig_cl_ord_id,
-        expire_time=r.expire_time,
+        expire_time=_utc(r.expire_time),
         max_floor=r.max_floor,
         ex_destination=r.ex_destination,
         target_strategy=r.target_strategy,
@@ -100,7 +110,7 @@ def order_from_row(r: Any) -> Order:
         rej_reason=OrdRejReason(r.rej_reason) if r.rej_reason is not None else None,
         report_seq=r.report_seq,
         child_seq=r.child_seq,
-        updated_at=r.updated_at,
+        updated_at=_utc(r.updated_at),
     )
 
 

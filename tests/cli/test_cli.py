@@ -124,6 +124,12 @@ def wait_until(check: Callable[[], bool], timeout: float = 15.0, what: str = "co
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def engine_events(stack: Stack, counterparty: str) -> list[str]:
+    """The engine's QuickFIX event log of the session with `counterparty` (FileLog, flushed per line)."""
+    (path,) = (stack.tmp / "engine" / "log").glob(f"*-FIXOMS-{counterparty}.event.current.log")
+    return path.read_text().splitlines()
+
+
 def session(cfg: Path, key: str) -> dict[str, Any]:
     return next(s for s in as_json(fixoms(cfg, "sessions", "list", "--json")) if s["id"] == key)
 
@@ -150,7 +156,9 @@ def test_admin_socket_is_private_and_speaks_json_lines(cstack: Stack) -> None:
         s.sendall(b'{"action": "ping"}\nnot json\n{"action": "nope"}\n')
         buf = b""
         while buf.count(b"\n") < 3:
-            buf += s.recv(65536)
+            chunk = s.recv(65536)  # b"" once the engine closed the socket: no more answers will come
+            assert chunk, f"admin socket closed before the 3 answers came: {buf!r}"
+            buf += chunk
     ping, bad, unknown = (json.loads(line) for line in buf.splitlines())
     assert ping["ok"] and ping["result"]["user"] == getpass.getuser() and ping["result"]["instance"] == "OMS1"
     assert not bad["ok"] and bad["error"].startswith("bad request")
@@ -189,16 +197,21 @@ def test_sessions_show(cfg: Path, client: FixClient) -> None:
 
 
 def test_disable_logs_a_client_out_with_the_reason_and_it_stays_down_until_enabled(
-        cfg: Path, client: FixClient) -> None:
+        cfg: Path, cstack: Stack, client: FixClient) -> None:
     c = client
     if True:
+        def refusals() -> int:  # QuickFIX's event for each Logon a disabled session gets
+            return sum("Session is not enabled for logon" in line for line in engine_events(cstack, "CLIENT1"))
+
+        before = refusals()
         out = ok(fixoms(cfg, "sessions", "disable", "CLIENT1", "--reason", "end of day maintenance", "--yes"))
         assert "session CLIENT1: enabled yes -> no; state LOGGED_ON -> DOWN" in out
         logout = c.app.admin.get(timeout=10)
         while logout.get(codec.MSG_TYPE) != "5":
             logout = c.app.admin.get(timeout=10)
         assert logout.get(58) == "end of day maintenance"
-        time.sleep(2.5)  # the client retries every second: each logon is refused
+        # the client retries every second: two of its Logons arrived and were refused
+        wait_until(lambda: refusals() >= before + 2, what="two refused logons of CLIENT1")
         assert session(cfg, "CLIENT1")["state"] == "DOWN" and not c.logged_on
         out = ok(fixoms(cfg, "sessions", "enable", "CLIENT1", "--yes"))
         assert "enabled no -> yes" in out
@@ -206,10 +219,20 @@ def test_disable_logs_a_client_out_with_the_reason_and_it_stays_down_until_enabl
         assert c.app.logon_event.wait(10)
 
 
-def test_a_disabled_venue_stays_down_and_reconnects_when_enabled(cfg: Path) -> None:
+def test_a_disabled_venue_stays_down_and_reconnects_when_enabled(cfg: Path, cstack: Stack) -> None:
+    def connects(venue: str) -> int:  # QuickFIX's event for each connection attempt of our initiator
+        return sum("Connecting to" in line for line in engine_events(cstack, venue))
+
     out = ok(fixoms(cfg, "sessions", "disable", "VENUE-A", "--reason", "venue maintenance", "--yes"))
     assert "session VENUE-A: enabled yes -> no; state LOGGED_ON -> DOWN" in out
-    time.sleep(2.5)  # ReconnectInterval is 1 s: it would be back by now if it tried
+    tried = connects("VENUE-A")
+    # The initiator reconnects every session it has down and enabled in one pass (ReconnectInterval 1 s):
+    # drop VENUE-B, and once it is back a pass has run with VENUE-A down too - it did not try VENUE-A.
+    back = connects("VENUE-B")
+    ok(fixoms(cfg, "sessions", "disconnect", "VENUE-B", "--yes"))
+    wait_until(lambda: connects("VENUE-B") > back and session(cfg, "VENUE-B")["state"] == "LOGGED_ON",
+               what="VENUE-B reconnected")
+    assert connects("VENUE-A") == tried, "the initiator tried to connect the disabled VENUE-A"
     assert session(cfg, "VENUE-A")["state"] == "DOWN"
     out = ok(fixoms(cfg, "sessions", "enable", "VENUE-A", "--yes"))
     assert "enabled no -> yes" in out
@@ -229,7 +252,8 @@ def test_disable_and_enable_all_sessions(cfg: Path, client: FixClient) -> None:
     out = ok(fixoms(cfg, "sessions", "enable", "--all", "--yes"))
     assert out.count("enabled no -> yes") == len(rows)
     for sid in ("CLIENT1", "VENUE-A", "VENUE-B"):
-        wait_until(lambda sid=sid: session(cfg, sid)["state"] == "LOGGED_ON", what=f"{sid} back")
+        wait_until(lambda sid=sid: bool(session(cfg, sid)["state"] == "LOGGED_ON"),  # type: ignore[misc]
+                   what=f"{sid} back")
     assert client.app.logon_event.wait(10)
 
 

@@ -31,15 +31,26 @@ def db_url(tmp_path: Path) -> str:
 Row = tuple[str, str, str, str, str, str]
 
 
-def seq(client: FixClient, *cl_ord_ids: str, settle: float = 0.2) -> list[Row]:
-    """(ExecType, OrdStatus, OrderQty, CumQty, LeavesQty, LastQty) of every ER about these ClOrdIDs."""
-    client.drain(settle)
+def seq(client: FixClient, *cl_ord_ids: str, settle: float | None = None) -> list[Row]:
+    """(ExecType, OrdStatus, OrderQty, CumQty, LeavesQty, LastQty) of every ER about these ClOrdIDs that
+    the engine sent before it answered a status request sent now (the answer itself left out): it comes
+    after everything the engine decided before it, on the same session, so nothing is still on its way.
+    `settle` (seconds, 0 too): no status request, only what came within that time (the engine is stopped)."""
+    marker: Msg | None = None
+    if settle is None:
+        client.status(cl_ord_ids[0], "IBM", "1")
+        marker = client.wait_for(lambda m: m.get(codec.MSG_TYPE) == codec.EXECUTION_REPORT
+                                 and m.get(codec.CL_ORD_ID) == cl_ord_ids[0]
+                                 and (m.get(codec.EXEC_TYPE) == STATUS or m.get(codec.EXEC_TRANS_TYPE) == "3"),
+                                 timeout=10)  # ExecType I (FIX 4.4), ExecTransType 3 (FIX 4.2)
+    else:
+        client.drain(settle)
     ids = set(cl_ord_ids)
     return [
         (m[codec.EXEC_TYPE], m[codec.ORD_STATUS], m.get(codec.ORDER_QTY, ""), m[codec.CUM_QTY],
          m[codec.LEAVES_QTY], m.get(codec.LAST_QTY, "0"))
         for m in client.received
-        if m[codec.MSG_TYPE] == codec.EXECUTION_REPORT
+        if m[codec.MSG_TYPE] == codec.EXECUTION_REPORT and m is not marker
         and (m.get(codec.CL_ORD_ID) in ids or m.get(codec.ORIG_CL_ORD_ID) in ids)
     ]
 

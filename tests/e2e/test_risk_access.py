@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -133,23 +134,39 @@ def test_restricted_symbol(rstack: Stack, client: FixClient) -> None:
         limit(rstack, "*", "restricted", "-TSLA")
 
 
+def submits_last_second(stack: Stack, session: str) -> int:
+    """What the rate check counts for `session` now, read on the engine thread."""
+    rate = stack.app.risk.submit_rate  # type: ignore[attr-defined]
+    count = operator(stack, c.EngineCall, lambda: rate.count(session, time.monotonic()))
+    assert isinstance(count, int), count
+    return count
+
+
+def wait_rate_window_empty(stack: Stack, session: str, timeout: float = 5.0) -> None:
+    """Until the session's earlier orders have left the rate check's one-second window."""
+    deadline = time.monotonic() + timeout
+    while submits_last_second(stack, session):
+        assert time.monotonic() < deadline, f"{session}'s submit rate window did not empty"
+        time.sleep(0.05)
+
+
 def test_submit_rate_per_session(rstack: Stack, client: FixClient) -> None:
     limit(rstack, "*", "session_submit_rate", "5")
     try:
-        time.sleep(1.1)
+        wait_rate_window_empty(rstack, "CLIENT1")  # the other tests' orders do not count
         answers = [order(client, "R-RATE", 100 + i, "153.00") for i in range(6)]
         assert [m[codec.EXEC_TYPE] for m in answers[:5]] == [NEW] * 5
         refused(answers[5], "3", "rate")
     finally:
         limit(rstack, "*", "session_submit_rate", "100")
-        time.sleep(1.1)
+        wait_rate_window_empty(rstack, "CLIENT1")
 
 
 def test_kill_switch_refuses_new_orders_but_cancels_pass(rstack: Stack, client: FixClient) -> None:
     working = order(client, "R-HALT", 100, "154.00")
     accepted(working)
-    before, after, _ = operator(rstack, c.SetTradingState, "account:R-HALT", "HALTED", "tester",  # type: ignore[misc]
-                                "test halt")
+    before, after, _ = cast(tuple[str, str, int], operator(rstack, c.SetTradingState, "account:R-HALT", "HALTED",
+                                                            "tester", "test halt"))
     assert (before, after) == ("ACTIVE", "HALTED")
     try:
         refused(order(client, "R-HALT", 101, "154.00"), "99", "HALTED")
@@ -163,8 +180,8 @@ def test_kill_switch_refuses_new_orders_but_cancels_pass(rstack: Stack, client: 
 def test_firm_halt_with_cancel_open(rstack: Stack, client: FixClient) -> None:
     a = order(client, "R-FIRM", 100, "154.50")
     accepted(a)
-    _, _, canceled = operator(rstack, c.SetTradingState, "firm", "HALTED", "tester", "kill switch",  # type: ignore[misc]
-                              cancel_open=True)
+    _, _, canceled = cast(tuple[str, str, int], operator(rstack, c.SetTradingState, "firm", "HALTED", "tester",
+                                                          "kill switch", cancel_open=True))
     try:
         assert canceled >= 1
         done = client.wait_report(a[codec.CL_ORD_ID], status=CANCELED)
@@ -229,12 +246,19 @@ def try_logon(stack: Stack, comp_id: str, password: str, begin: str = "FIX.4.4",
 def test_unknown_comp_id_is_refused(rstack: Stack, caplog: pytest.LogCaptureFixture) -> None:
     cl = FixClient("NOBODY", rstack.acceptor_port, rstack.tmp / "nobody", "FIX.4.4",
                    logon_fields=[(codec.USERNAME, "NOBODY"), (codec.PASSWORD, "x")])
+    def refusal_logged() -> bool:
+        return any("unknown session" in r.getMessage() and "NOBODY" in r.getMessage() for r in caplog.records)
+
     with caplog.at_level("WARNING"):
         cl.start(wait=None)
-        time.sleep(1.5)
-        cl.stop()
+        try:
+            deadline = time.monotonic() + 10
+            while not refusal_logged():  # the engine refused the logon (QuickFIX closed the socket)
+                assert time.monotonic() < deadline, "no refused logon of NOBODY logged"
+                time.sleep(0.05)
+        finally:
+            cl.stop()
     assert not cl.app.logon_event.is_set()
-    assert any("unknown session" in r.getMessage() and "NOBODY" in r.getMessage() for r in caplog.records)
 
 
 def test_address_outside_the_allow_list_is_refused(rstack: Stack) -> None:
@@ -291,7 +315,11 @@ def client_gone(rstack: Stack, client: FixClient) -> None:
     client.stop()
     if client in rstack.clients:
         rstack.clients.remove(client)
-    time.sleep(0.3)
+    ours = fix.Session.lookupSession(fix.SessionID("FIX.4.4", "FIXOMS", "CLIENT1"))
+    deadline = time.monotonic() + 10
+    while ours.isLoggedOn():  # the engine has seen the Logout: the session is free for the impostor
+        assert time.monotonic() < deadline, "the engine still has CLIENT1 logged on"
+        time.sleep(0.05)
 
 
 def test_bad_password_is_refused_with_a_reason(rstack: Stack, client_gone: None) -> None:
