@@ -42,6 +42,21 @@ def dictionary(begin_string: str) -> Any:
     return _DICTIONARIES[begin_string]
 
 
+def destroy(obj: Any) -> None:
+    """Delete a stopped QuickFIX acceptor or initiator now, however many Python references to it are left;
+    the proxy must not be used afterwards.
+
+    Its sessions leave QuickFIX's process-wide registry only when it is deleted (settings.registered), and
+    a Python reference is easily kept by accident: an exception raised by its start() (a port that cannot
+    be bound) holds it in its traceback, in the frame of quickfix.py's start(), and pytest keeps a failed
+    test's exception in a reference cycle until the garbage collector runs, later, on whatever thread then
+    allocates. Left to reference counting, such an acceptor outlived its engine's stop(): the next engine's
+    sessions (same ids) were kept out of the registry and its clients' logons went to the old sessions;
+    when the collector deleted those, the ids left the registry ("Session not found") and connections still
+    using them crashed (SIGSEGV or heap corruption)."""
+    type(obj).__swig_destroy__(obj)
+
+
 def session_key(sid: Any) -> str:
     """Our name for a session: the counterparty's CompID."""
     return str(sid.getTargetCompID().getValue())
@@ -96,6 +111,10 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         self.begin_strings: dict[str, str] = {}
         self.logged_on: set[str] = set()
         self.probes = Probes()
+        # Sends in progress, and whether QuickFIX's sessions are about to be destroyed (`close`)
+        self._gate = threading.Condition()
+        self._sending = 0
+        self._closed = False
 
     # --- QuickFIX callbacks (guarded) --------------------------------------------------------
     def onCreate(self, sid: Any) -> None:
@@ -191,4 +210,27 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
             message = fix.Message(raw, dictionary(self.begin_strings.get(key, "FIX.4.4")), False)
         else:
             message = fix.Message(raw, False)
-        return bool(fix.Session.sendToTarget(message, sid))
+        with self._gate:
+            if self._closed:
+                log.warning("send to %s after its sessions were closed dropped", key)
+                return False
+            self._sending += 1
+        try:
+            return bool(fix.Session.sendToTarget(message, sid))
+        finally:
+            with self._gate:
+                self._sending -= 1
+                if not self._sending:
+                    self._gate.notify_all()
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Refuse further sends and wait for those in progress; True once none is. Called before the
+        acceptor/initiator holding this application is destroyed: sendToTarget finds the session in
+        QuickFIX's registry and uses it without a lock, so a send from another thread (the engine's, if
+        it outlived its stop) while the session is deleted would use freed memory.
+
+        Only counted, not serialized: a callback on a QuickFIX thread holds its session's lock and may
+        send (a reject) while another thread waits for that lock inside sendToTarget."""
+        with self._gate:
+            self._closed = True
+            return self._gate.wait_for(lambda: not self._sending, timeout)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fix_engine import codec, settings
-from fix_engine.application import GuardedApplication
+from fix_engine.application import GuardedApplication, destroy
 from fix_engine.quickfix_import import fix
 
 Msg = dict[int, str]
@@ -112,9 +112,15 @@ class FixClient:
     def start(self, wait: float | None = 10.0) -> FixClient:
         if self._stopped:
             raise RuntimeError("a stopped FixClient cannot start again: make a new one")
-        self.initiator.start()
-        if wait and not self.app.logon_event.wait(wait):
-            raise TimeoutError(f"{self.comp_id}: no logon within {wait}s")
+        try:
+            self.initiator.start()
+            if wait and not self.app.logon_event.wait(wait):
+                raise TimeoutError(f"{self.comp_id}: no logon within {wait}s")
+        except BaseException:
+            # The caller gets no client to stop: a running initiator left for the garbage collector would
+            # keep its session registered and be destroyed while its thread runs.
+            self.stop(force=True)
+            raise
         return self
 
     def stop(self, force: bool = False) -> None:
@@ -125,7 +131,8 @@ class FixClient:
         if not self._stopped:
             self._stopped = True
             self.initiator.stop(force)
-            self.initiator = None
+            initiator, self.initiator = self.initiator, None
+            destroy(initiator)
             self.store_factory = self.log_factory = None
 
     @property

@@ -143,7 +143,8 @@ class SessionLogFactory(fix.LogFactory):  # type: ignore[misc]
         self.keep = keep
         # Session key (the counterparty's CompID) -> its traffic; filled as QuickFIX creates sessions.
         self.traffic: dict[str, Traffic] = {}
-        self._keep: list[Any] = []  # QuickFIX owns the C++ side; the Python objects must stay alive
+        # Every log QuickFIX has from create() and has not destroyed yet, with its FileLog (rotate)
+        self._keep: list[Any] = []
 
     def create(self, *args: Any) -> Any:
         sid = args[0] if args else None
@@ -153,11 +154,22 @@ class SessionLogFactory(fix.LogFactory):  # type: ignore[misc]
             traffic = self.traffic.setdefault(str(sid.getTargetCompID().getValue()), Traffic(self.keep))
         wrapper = _SessionLog(inner, sid, self.listener, traffic)
         self._keep.append((wrapper, inner))
-        wrapper.__disown__()
+        wrapper.__disown__()  # QuickFIX holds it (and so keeps it alive) until it calls destroy()
         return wrapper
 
     def destroy(self, log_: Any) -> None:
-        pass
+        """QuickFIX is done with a log (its session or acceptor is being deleted): delete the C++ side,
+        which lets go of our wrapper, and with it its FileLog, which closes its files. Without this every
+        engine started in a process left its log files open."""
+        try:
+            address = int(log_.this)  # a proxy of its own, not our wrapper: compared by address
+            for i, (wrapper, _inner) in enumerate(self._keep):
+                if int(wrapper.this) == address:
+                    del self._keep[i]
+                    fix.Log.__swig_destroy__(wrapper)
+                    return
+        except Exception:
+            log.exception("log destroy failed")
 
     def rotate(self) -> int:
         """Back up every log this factory made (QuickFIX's FileLog.backup: the current files become

@@ -128,6 +128,17 @@ def sessions(settings: Any) -> list[SessionInfo]:
     return sorted(out, key=lambda s: (s.connection_type, s.key))
 
 
+def registered(settings: Any) -> list[str]:
+    """Those of `settings`' sessions that exist in QuickFIX's session registry now.
+
+    QuickFIX 1.16 keeps one registry per process, keyed by SessionID. A session created while another
+    with the same id exists is silently left out of it: logons are then handed to the older session, or
+    refused ("Session not found") once that one is destroyed, since destroying either session removes the
+    id. So no two acceptors or initiators sharing a SessionID may be alive in one process, even stopped:
+    one must be destroyed before the next is created."""
+    return sorted(str(sid) for sid in settings.getSessions() if fix.Session.doesSessionExist(sid))
+
+
 def session_file_prefix(begin: str, sender: str, target: str, qualifier: str = "") -> str:
     """How QuickFIX names a session's FileStore and FileLog files (after its SessionID)."""
     return f"{begin}-{sender}-{target}" + (f"-{qualifier}" if qualifier else "")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from fix_engine import settings as fix_settings
+from fix_engine.application import destroy
 from fix_engine.client_gateway import ClientGateway
 from fix_engine.logs import SessionLogFactory
 from fix_engine.quickfix_import import fix
@@ -144,8 +146,11 @@ class EngineApp:
         QuickFIX sessions are created by the acceptor/initiator constructors and removed from the registry
         by their destructors only; a constructor that failed halfway (a ConfigError in its second session)
         leaves the first ones registered for good, with pointers into our application and factories."""
-        self.acceptor = None
-        self.initiator = None
+        for name in ("acceptor", "initiator"):
+            obj = getattr(self, name)
+            setattr(self, name, None)
+            if obj is not None:
+                destroy(obj)
         left = fix_settings.registered(self.settings)
         if left:
             log.error("QuickFIX sessions %s are still registered after their engine was released: no engine with "
@@ -164,10 +169,9 @@ class EngineApp:
             self._start()
         except BaseException:
             log.error("engine start failed: stopping what was started")
-            try:
+            # stop() logs its own failures; the start's failure is the one to raise
+            with contextlib.suppress(Exception):
                 self.stop()
-            except Exception:  # logged by stop(); the start's own failure is the one to raise
-                pass
             raise
 
     def _start(self) -> None:

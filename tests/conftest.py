@@ -140,9 +140,9 @@ class Stack:
         assert self.app.wait_venues(15), "venues did not log on"  # type: ignore[attr-defined]
 
     def stop_engine(self) -> None:
-        if self.app is not None:
-            self.app.stop()  # type: ignore[attr-defined]
-            self.app = None
+        app, self.app = self.app, None
+        if app is not None:
+            app.stop()  # type: ignore[attr-defined]
 
     def client(self, comp_id: str = "CLIENT1", begin: str = "FIX.4.4", **kw):  # type: ignore[no-untyped-def]
         from fix_engine.client import FixClient
@@ -157,11 +157,18 @@ class Stack:
         return next(s.app for s in self.sims if s.app.name == name)
 
     def close(self) -> None:
-        for c in self.clients:
-            c.stop(force=True)
-        self.stop_engine()
-        for s in self.sims:
-            s.stop()
+        """Stops every part even if one fails (the first failure is raised at the end): a part left
+        running keeps its QuickFIX sessions registered and would break the next test's stack."""
+        parts = [lambda c=c: c.stop(force=True) for c in self.clients] + [self.stop_engine]
+        parts += [s.stop for s in self.sims]
+        failures = []
+        for stop in parts:
+            try:
+                stop()
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
 
 REFERENCE = {"AAPL": Decimal("190.00"), "MSFT": Decimal("410.00"), "IBM": Decimal("150.00"), "TSLA": Decimal("250.00")}
@@ -185,8 +192,8 @@ def run_stack(tmp_path: Path, db_url: str,
         for i, (name, port) in enumerate(st.venue_ports.items()):
             symbols = {s: REFERENCE[s] for s in (listings or LISTINGS)[name]}
             sim = SimulatorServer(name, port, tmp_path / "venues" / name, seed=i + 1, symbols=symbols)
+            st.sims.append(sim)  # before start: close() stops it even if its start fails halfway
             sim.start()
-            st.sims.append(sim)
         st.start_engine()
         yield st
     finally:

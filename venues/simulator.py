@@ -25,7 +25,7 @@ from typing import Any
 
 import native
 from fix_engine import codec, settings
-from fix_engine.application import GuardedApplication, session_key
+from fix_engine.application import GuardedApplication, destroy, session_key
 from fix_engine.codec import SOH
 from fix_engine.quickfix_import import fix
 from oms import commands as c
@@ -488,9 +488,13 @@ class SimulatorServer:
         self.acceptor = fix.ThreadedSocketAcceptor(self.app, self.store_factory, self.settings, self.log_factory)
 
     def start(self) -> None:
-        self.acceptor.start()
-        if self.activity > 0:
-            self.app.start_activity(self.activity, stable_seed(self.app.name, self.seed))
+        try:
+            self.acceptor.start()
+            if self.activity > 0:
+                self.app.start_activity(self.activity, stable_seed(self.app.name, self.seed))
+        except BaseException:
+            self.stop()  # a failed start leaves no session registered (fix_settings.registered)
+            raise
 
     def stop(self) -> None:
         # Destroy the acceptor now, not at garbage collection: QuickFIX's global session registry is
@@ -498,5 +502,9 @@ class SimulatorServer:
         self.app.stop_activity()
         if self.acceptor is not None:
             self.acceptor.stop()
-            self.acceptor = None
+            # the activity thread may be sending still: not into a session being deleted
+            if not self.app.close():
+                return
+            acceptor, self.acceptor = self.acceptor, None
+            destroy(acceptor)
             self.store_factory = self.log_factory = None
