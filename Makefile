@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 
 # Creates the venv and installs the project (editable, with the C book built by cffi) and its
 # dev tools. QuickFIX is built from source with native/quickfix/guard.patch (bounded framing, a
-# first-message deadline): about 5 minutes on 2 cores the first time, then the wheel is reused from
-# ~/.cache/fixoms/wheels.
+# first-message deadline, a threaded acceptor that stops cleanly): about 5 minutes on 2 cores the first
+# time, then the wheel is reused from ~/.cache/fixoms/wheels.
 install: $(STAMP)
 $(STAMP): pyproject.toml setup.py native/book.c native/book.h native/build_book.py native/quickfix/guard.patch native/quickfix/build.sh
 	$(PYTHON) -m venv $(VENV)

@@ -482,6 +482,10 @@ class SimulatorServer:
         self.activity = activity_ms / 1000
         self.seed = seed
         self.settings = simulator_settings(name, port, Path(var_dir))
+        taken = settings.registered(self.settings)
+        if taken:  # its sessions would stay out of QuickFIX's registry: logons went to the live one's
+            raise RuntimeError(f"QuickFIX sessions {', '.join(taken)} already exist in this process: a simulator "
+                               f"of {name} is still alive (stop() it first)")
         # The C++ acceptor keeps raw pointers to the factories: they must live as long as it does.
         self.store_factory = fix.FileStoreFactory(self.settings)
         self.log_factory = fix.FileLogFactory(self.settings)
@@ -493,7 +497,7 @@ class SimulatorServer:
             if self.activity > 0:
                 self.app.start_activity(self.activity, stable_seed(self.app.name, self.seed))
         except BaseException:
-            self.stop()  # a failed start leaves no session registered (fix_settings.registered)
+            self.stop()  # a failed start leaves no session registered (settings.registered)
             raise
 
     def stop(self) -> None:

@@ -8,6 +8,12 @@
 # in full before any logon. The patch drops unparseable frames, bounds a frame to 4 MB and its header
 # to 4 KB, and disconnects a peer without a complete first message after 10 s (docs/operations.md).
 #
+# And the ThreadedSocketAcceptor's stop: upstream closes each connection's socket on the stopping thread
+# while that connection's thread still uses the descriptor and closes it again when it wakes up; the
+# number may meanwhile belong to another socket or file of the process, which the stale close shuts
+# down. A stop() that comes before start()'s thread has run leaves the listening socket open and its
+# thread unjoined. Now descriptors are closed once, by their owner, and stop() joins every thread.
+#
 # Usage: native/quickfix/build.sh PYTHON   -> prints the wheel's path
 set -euo pipefail
 PY=${1:?usage: build.sh PYTHON}

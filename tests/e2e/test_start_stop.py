@@ -212,11 +212,6 @@ def run_cycles(bench: Bench, caplog: pytest.LogCaptureFixture, n: int) -> None:
     assert kinds.count("port") and kinds.count("recovery") and kinds.count("ok")
 
 
-_ACCEPTOR_STOP_RACE = pytest.mark.xfail(strict=False, reason=(
-    "QuickFIX 1.16 ThreadedSocketAcceptor.stop() closes each connection descriptor on the stopping thread while the connection thread may close the same (reused) number again, and a stop() before start()'s thread ran leaves the listening socket open: the guard.patch revision that fixes both is not shipped yet (with it, in-process venue simulators missed logons in tests/fault/test_fuzz.py); see the session note"))
-
-
-@_ACCEPTOR_STOP_RACE
 def test_start_stop_cycles(bench: Bench, caplog: pytest.LogCaptureFixture) -> None:
     run_cycles(bench, caplog, FAST_CYCLES)
 
@@ -276,7 +271,6 @@ def venue_cycles(tmp_path: Path, n: int) -> None:
         next(gen, None)
 
 
-@_ACCEPTOR_STOP_RACE
 def test_start_stop_with_venues(tmp_path: Path) -> None:
     venue_cycles(tmp_path, VENUE_CYCLES)
 

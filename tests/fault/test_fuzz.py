@@ -799,7 +799,11 @@ def test_fuzz_acceptor_100k(fuzz_engine: EngineProcess, tmp_path: Path) -> None:
 
 
 # --- the session rules, case by case -------------------------------------------------------------------
-@pytest.fixture(scope="module")
+# An engine per test, not per module: its venue simulators live in this process, and the later tests start
+# engines of their own, whose simulators have the same SessionIDs. QuickFIX registers sessions by SessionID
+# process-wide; with the module's simulators still alive, theirs stayed out of the registry and their logons
+# were handed to the module's (SimulatorServer now refuses to start beside a live one).
+@pytest.fixture
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
     tmp = tmp_path_factory.mktemp("fix-rules")
     proc = EngineProcess(tmp, f"sqlite:///{tmp / 'journal.db'}")
