@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml setup.py native/book.c native/book.h native/build_book.py native/quickfix/guard.patch native/quickfix/build.sh
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip setuptools wheel
-	$(VPY) -m pip install --quiet "$$(bash native/quickfix/build.sh $(VPY))"
+	wheel=$$(bash native/quickfix/build.sh $(VPY)) && $(VPY) -m pip install --quiet "$$wheel"
 	$(VPY) -m pip install --progress-bar off -e '.[dev]'
 	touch $(STAMP)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fix_engine import codec
+from fix_engine.inbox import LOGON, Inbox, session_event
 from fix_engine.quickfix_import import fix
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,12 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         self._gate = threading.Condition()
         self._sending = 0
         self._closed = False
+        # Set (before QuickFIX's sessions are created) to take application messages, logons and logouts
+        # from QuickFIX's AppInbox on the engine thread (`pump`) instead of in callbacks on its threads.
+        self.fix_inbox: Inbox | None = None
+        # Application messages QuickFIX handed to `fromApp` on its own thread (all of them without an
+        # inbox; with one, only those it could not queue)
+        self.callback_deliveries = 0
 
     # --- QuickFIX callbacks (guarded) --------------------------------------------------------
     def onCreate(self, sid: Any) -> None:
@@ -138,16 +145,42 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         self._guard("toApp", self.on_to_app, message, sid)
 
     def fromApp(self, message: Any, sid: Any) -> None:
+        # Only without an inbox, or when QuickFIX could not hand a message to it (AppInbox.h).
+        self.callback_deliveries += 1
+        self._receive(message.toString(), session_key(sid))
+
+    def _receive(self, raw: str, key: str) -> None:
         try:
-            self.on_from_app(message.toString(), sid)
+            self.on_from_app(raw, key)
         except QF_EXCEPTIONS:
             raise
         except Exception as exc:
-            log.exception("fromApp failed on %s", session_key(sid))
+            log.exception("message from %s not processed", key)
             try:
-                self.on_app_error(message.toString(), sid, exc)
+                self.on_app_error(raw, key, exc)
             except Exception:
                 log.exception("error answer failed")
+
+    # --- the inbox (engine thread) -----------------------------------------------------------
+    def fileno(self) -> int:
+        assert self.fix_inbox is not None
+        return self.fix_inbox.fileno()
+
+    def pump(self) -> None:
+        """Hand what QuickFIX's sessions queued in the inbox to the hooks, in the order it came; never
+        blocks. Runs on the engine thread, so the hooks' `submit` reaches the engine queue in order."""
+        if self.fix_inbox is None or self.fix_inbox.closed:
+            return
+        for frame in self.fix_inbox.read():
+            event = session_event(frame)
+            if event is None:
+                try:
+                    self._receive(frame, codec.field(frame, codec.SENDER_COMP_ID))
+                except QF_EXCEPTIONS as exc:  # there is no QuickFIX callback to answer it for us
+                    log.error("message refused after QuickFIX took it: %r", exc)
+            else:
+                what, key = event
+                self._guard(what, self.on_logon if what == LOGON else self.on_logout, key)
 
     def _guard(self, name: str, fn: Callable[..., None], *args: Any) -> None:
         try:
@@ -166,13 +199,15 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         key = session_key(sid)
         self.logged_on.add(key)
         log.info("logon %s", key)
-        self.on_logon(key)
+        if self.fix_inbox is None:  # else it comes through the inbox, in order with the messages
+            self.on_logon(key)
 
     def _logout(self, sid: Any) -> None:
         key = session_key(sid)
         self.logged_on.discard(key)
         log.info("logout %s", key)
-        self.on_logout(key)
+        if self.fix_inbox is None:
+            self.on_logout(key)
 
     # --- hooks -------------------------------------------------------------------------------
     def on_logon(self, key: str) -> None:
@@ -190,10 +225,10 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
     def on_to_app(self, message: Any, sid: Any) -> None:
         pass
 
-    def on_from_app(self, raw: str, sid: Any) -> None:
+    def on_from_app(self, raw: str, key: str) -> None:
         raise fix.UnsupportedMessageType()
 
-    def on_app_error(self, raw: str, sid: Any, exc: Exception) -> None:
+    def on_app_error(self, raw: str, key: str, exc: Exception) -> None:
         pass
 
     # --- sending -----------------------------------------------------------------------------

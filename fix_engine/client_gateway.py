@@ -84,15 +84,16 @@ class ClientGateway(GuardedApplication):
         if not self.stopping:
             self.submit(c.ClientSessionDown(key))
 
-    def on_from_app(self, raw: str, sid: Any) -> None:
-        key = session_key(sid)
+    def on_from_app(self, raw: str, key: str) -> None:
         if key in self.drop_copy:
             self._business_reject(raw, key, 0, "drop copy session: no orders or requests accepted")
             return
         try:
             command = codec.decode_client(raw, key)
         except codec.UnsupportedMessage:
-            raise fix.UnsupportedMessageType() from None
+            # As QuickFIX answers UnsupportedMessageType, which it cannot for a message it queued for us
+            self._business_reject(raw, key, 3, "Unsupported Message Type")
+            return
         except codec.DecodeError as exc:
             self._business_reject(raw, key, 5 if exc.tag else 0, exc.text)
             return
@@ -102,8 +103,8 @@ class ClientGateway(GuardedApplication):
             self._received[(key, command.cl_ord_id)] = time.perf_counter()
         self.submit(command)
 
-    def on_app_error(self, raw: str, sid: Any, exc: Exception) -> None:
-        self._business_reject(raw, session_key(sid), 0, f"message not processed: {exc}")
+    def on_app_error(self, raw: str, key: str, exc: Exception) -> None:
+        self._business_reject(raw, key, 0, f"message not processed: {exc}")
 
     def _business_reject(self, raw: str, key: str, reason: int, text: str) -> None:
         fields = codec.parse(raw)

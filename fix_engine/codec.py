@@ -113,6 +113,17 @@ def parse(raw: str) -> dict[int, str]:
     return out
 
 
+def field(raw: str, tag: int) -> str:
+    """One field's value without parsing the whole message ("" if absent; the first if repeated)."""
+    marker = f"{SOH}{tag}="
+    start = raw.find(marker)
+    if start < 0:
+        return ""
+    start += len(marker)
+    end = raw.find(SOH, start)
+    return raw[start:] if end < 0 else raw[start:end]
+
+
 # (second since the epoch, its "YYYYMMDD-HH:MM:SS." text): every report of a busy second shares it
 _second: tuple[int, str] = (-1, "")
 

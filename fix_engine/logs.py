@@ -1,16 +1,19 @@
-"""A QuickFIX LogFactory (Python may supply Log and LogFactory, not a MessageStore) that keeps
-QuickFIX's own FileLog and also tells the gateway what it needs before a Logon is processed:
+"""A QuickFIX LogFactory (Python may supply Log and LogFactory, not a MessageStore) for the events QuickFIX
+tells before a Logon is processed, which the gateway needs:
 
 - the remote address of each session's connection ("Allows connections to the acceptor from X");
-- the session's sequence numbers just before a Logon is handled, so a refused Logon with
-  ResetSeqNumFlag=Y can be rolled back (QuickFIX resets before it asks the application);
+- the session's sequence numbers just before a Logon with ResetSeqNumFlag=Y resets them, so a refused
+  Logon can be rolled back (QuickFIX resets before it asks the application);
 - refused connections for unknown CompIDs (QuickFIX only closes the socket), logged with the reason.
 
-It also keeps, per session, the last messages in and out and when they passed (`Traffic`), so an
-operator sees them without reading files (`fixoms sessions show|list`), and lets the log-rotation job
-back the files up while QuickFIX keeps writing (`SessionLogFactory.rotate`). The FileLog's message
-files are also read back here (`read_messages`), for `fixoms sessions messages` with or without a
-running engine.
+The messages themselves stay in C++: with the guarded build (`native=True`, the session setting
+NativeMessageLog=Y of native/quickfix/guard.patch) each session writes its own FileLog, messages and
+events, without calling Python - a per-message callback took the GIL on QuickFIX's thread with the
+session's lock held. This log then only watches the events. Without it (a plain QuickFIX) it writes the
+FileLog itself, as before. Either way the FileLog's files are the one record of a session's traffic:
+an operator's last messages and last in/out times are read back from them (`read_messages`,
+`tail`), with or without a running engine, and the rotation job backs them up through
+QuickFIX's session (`SessionLogFactory.rotate`).
 
 Every method is guarded: an exception escaping a QuickFIX callback would end the process.
 """
@@ -20,10 +23,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +37,7 @@ log = logging.getLogger("fix_engine.sessions")
 ALLOWS = "Allows connections to the acceptor from "
 DENIES = "Deny connections to the acceptor from "
 NOT_FOUND = "Session not found for incoming message: "
+RESETTING = "Logon contains ResetSeqNumFlag=Y"
 
 
 class LogListener(Protocol):
@@ -49,81 +51,57 @@ def _safe(s: str) -> str:
     return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-class Traffic:
-    """The last messages of one session (time, "in"/"out", raw) and when the last of each way passed.
-
-    Appended on QuickFIX's thread, read by the admin thread: deque appends and copies are atomic under
-    the GIL, so no lock is needed."""
-
-    def __init__(self, keep: int) -> None:
-        self.recent: deque[tuple[float, str, str]] = deque(maxlen=keep)
-        self.last_in: float | None = None
-        self.last_out: float | None = None
-
-    def add(self, direction: str, raw: str) -> None:
-        now = time.time()
-        self.recent.append((now, direction, raw))
-        if direction == "in":
-            self.last_in = now
-        else:
-            self.last_out = now
-
-    def last(self, n: int) -> list[tuple[float, str, str]]:
-        return list(self.recent)[-n:] if n > 0 else []
-
-
 class _SessionLog(fix.Log):  # type: ignore[misc]
-    def __init__(self, inner: Any, sid: Any | None, listener: LogListener | None,
-                 traffic: Traffic | None = None) -> None:
+    def __init__(self, inner: Any | None, sid: Any | None, listener: LogListener | None) -> None:
         fix.Log.__init__(self)
-        self.inner = inner
+        self.inner = inner  # None when the session logs natively
         self.sid = sid
         self.listener = listener
-        self.traffic = traffic
         # The rotation job backs the files up from another thread while QuickFIX writes: the C++ FileLog
         # has no lock of its own.
         self.lock = threading.Lock()
 
     def clear(self) -> None:
         try:
-            with self.lock:
-                self.inner.clear()
+            if self.inner is not None:
+                with self.lock:
+                    self.inner.clear()
         except Exception:
             log.exception("log clear failed")
 
     def backup(self) -> None:
         try:
-            with self.lock:
-                self.inner.backup()
+            if self.inner is not None:
+                with self.lock:
+                    self.inner.backup()
         except Exception:
             log.exception("log backup failed")
 
     def onIncoming(self, s: str) -> None:
         try:
-            with self.lock:
-                self.inner.onIncoming(_safe(s))
-            if self.traffic is not None:
-                self.traffic.add("in", s)
-            if self.sid is not None and self.listener is not None and "\x0135=A\x01" in s:
-                self.listener.before_logon(self.sid)
+            if self.inner is not None:
+                with self.lock:
+                    self.inner.onIncoming(_safe(s))
         except Exception:
-            log.exception("log hook failed")
+            log.exception("log failed")
 
     def onOutgoing(self, s: str) -> None:
         try:
-            with self.lock:
-                self.inner.onOutgoing(_safe(s))
-            if self.traffic is not None:
-                self.traffic.add("out", s)
+            if self.inner is not None:
+                with self.lock:
+                    self.inner.onOutgoing(_safe(s))
         except Exception:
             log.exception("log failed")
 
     def onEvent(self, s: str) -> None:
         try:
-            with self.lock:
-                self.inner.onEvent(_safe(s))
+            if self.inner is not None:
+                with self.lock:
+                    self.inner.onEvent(_safe(s))
             if s.startswith(ALLOWS) and self.sid is not None and self.listener is not None:
                 self.listener.on_remote_address(self.sid, s[len(ALLOWS):])
+            elif s.startswith(RESETTING) and self.sid is not None and self.listener is not None:
+                self.listener.before_logon(self.sid)
             elif s.startswith(DENIES):
                 log.warning("refused connection for %s: %s", self.sid, s)
             elif s.startswith(NOT_FOUND):
@@ -135,25 +113,28 @@ class _SessionLog(fix.Log):  # type: ignore[misc]
 
 
 class SessionLogFactory(fix.LogFactory):  # type: ignore[misc]
-    def __init__(self, settings: Any, listener: LogListener | None = None, keep: int = 200) -> None:
+    def __init__(self, settings: Any, listener: LogListener | None = None, native: bool = False) -> None:
+        """native: the sessions write their FileLogs themselves (NativeMessageLog=Y in `settings`)."""
         fix.LogFactory.__init__(self)
         defaults = settings.get()
         self.path = defaults.getString("FileLogPath") if defaults.has("FileLogPath") else "var/log"
         self.listener = listener
-        self.keep = keep
-        # Session key (the counterparty's CompID) -> its traffic; filled as QuickFIX creates sessions.
-        self.traffic: dict[str, Traffic] = {}
-        # Every log QuickFIX has from create() and has not destroyed yet, with its FileLog (rotate)
-        self._keep: list[Any] = []
+        self.native = native
+        # Every log QuickFIX has from create() and has not destroyed yet, with its session (rotate)
+        self._keep: list[tuple[Any, Any | None]] = []
 
     def create(self, *args: Any) -> Any:
-        sid = args[0] if args else None
-        inner = fix.FileLog(self.path, sid) if sid is not None else fix.FileLog(self.path)
-        traffic = None
-        if sid is not None:
-            traffic = self.traffic.setdefault(str(sid.getTargetCompID().getValue()), Traffic(self.keep))
-        wrapper = _SessionLog(inner, sid, self.listener, traffic)
-        self._keep.append((wrapper, inner))
+        sid = None
+        if args:
+            s = args[0]  # borrowed from QuickFIX: our own copy
+            sid = fix.SessionID(s.getBeginString().getValue(), s.getSenderCompID().getValue(),
+                                s.getTargetCompID().getValue(), s.getSessionQualifier())
+        if sid is None:
+            inner = fix.FileLog(self.path)
+        else:
+            inner = None if self.native else fix.FileLog(self.path, sid)
+        wrapper = _SessionLog(inner, sid, self.listener)
+        self._keep.append((wrapper, sid))
         wrapper.__disown__()  # QuickFIX holds it (and so keeps it alive) until it calls destroy()
         return wrapper
 
@@ -163,7 +144,7 @@ class SessionLogFactory(fix.LogFactory):  # type: ignore[misc]
         engine started in a process left its log files open."""
         try:
             address = int(log_.this)  # a proxy of its own, not our wrapper: compared by address
-            for i, (wrapper, _inner) in enumerate(self._keep):
+            for i, (wrapper, _sid) in enumerate(self._keep):
                 if int(wrapper.this) == address:
                     del self._keep[i]
                     fix.Log.__swig_destroy__(wrapper)
@@ -172,11 +153,20 @@ class SessionLogFactory(fix.LogFactory):  # type: ignore[misc]
             log.exception("log destroy failed")
 
     def rotate(self) -> int:
-        """Back up every log this factory made (QuickFIX's FileLog.backup: the current files become
-        `*.backup.N.log` and fresh ones are opened). Returns how many logs were backed up."""
+        """Back up every log of this factory's (QuickFIX's FileLog.backup: the current files become
+        `*.backup.N.log` and fresh ones are opened). Returns how many logs were backed up.
+
+        A native session log is reached through its session (SessionState::backup, under the lock its
+        writes take)."""
         done = 0
-        for wrapper, _ in self._keep:
-            wrapper.backup()
+        for wrapper, sid in list(self._keep):
+            if self.native and sid is not None:
+                session = fix.Session.lookupSession(sid)
+                if session is None:
+                    continue
+                session.getLog().backup()
+            else:
+                wrapper.backup()
             done += 1
         return done
 
@@ -197,35 +187,20 @@ class LoggedMessage:
 
     @property
     def msg_type(self) -> str:
-        return _field(self.raw, codec.MSG_TYPE)
+        return codec.field(self.raw, codec.MSG_TYPE)
 
     @property
     def seq(self) -> str:
-        return _field(self.raw, codec.MSG_SEQ_NUM)
+        return codec.field(self.raw, codec.MSG_SEQ_NUM)
 
     def as_dict(self) -> dict[str, Any]:
         return {"ts": self.ts, "direction": self.direction, "seq": self.seq, "msg_type": self.msg_type,
                 "msg_type_name": codec.MSG_TYPE_NAMES.get(self.msg_type, ""), "message": tag_value(self.raw)}
 
 
-def _field(raw: str, tag: int) -> str:
-    marker = f"{codec.SOH}{tag}="
-    start = raw.find(marker)
-    if start < 0:
-        return ""
-    start += len(marker)
-    end = raw.find(codec.SOH, start)
-    return raw[start:] if end < 0 else raw[start:end]
-
-
 def tag_value(raw: str) -> str:
     """`8=FIX.4.4|9=65|35=0|...`: a message readable on one line."""
     return raw.rstrip(codec.SOH).replace(codec.SOH, "|")
-
-
-def from_traffic(items: list[tuple[float, str, str]]) -> list[LoggedMessage]:
-    return [LoggedMessage(datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds"), d, raw)
-            for t, d, raw in items]
 
 
 def message_file(log_dir: str | Path, begin: str, sender: str, target: str, qualifier: str = "") -> Path:
@@ -248,18 +223,22 @@ def read_messages(path: Path, our_comp_id: str, offset: int = 0) -> tuple[list[L
         fh.seek(offset)
         data = fh.read()
     end = data.rfind(b"\n") + 1  # a line being written is read next time
+    return _parse_lines(data[:end], our_comp_id), offset + end
+
+
+def _parse_lines(data: bytes, our_comp_id: str) -> list[LoggedMessage]:
     out: list[LoggedMessage] = []
-    for line in data[:end].decode("utf-8", "replace").splitlines():
+    for line in data.decode("utf-8", "replace").splitlines():
         ts, sep, raw = line.partition(" : ")
         if not sep or not raw.startswith("8="):
             continue
-        direction = "out" if _field(raw, codec.SENDER_COMP_ID) == our_comp_id else "in"
+        direction = "out" if codec.field(raw, codec.SENDER_COMP_ID) == our_comp_id else "in"
         out.append(LoggedMessage(_iso(ts), direction, raw))
-    return out, offset + end
+    return out
 
 
 def _iso(ts: str) -> str:
-    """FileLog's `20250102-14:03:07.123456789` as `2025-01-02T14:03:07.123+00:00`, like the in-memory ring."""
+    """FileLog's `20250102-14:03:07.123456789` as `2025-01-02T14:03:07.123+00:00`."""
     if len(ts) < 17 or ts[8] != "-":
         return ts
     return f"{ts[0:4]}-{ts[4:6]}-{ts[6:8]}T{ts[9:21]}+00:00"  # to the millisecond, when there are any
@@ -267,11 +246,28 @@ def _iso(ts: str) -> str:
 
 def tail(path: Path, our_comp_id: str, types: frozenset[str] = frozenset(), limit: int = 50,
          ) -> tuple[list[LoggedMessage], int]:
-    """The last `limit` messages of a file (of `types` if given) and the file's end offset."""
-    messages, offset = read_messages(path, our_comp_id)
-    if types:
-        messages = [m for m in messages if m.msg_type in types]
-    return messages[-limit:] if limit > 0 else messages, offset
+    """The last `limit` messages of a file (of `types` if given; all for limit 0) and the file's end offset.
+
+    Read from the end, a window at a time: a day's file of a busy session is large, and an operator
+    asking for the last ten messages must not wait for all of it."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return [], 0
+    window = 64 * 1024
+    with path.open("rb") as fh:
+        while True:
+            start = max(0, size - window)
+            fh.seek(start)
+            data = fh.read(size - start)
+            end = data.rfind(b"\n") + 1
+            first = 0 if start == 0 else data.find(b"\n") + 1  # the window's first line may be cut
+            messages = _parse_lines(data[first:end], our_comp_id)
+            if types:
+                messages = [m for m in messages if m.msg_type in types]
+            if start == 0 or (limit > 0 and len(messages) >= limit):
+                return (messages[-limit:] if limit > 0 else messages), start + end
+            window *= 4
 
 
 def follow(path: Path, our_comp_id: str, offset: int, types: frozenset[str] = frozenset(),

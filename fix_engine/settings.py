@@ -8,6 +8,7 @@ tests run on free ports in temporary directories.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,25 @@ def load(
     return out
 
 
+def with_inbox(settings: Any, inbox_fd: int) -> Any:
+    """A copy of `settings` whose sessions keep the hot path in C++ (guard.patch, `quickfix_native_edge`):
+    application messages, logons and logouts go to the inbox socket `inbox_fd` (fix_engine.inbox), each
+    session writes its own FileLog, and no toApp callback is made (we have none: outbound messages are
+    complete when we send them)."""
+    native = {"AppInboxFd": str(inbox_fd), "NativeMessageLog": "Y", "CallToApp": "N"}
+    out = fix.SessionSettings()
+    defaults = settings.get()
+    for key, value in native.items():
+        defaults.setString(key, value)
+    out.set(defaults)
+    for sid in settings.getSessions():
+        d = settings.get(sid)
+        for key, value in native.items():
+            d.setString(key, value)
+        out.set(sid, d)
+    return out
+
+
 def _resolve_dicts(d: Any) -> None:
     for key in DICTIONARY_KEYS:
         if d.has(key):
@@ -157,3 +177,11 @@ def quickfix_guarded() -> bool:
     """Built with native/quickfix/guard.patch (what `make install` installs): bounded framing, a first-
     message deadline, unparseable frames dropped. A plain PyPI build works but trusts its peers."""
     return "+fixoms" in quickfix_version()
+
+
+def quickfix_native_edge() -> bool:
+    """Built with the second guard.patch (local version fixoms2 or later): the session settings AppInboxFd,
+    NativeMessageLog and CallToApp exist (a QuickFIX without them would ignore them, and then neither
+    deliver messages to the inbox nor log them)."""
+    found = re.search(r"\+fixoms(\d+)", quickfix_version())
+    return found is not None and int(found.group(1)) >= 2

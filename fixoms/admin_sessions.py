@@ -21,10 +21,11 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fix_engine import codec
-from fix_engine.logs import SessionLogFactory, Traffic, message_file
+from fix_engine.logs import SessionLogFactory, message_file, tail
 from fix_engine.quickfix_import import fix
 from oms import commands as c
 from oms.risk import Scope
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 Result = tuple[Any, dict[str, Any] | None]
 RECENT = 10  # messages `sessions show` lists
+LAST_TIMES_WINDOW = 200  # messages searched for the last of each way (heartbeats keep both in it)
 
 
 class SessionOps:
@@ -57,25 +59,18 @@ class SessionOps:
     def _logs(self, info: SessionInfo) -> SessionLogFactory:
         return self.app.client_logs if info.connection_type == "acceptor" else self.app.venue_logs
 
-    def traffic(self, info: SessionInfo) -> Traffic | None:
-        return self._logs(info).traffic.get(info.key)
-
+    # Both read the session's FileLog (its last window): QuickFIX's C++ writes it, nothing in Python sees
+    # each message go by.
     def last_times(self, info: SessionInfo) -> dict[str, str | None]:
-        from fix_engine.logs import from_traffic
-
-        t = self.traffic(info)
         out: dict[str, str | None] = {"last_in": None, "last_out": None}
-        if t is not None:
-            for name, value in (("last_in", t.last_in), ("last_out", t.last_out)):
-                if value is not None:
-                    out[name] = from_traffic([(value, "", "")])[0].ts
+        messages, _ = tail(Path(self.message_log(info)), info.sender, limit=LAST_TIMES_WINDOW)
+        for m in messages:
+            out["last_in" if m.direction == "in" else "last_out"] = m.ts
         return out
 
     def recent(self, info: SessionInfo, n: int = RECENT) -> list[dict[str, Any]]:
-        from fix_engine.logs import from_traffic
-
-        t = self.traffic(info)
-        return [m.as_dict() for m in from_traffic(t.last(n))] if t is not None else []
+        messages, _ = tail(Path(self.message_log(info)), info.sender, limit=n)
+        return [m.as_dict() for m in messages]
 
     def message_log(self, info: SessionInfo) -> str:
         return str(message_file(self._logs(info).path, info.begin_string, info.sender, info.target))

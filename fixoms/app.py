@@ -11,6 +11,7 @@ from typing import Any
 from fix_engine import settings as fix_settings
 from fix_engine.application import destroy
 from fix_engine.client_gateway import ClientGateway
+from fix_engine.inbox import Inbox
 from fix_engine.logs import SessionLogFactory
 from fix_engine.quickfix_import import fix
 from fixoms.admin import AdminError, AdminServer, socket_path
@@ -59,6 +60,7 @@ class EngineApp:
         self.acceptor: Any = None
         self.initiator: Any = None
         self._factories: list[Any] = []
+        self._inboxes: list[Inbox] = []
         self.settings = fix_settings.load(config.sessions_file, overrides)
         taken = fix_settings.registered(self.settings)
         if taken:
@@ -125,11 +127,22 @@ class EngineApp:
         self.gateway.on_ack_latency = self.metrics.ack.observe
         self.jobs = Jobs(config.instance, self.engine.submit, self.journal.engine, config.timezone, config.session_end,
                          eod=self._eod_report, rotate=self._rotate_logs, rotate_at=config.rotate_logs_at)
+        # The FIX edge's hot path stays in C++ where the build allows (guard.patch): QuickFIX's threads
+        # queue messages for the engine thread, which reads them itself (fix_engine.inbox), and log them
+        # natively; without it they call into Python at each message, as a plain QuickFIX must.
+        native = fix_settings.quickfix_native_edge()
+        if native:
+            self.gateway.fix_inbox, self.venue_app.fix_inbox = Inbox(), Inbox()
+            self._inboxes = [self.gateway.fix_inbox, self.venue_app.fix_inbox]
+            self.acceptor_settings = fix_settings.with_inbox(self.acceptor_settings, self.gateway.fix_inbox.writer_fd)
+            self.initiator_settings = fix_settings.with_inbox(self.initiator_settings,
+                                                              self.venue_app.fix_inbox.writer_fd)
+            self.engine.sources = [self.gateway, self.venue_app]
         a, i = self.acceptor_settings, self.initiator_settings
-        # Our LogFactory on both sides: FileLog as before, plus each session's last messages for the
-        # operator and a backup the rotation job can trigger safely.
-        self.client_logs = SessionLogFactory(a, self.gateway)
-        self.venue_logs = SessionLogFactory(i)
+        # Our LogFactory on both sides: the events QuickFIX tells before a logon (fix_engine.logs), and a
+        # backup the rotation job can trigger safely.
+        self.client_logs = SessionLogFactory(a, self.gateway, native=native)
+        self.venue_logs = SessionLogFactory(i, native=native)
         self._factories = [fix.FileStoreFactory(a), self.client_logs, fix.FileStoreFactory(i), self.venue_logs]
         # ThreadedSocketAcceptor, not the SocketAcceptor the design prefers: 1.16's SocketAcceptor.stop()
         # races its own thread (SocketServer closed on the caller's thread while the acceptor thread
@@ -155,7 +168,13 @@ class EngineApp:
         if left:
             log.error("QuickFIX sessions %s are still registered after their engine was released: no engine with "
                       "them can run in this process any more", ", ".join(left))
-            _STRANDED.append((getattr(self, "gateway", None), getattr(self, "venue_app", None), list(self._factories)))
+            # and their inboxes: the sessions' pumps still write to those descriptors
+            _STRANDED.append((getattr(self, "gateway", None), getattr(self, "venue_app", None), list(self._factories),
+                              list(self._inboxes)))
+        else:
+            for inbox in self._inboxes:
+                inbox.close()
+        self._inboxes.clear()
         self._factories.clear()
         return not left
 

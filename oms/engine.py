@@ -8,9 +8,12 @@ append and the ticker live here too.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +28,7 @@ from oms.enums import (
 )
 from oms.lazymap import LoadingDict
 from oms.model import Order
-from oms.ports import ClientGateway, JournalPort, Router, VenueConnector
+from oms.ports import ClientGateway, InboundSource, JournalPort, Router, VenueConnector
 from oms.reports import (
     CancelReject,
     ExecutionReport,
@@ -67,6 +70,11 @@ class Engine(Decider):
         self.gateway = gateway
         self.venues = venues
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Inbound sources the engine thread reads itself (set before start); with any, `submit` from
+        # another thread wakes it through a socket pair, since it waits in select, not on the queue.
+        self.sources: list[InboundSource] = []
+        self._wake: tuple[socket.socket, socket.socket] | None = None
+        self._owner = 0  # the engine thread's ident
         self._resend: list[Outbound] = []
         self._ticker_stop = threading.Event()
         # True after a failed commit until the journal could be read again: memory then holds the
@@ -160,6 +168,11 @@ class Engine(Decider):
         raises if recovery failed (the thread then has stopped without handling anything)."""
         self._recovered.clear()
         self._recovery_error = None
+        if self.sources and self._wake is None:
+            reader, writer = socket.socketpair()
+            reader.setblocking(False)
+            writer.setblocking(False)
+            self._wake = (reader, writer)
         if wait:
             self.recover()
             self._recovered.set()
@@ -197,30 +210,70 @@ class Engine(Decider):
         if self._thread is None:
             return
         self.inbox.put(_STOP)
+        self._wakeup()
         self._thread.join(timeout)
         stopped = not self._thread.is_alive()
         self._thread = None
+        if stopped and self._wake is not None:
+            for sock in self._wake:
+                sock.close()
+            self._wake = None
         # Every batch appended was sent (the thread has returned): no resend at the next start.
         self.journal.close(sent=stopped)
 
     def submit(self, command: c.Command) -> None:
         """Thread-safe: the only way in."""
         self.inbox.put(command)
+        self._wakeup()
+
+    def _wakeup(self) -> None:
+        wake = self._wake
+        if wake is None or threading.get_ident() == self._owner:
+            return
+        # full: the engine thread has wake-ups pending already; closed: it has stopped
+        with contextlib.suppress(OSError):
+            wake[1].send(b"\0")
+
+    def _take(self, batch: list[Any]) -> list[Any]:
+        """The next batch, waiting for one unless `batch` (a retry) is one already: what the sources have
+        (handed to `submit`, so it queues in order with the rest), then the queue."""
+        if batch:
+            for source in self.sources:
+                source.pump()
+        elif self._wake is None:
+            batch = [self.inbox.get()]
+        else:
+            while True:
+                for source in self.sources:
+                    source.pump()
+                try:
+                    batch = [self.inbox.get_nowait()]
+                    break
+                except queue.Empty:
+                    pass
+                # The GIL is released while waiting: QuickFIX's threads never need it on the hot path.
+                waiting: list[Any] = [self._wake[0], *self.sources]
+                select.select(waiting, [], [])
+                with contextlib.suppress(OSError):  # BlockingIOError: all read
+                    while self._wake[0].recv(4096):
+                        pass
+        while len(batch) < MAX_BATCH:
+            try:
+                batch.append(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
 
     def _run(self) -> None:
+        self._owner = threading.get_ident()
         if self._resend:
             log.info("resending %d client messages of the last batch before the restart", len(self._resend))
             self._send(self._resend)
             self._resend = []
         retry: list[Any] = []
         while True:
-            batch = retry or [self.inbox.get()]
+            batch = self._take(retry)
             retry = []
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self.inbox.get_nowait())
-                except queue.Empty:
-                    break
             stopping = any(item is _STOP for item in batch)
             work = [item for item in batch if item is not _STOP]
             if work:

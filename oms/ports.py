@@ -72,6 +72,17 @@ class ClientGateway(Protocol):
     def send_mass_cancel_report(self, report: MassCancelReport) -> None: ...
 
 
+class InboundSource(Protocol):
+    """Where messages wait for the engine thread to read them (the FIX edge's inbox): the runner waits
+    on `fileno()` with select and calls `pump()`, which hands what has arrived to the engine's `submit`,
+    in order, and never blocks. Reading on the engine thread is what lets the FIX threads run without
+    Python at each message."""
+
+    def fileno(self) -> int: ...
+
+    def pump(self) -> None: ...
+
+
 class RiskGate(Protocol):
     """Pre-trade risk as the engine sees it. Called only from the engine thread; pure and fast (no I/O).
 

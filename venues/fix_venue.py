@@ -7,10 +7,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
 
 from fix_engine import codec
-from fix_engine.application import GuardedApplication, session_key
+from fix_engine.application import GuardedApplication
 from oms import commands as c
 from oms.reports import VenueCancel, VenueNewOrder, VenueStatusRequest
 
@@ -43,8 +42,7 @@ class VenueApplication(GuardedApplication):
             del self.books[book_key]
         self.submit(c.VenueSessionDown(key))
 
-    def on_from_app(self, raw: str, sid: Any) -> None:
-        key = session_key(sid)
+    def on_from_app(self, raw: str, key: str) -> None:
         if f"{codec.SOH}35={codec.MD_SNAPSHOT}{codec.SOH}" in raw or f"{codec.SOH}35={codec.MD_INCREMENTAL}{codec.SOH}" in raw:
             self._market_data(key, raw)
             return

@@ -25,7 +25,7 @@ from typing import Any
 
 import native
 from fix_engine import codec, settings
-from fix_engine.application import GuardedApplication, destroy, session_key
+from fix_engine.application import GuardedApplication, destroy
 from fix_engine.codec import SOH
 from fix_engine.quickfix_import import fix
 from oms import commands as c
@@ -140,14 +140,13 @@ class VenueSimulator(GuardedApplication):
             book.add(self._next_house, side, px, qty, native.GTC, HOUSE_OWNER)
 
     # --- FIX ---------------------------------------------------------------------------------
-    def on_from_app(self, raw: str, sid: Any) -> None:
+    def on_from_app(self, raw: str, key: str) -> None:
         if self.latency:
             time.sleep(self.latency)  # the venue's own answer time (config latency_ms)
         with self._lock:
-            self._dispatch(raw, sid)
+            self._dispatch(raw, key)
 
-    def _dispatch(self, raw: str, sid: Any) -> None:
-        key = session_key(sid)
+    def _dispatch(self, raw: str, key: str) -> None:
         if f"{SOH}35={codec.MD_REQUEST}{SOH}" in raw:
             self._md_request(key, raw)
             return

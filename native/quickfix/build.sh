@@ -14,6 +14,13 @@
 # down. A stop() that comes before start()'s thread has run leaves the listening socket open and its
 # thread unjoined. Now descriptors are closed once, by their owner, and stop() joins every thread.
 #
+# And the hot path without Python on QuickFIX's threads (session settings, set by fix_engine/settings.py
+# with_inbox): AppInboxFd=N queues each validated application message, and each logon and logout, for a
+# thread of the session's that writes them to descriptor N (C++/AppInbox.h), where the engine thread
+# reads them, instead of calling fromApp, which had to take the GIL with the session's lock held;
+# NativeMessageLog=Y gives the session a C++ FileLog of its own for messages and events (the Python
+# LogFactory's log then sees the events only); CallToApp=N skips the toApp callback we do not use.
+#
 # Usage: native/quickfix/build.sh PYTHON   -> prints the wheel's path
 set -euo pipefail
 PY=${1:?usage: build.sh PYTHON}
@@ -21,7 +28,8 @@ PY=${1:?usage: build.sh PYTHON}
 case "$PY" in /*) ;; */*) PY="$(pwd)/$PY" ;; *) PY=$(command -v "$PY") ;; esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 VERSION=1.16.0
-LOCAL=fixoms1
+# fixoms2: the settings AppInboxFd, NativeMessageLog and CallToApp (fix_engine/settings.py quickfix_native_edge)
+LOCAL=fixoms2
 CACHE=${FIXOMS_WHEEL_CACHE:-$HOME/.cache/fixoms/wheels}
 mkdir -p "$CACHE"
 # The patch's hash is part of the name: a changed patch builds a new wheel.
