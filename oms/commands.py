@@ -132,6 +132,9 @@ class StatusRequest:
     session: str
     cl_ord_id: str
     order_id: str | None = None
+    # Echoed on the answer for an unknown order: Symbol and Side are required on every ExecutionReport.
+    symbol: str = ""
+    side: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,7 @@ class VenueReport:
     avg_px: Decimal = Decimal(0)
     exec_ref_id: str = ""
     text: str = ""
+    exec_restatement_reason: int | None = None  # 378 as the venue sent it (passed on to the client)
 
 
 @dataclass(frozen=True, slots=True)

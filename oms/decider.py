@@ -389,8 +389,9 @@ class Decider:
     def _on_status(self, cmd: c.StatusRequest, b: Decision) -> None:
         order = self._find_client_order(cmd.session, cmd.cl_ord_id, cmd.order_id)
         if order is None:
+            # The request's Symbol and Side go back: the answer is an ExecutionReport, which requires them.
             b.outbound.append(
-                _refusal(cmd.session, cmd.cl_ord_id, "", "", ZERO, OrdRejReason.UNKNOWN_ORDER,
+                _refusal(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side, ZERO, OrdRejReason.UNKNOWN_ORDER,
                          f"unknown order {cmd.cl_ord_id!r}", exec_type=ExecType.ORDER_STATUS)
             )
             return
@@ -541,7 +542,8 @@ class Decider:
         elif et in (ExecType.CANCELED, ExecType.EXPIRED, ExecType.DONE_FOR_DAY, ExecType.REJECTED) and (
                 not child.done or child.in_doubt):
             text = r.text or f"{et.name.lower()} by {r.venue}"
-            b.emit(order, ev.ChildDone(order.order_id, child.child_id, et is ExecType.REJECTED, text))
+            b.emit(order, ev.ChildDone(order.order_id, child.child_id, et is ExecType.REJECTED, text,
+                                       r.exec_restatement_reason))
             self._settle(order, b)
 
     def _on_fill(self, order: Order, child: Child, venue: str, venue_exec_id: str, last_qty: Decimal,
@@ -605,7 +607,7 @@ class Decider:
                 self.risk.on_fill(order, -qty, px)
                 self.risk.on_fill(order, new_qty, r.last_px)
         b.outbound.append(report(order, r.exec_type, exec_id=exec_id, exec_ref_id=ref_exec_id, last_mkt=r.venue,
-                                 text=r.text))
+                                 text=r.text, restatement_reason=r.exec_restatement_reason))
         # A bust reopens a filled order: the broker works the residual again.
         if not order.is_terminal and order.pending is None and not order.expiring:
             self._route_residual(order, b)
@@ -664,7 +666,8 @@ class Decider:
             self.risk.on_done(order)
         exec_type = ExecType.EXPIRED if isinstance(event, ev.OrderExpired) else ExecType.CANCELED
         orig = orig_cl_ord_id if orig_cl_ord_id is not None and orig_cl_ord_id != order.cl_ord_id else None
-        b.outbound.append(report(order, exec_type, orig_cl_ord_id=orig))
+        reason = event.restatement_reason if isinstance(event, ev.OrderCanceled) else None
+        b.outbound.append(report(order, exec_type, orig_cl_ord_id=orig, restatement_reason=reason))
 
     def _settle(self, order: Order, b: Decision) -> None:
         """After any change to an order or its children: finish what can be finished."""
@@ -716,13 +719,15 @@ class Decider:
             self._reroutes[order.order_id] = self._reroutes.get(order.order_id, 0) + 1
             if self._route_residual(order, b) and order.working_child_qty > 0:
                 return
+        reason = None
         if order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
             text = "IOC remainder canceled" if order.time_in_force is TimeInForce.IOC else "FOK not filled"
         elif last is None:
             text = "no venue available"
         else:
-            text = f"{last.venue}: {last.text}"
-        self._end(order, ev.OrderCanceled(order.order_id, text), b)
+            # The venue ended it on its own: its words and its ExecRestatementReason(378) reach the client.
+            text, reason = f"{last.venue}: {last.text}", last.restatement_reason
+        self._end(order, ev.OrderCanceled(order.order_id, text, reason), b)
 
     # --- operators ------------------------------------------------------------------------------
     def _on_set_state(self, cmd: c.SetTradingState, b: Decision) -> None:

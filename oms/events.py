@@ -144,13 +144,15 @@ class ChildCancelRefused:
 
 @dataclass(frozen=True, slots=True)
 class ChildDone:
-    """The venue ended the child (canceled, expired, rejected): its unfilled part is no longer working."""
+    """The venue ended the child (canceled, expired, rejected, done for the day): its unfilled part is no
+    longer working."""
 
     order_id: str
     child_id: str
     rejected: bool
     text: str
-
+    restatement_reason: int | None = None  # the venue's ExecRestatementReason(378), passed on to the client
+    done_for_day: bool = False  # the venue's DoneForDay (ExecType 3), not a cancel
 
 @dataclass(frozen=True, slots=True)
 class ChildInDoubt:
@@ -258,6 +260,7 @@ class RiskLimitChanged:
 class OrderCanceled:
     order_id: str
     text: str
+    restatement_reason: int | None = None  # a venue's 378 when its unsolicited cancel ended the order
 
 
 @dataclass(frozen=True, slots=True)

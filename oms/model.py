@@ -36,6 +36,7 @@ class Child:
     venue_order_id: str = ""
     cancel_id: str = ""
     text: str = ""
+    restatement_reason: int | None = None  # the venue's ExecRestatementReason(378) when it ended the child
 
     @property
     def done(self) -> bool:
@@ -94,6 +95,10 @@ class Order:
     report_seq: int = 0
     child_seq: int = 0
     updated_at: datetime | None = None
+    # A GT order (GTC/GTD) its venue ended for the day: still open (LeavesQty kept), reported DoneForDay,
+    # worked again when the next session start renews it. An overlay like `pending`: the base status
+    # keeps following CumQty underneath.
+    done_for_day: bool = False
     children: dict[str, Child] = field(default_factory=dict)
 
     # --- derived -----------------------------------------------------------------------------
@@ -241,6 +246,7 @@ class Order:
             child = self.children[event.child_id]
             child.status = OrdStatus.REJECTED if event.rejected else OrdStatus.CANCELED
             child.text = event.text
+            child.restatement_reason = event.restatement_reason
         elif isinstance(event, ev.CancelRequested):
             self.pending = OrdStatus.PENDING_CANCEL
             self.pending_cl_ord_id = event.cl_ord_id or None

@@ -9,8 +9,17 @@ import pytest
 
 from oms import commands as c
 from oms import events as ev
-from oms.decider import Decider, EngineConfig
-from oms.enums import CxlRejReason, ExecType, OrdRejReason, OrdStatus, OrdType, Side
+from oms.decider import Decider, Decision, EngineConfig
+from oms.enums import (
+    CxlRejReason,
+    ExecRestatementReason,
+    ExecType,
+    OrdRejReason,
+    OrdStatus,
+    OrdType,
+    Side,
+    TimeInForce,
+)
 from oms.reports import CancelReject, ExecutionReport, VenueCancel, VenueNewOrder
 from sor.static import StaticRouter
 
@@ -79,3 +88,41 @@ def test_refusals_name_the_rule_and_change_no_order(decider: Decider) -> None:
                        ("C2", OrdStatus.REJECTED, OrdRejReason.INCORRECT_QUANTITY)]
     assert all(isinstance(e, ev.OrderRejected) for e in b.events)
     assert not any(o.status is OrdStatus.NEW for o in decider.orders.values())
+
+
+# --- issue 16: Appendix D rules, one test each ----------------------------------------------------
+def working(decider: Decider, qty: int = 1000, tif: TimeInForce = TimeInForce.DAY, cl: str = "C1") -> str:
+    """A limit order acknowledged by venue V1; returns its child's id."""
+    b = decider.decide([c.NewOrder("S1", cl, "ACC", "IBM", Side.BUY, OrdType.LIMIT, D(qty), D(150),
+                                   time_in_force=tif)])
+    child = next(o for o in b.outbound if isinstance(o, VenueNewOrder)).child_id
+    decider.decide([c.VenueReport("V1", child, None, "VO1", f"A-{child}", ExecType.NEW, OrdStatus.NEW)])
+    return child
+
+
+def client_reports(b: Decision) -> list[ExecutionReport]:
+    return [o for o in b.outbound if isinstance(o, ExecutionReport)]
+
+
+def row(r: ExecutionReport) -> tuple[ExecType, OrdStatus, Decimal, Decimal, Decimal, Decimal]:
+    return (r.exec_type, r.ord_status, r.order_qty, r.cum_qty, r.leaves_qty, r.last_qty)
+
+
+def test_status_of_an_unknown_order_echoes_the_requests_symbol_and_side(decider: Decider) -> None:
+    (st,) = decider.decide([c.StatusRequest("S1", "NOPE", None, "IBM", "2")]).outbound
+    assert isinstance(st, ExecutionReport)
+    assert (st.exec_type, st.ord_status, st.ord_rej_reason, st.order_id, st.symbol, st.side) == (
+        ExecType.ORDER_STATUS, OrdStatus.REJECTED, OrdRejReason.UNKNOWN_ORDER, "NONE", "IBM", "2")
+
+
+def test_E1b_a_venues_unsolicited_cancel_reaches_the_client_with_its_restatement_reason(decider: Decider) -> None:
+    child = working(decider)
+    decider.decide([c.VenueReport("V1", child, None, "VO1", "X1", ExecType.TRADE, OrdStatus.PARTIALLY_FILLED,
+                                  D(250), D(150))])
+    b = decider.decide([c.VenueReport("V1", child, None, "VO1", "X2", ExecType.CANCELED, OrdStatus.CANCELED,
+                                      text="trading halted",
+                                      exec_restatement_reason=ExecRestatementReason.CANCEL_ON_TRADING_HALT)])
+    (done,) = client_reports(b)
+    assert row(done) == (ExecType.CANCELED, OrdStatus.CANCELED, D(1000), D(250), D(0), D(0))
+    assert (done.exec_restatement_reason, done.text) == (6, "V1: trading halted")
+    assert [e.restatement_reason for e in b.events if isinstance(e, ev.OrderCanceled)] == [6]

@@ -1,0 +1,92 @@
+"""Issue 16: FIX 4.4 Appendix D sequences a broker gets wrong easily, over real client and venue sessions.
+
+Each test asserts the exact sequence the client receives - (ExecType, OrdStatus, OrderQty, CumQty,
+LeavesQty, LastQty) - and what the venue simulator received and sent for the order's children, by
+MsgType (VenueSimulator.exchanged). SQLite only, like test_lifecycle.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from fix_engine import codec
+from oms.enums import Side
+from tests.conftest import Stack
+from tests.e2e.test_lifecycle import (
+    CANCELED,
+    NEW,
+    PARTIAL,
+    REJECTED,
+    STATUS,
+    TRADE,
+    rest_ibm,
+    seq,
+    sim,
+)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'journal.db'}"
+
+
+VenueRow = tuple[str, str, str, str, str, str, str, str]
+
+
+def venue_seq(stack: Stack, order_id: str, venue: str = "VENUE-B") -> list[VenueRow]:
+    """(in/out, MsgType, ExecType, OrdStatus, OrderQty, CumQty, LeavesQty, LastQty) of every application
+    message the venue received or sent about the order's children ("" where the message has no such
+    field), oldest first."""
+    children = list(stack.app.engine.orders[order_id].children)  # type: ignore[attr-defined]
+    return [
+        (direction, m[codec.MSG_TYPE], m.get(codec.EXEC_TYPE, ""), m.get(codec.ORD_STATUS, ""),
+         m.get(codec.ORDER_QTY, ""), m.get(codec.CUM_QTY, ""), m.get(codec.LEAVES_QTY, ""), m.get(codec.LAST_QTY, ""))
+        for direction, m in stack.venue(venue).exchanged(*children)
+    ]
+
+
+def child_of(stack: Stack, order_id: str) -> str:
+    (child,) = stack.app.engine.orders[order_id].children  # type: ignore[attr-defined]
+    return str(child)
+
+
+@pytest.mark.parametrize("begin,comp_id", [("FIX.4.4", "CLIENT1"), ("FIX.4.2", "CLIENT2")])
+def test_G1_status_of_an_unknown_order_carries_the_required_fields(stack: Stack, begin: str, comp_id: str) -> None:
+    """The answer echoes the request's Symbol and Side: FIX 4.2 requires Symbol(55) on an ExecutionReport,
+    and the client's QuickFIX answers one without it with a session Reject instead of delivering it."""
+    client = stack.client(comp_id, begin)
+    client.status("NOPE", "IBM", "2")
+    st = client.wait_for(lambda m: m.get(codec.MSG_TYPE) == codec.EXECUTION_REPORT
+                         and m.get(codec.CL_ORD_ID) == "NOPE")
+    assert (st[codec.SYMBOL], st[codec.SIDE], st[codec.ORD_STATUS], st[codec.ORDER_ID]) == ("IBM", "2", REJECTED,
+                                                                                          "NONE")
+    if begin == "FIX.4.4":
+        assert (st[codec.EXEC_TYPE], st[codec.ORD_REJ_REASON]) == (STATUS, "5")
+    else:  # FIX 4.2: a status answer is ExecTransType 3 with ExecType = the status
+        assert (st[codec.EXEC_TRANS_TYPE], st[codec.EXEC_TYPE]) == ("3", REJECTED)
+    assert (st[codec.LEAVES_QTY], st[codec.CUM_QTY], st[codec.AVG_PX]) == ("0", "0", "0")
+
+
+def test_E1b_unsolicited_cancel_passes_the_venues_restatement_reason(stack: Stack) -> None:
+    c1 = stack.client()
+    cl = rest_ibm(c1, 1000, stack=stack)
+    sim(stack).house_order("IBM", Side.SELL, Decimal("150.00"), 250)
+    ack = c1.wait_report(cl, status=PARTIAL)
+    child = child_of(stack, ack[codec.ORDER_ID])
+    sim(stack).cancel_unsolicited("FIXOMS", child, "trading halted", restatement_reason=6)
+    done = c1.wait_report(cl, status=CANCELED)
+    assert (done[codec.EXEC_RESTATEMENT_REASON], done[codec.TEXT]) == ("6", "VENUE-B: trading halted")
+    assert seq(c1, cl) == [
+        (NEW, NEW, "1000", "0", "1000", "0"),
+        (TRADE, PARTIAL, "1000", "250", "750", "250"),
+        (CANCELED, CANCELED, "1000", "250", "0", "0"),
+    ]
+    assert venue_seq(stack, ack[codec.ORDER_ID]) == [
+        ("in", "D", "", "", "1000", "", "", ""),
+        ("out", "8", NEW, NEW, "1000", "0", "1000", "0"),
+        ("out", "8", TRADE, PARTIAL, "1000", "250", "750", "250"),
+        ("out", "8", CANCELED, CANCELED, "1000", "250", "0", "0"),
+    ]
