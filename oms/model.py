@@ -215,7 +215,8 @@ class Order:
             child.notional -= event.qty * event.px
             self.cum_qty -= event.qty
             self.notional -= event.qty * event.px
-            self.last_qty, self.last_px = event.qty, event.px
+            # App D J.1.b: a TradeCancel executes nothing; only CumQty, AvgPx and LeavesQty are restated.
+            self.last_qty, self.last_px = ZERO, ZERO
             self._move(Transition.BUST)
             self._by_quantity()
             self._seen_exec_id(event.exec_id)

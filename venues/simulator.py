@@ -296,7 +296,7 @@ class VenueSimulator(GuardedApplication):
                 o.notional -= qty * px
                 if o.status not in (OrdStatus.CANCELED, OrdStatus.DONE_FOR_DAY):  # reopens only a working or filled one
                     o.status = OrdStatus.PARTIALLY_FILLED if o.cum else OrdStatus.NEW
-                self._send(o, ExecType.TRADE_CANCEL, last_qty=qty, last_px=px, exec_ref_id=exec_id)
+                self._send(o, ExecType.TRADE_CANCEL, exec_ref_id=exec_id)  # executes nothing (App D J.1.b)
             else:
                 new_qty, new_px = correct_to
                 o.cum += new_qty - qty

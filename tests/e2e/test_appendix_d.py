@@ -16,9 +16,11 @@ from fix_engine import codec
 from oms.enums import Side
 from tests.conftest import Stack
 from tests.e2e.test_lifecycle import (
+    BUST,
     CANCELED,
     NEW,
     PARTIAL,
+    PCANCEL,
     REJECTED,
     STATUS,
     TRADE,
@@ -90,3 +92,43 @@ def test_E1b_unsolicited_cancel_passes_the_venues_restatement_reason(stack: Stac
         ("out", "8", TRADE, PARTIAL, "1000", "250", "750", "250"),
         ("out", "8", CANCELED, CANCELED, "1000", "250", "0", "0"),
     ]
+
+
+def test_J1b_bust_of_a_canceled_order_executes_nothing_and_restates(stack: Stack) -> None:
+    """App D J.1.b: the TradeCancel of a canceled order keeps OrdStatus Canceled, LastQty 0, and restates
+    CumQty (and AvgPx); the busted fill leaves the account's position. (Step 8 of J.1.b, a new fill on
+    the canceled order, the broker keeps: a late fill never follows a Canceled report to the client.)"""
+    from fixoms.blotter import positions_report
+
+    c1 = stack.client()
+    cl = rest_ibm(c1, 1000, stack=stack)
+    venue = sim(stack)
+    venue.house_order("IBM", Side.SELL, Decimal("150.00"), 500)
+    fill = c1.wait_report(cl, status=PARTIAL)
+    order_id = fill[codec.ORDER_ID]
+    x = c1.cancel(cl, "IBM", "1", 1000)
+    c1.wait_report(x, status=CANCELED)
+    stack.app.journal.sync()  # type: ignore[attr-defined]
+    assert [(p.symbol, p.qty) for p in positions_report(stack.app.journal.engine).positions] == [  # type: ignore[attr-defined]
+        ("IBM", Decimal(500))]
+    venue.bust_last_fill("FIXOMS", child_of(stack, order_id))
+    # ClOrdID: the order's latest, the cancel's (as FIX 4.2's D35 shows; 4.4's J.1.b shows the original)
+    bust = c1.wait_report(x, exec_type=BUST)
+    assert (bust[codec.EXEC_REF_ID], bust[codec.AVG_PX], bust[codec.LAST_PX]) == (fill[codec.EXEC_ID], "0", "0")
+    assert seq(c1, cl, x) == [
+        (NEW, NEW, "1000", "0", "1000", "0"),
+        (TRADE, PARTIAL, "1000", "500", "500", "500"),
+        (PCANCEL, PCANCEL, "1000", "500", "500", "0"),
+        (CANCELED, CANCELED, "1000", "500", "0", "0"),
+        (BUST, CANCELED, "1000", "0", "0", "0"),
+    ]
+    assert venue_seq(stack, order_id) == [
+        ("in", "D", "", "", "1000", "", "", ""),
+        ("out", "8", NEW, NEW, "1000", "0", "1000", "0"),
+        ("out", "8", TRADE, PARTIAL, "1000", "500", "500", "500"),
+        ("in", "F", "", "", "1000", "", "", ""),
+        ("out", "8", CANCELED, CANCELED, "1000", "500", "0", "0"),
+        ("out", "8", BUST, CANCELED, "1000", "0", "0", "0"),
+    ]
+    stack.app.journal.sync()  # type: ignore[attr-defined]
+    assert [p.qty for p in positions_report(stack.app.journal.engine).positions if p.qty] == []  # type: ignore[attr-defined]

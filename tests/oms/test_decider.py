@@ -126,3 +126,33 @@ def test_E1b_a_venues_unsolicited_cancel_reaches_the_client_with_its_restatement
     assert row(done) == (ExecType.CANCELED, OrdStatus.CANCELED, D(1000), D(250), D(0), D(0))
     assert (done.exec_restatement_reason, done.text) == (6, "V1: trading halted")
     assert [e.restatement_reason for e in b.events if isinstance(e, ev.OrderCanceled)] == [6]
+
+
+def test_J1b_a_bust_after_cancel_executes_nothing_and_restates_the_order(decider: Decider) -> None:
+    child = working(decider)
+    decider.decide([c.VenueReport("V1", child, None, "VO1", "X1", ExecType.TRADE, OrdStatus.PARTIALLY_FILLED,
+                                  D(500), D(50))])
+    b = decider.decide([c.CancelOrder("S1", "C2", "C1")])
+    cancel = next(o for o in b.outbound if isinstance(o, VenueCancel))
+    decider.decide([c.VenueReport("V1", cancel.cancel_id, child, "VO1", "X2", ExecType.CANCELED, OrdStatus.CANCELED)])
+    b = decider.decide([c.VenueReport("V1", child, None, "VO1", "X3", ExecType.TRADE_CANCEL, OrdStatus.CANCELED,
+                                      exec_ref_id="X1", exec_restatement_reason=ExecRestatementReason.OTHER)])
+    (bust,) = client_reports(b)
+    assert row(bust) == (ExecType.TRADE_CANCEL, OrdStatus.CANCELED, D(1000), D(0), D(0), D(0))
+    assert (bust.last_px, bust.avg_px, bust.exec_restatement_reason) == (D(0), D(0), 99)
+    assert not [o for o in b.outbound if isinstance(o, VenueNewOrder)]  # a canceled order is not worked again
+    (busted,) = [e for e in b.events if isinstance(e, ev.FillBusted)]
+    assert (busted.qty, busted.px) == (D(500), D(50))  # the journal keeps what was taken back
+
+
+def test_J1d_a_correction_reports_the_corrected_execution_and_restates_avg_px(decider: Decider) -> None:
+    child = working(decider)
+    decider.decide([c.VenueReport("V1", child, None, "VO1", "X1", ExecType.TRADE, OrdStatus.PARTIALLY_FILLED,
+                                  D(500), D(50)),
+                    c.VenueReport("V1", child, None, "VO1", "X2", ExecType.TRADE, OrdStatus.PARTIALLY_FILLED,
+                                  D(500), D(52))])
+    b = decider.decide([c.VenueReport("V1", child, None, "VO1", "X3", ExecType.TRADE_CORRECT,
+                                      OrdStatus.PARTIALLY_FILLED, D(400), D(50), exec_ref_id="X1")])
+    (corr,) = client_reports(b)
+    assert row(corr) == (ExecType.TRADE_CORRECT, OrdStatus.PARTIALLY_FILLED, D(1000), D(900), D(100), D(400))
+    assert (corr.last_px, corr.avg_px) == (D(50), (D(400 * 50 + 500 * 52) / 900).quantize(D("0.000001")))
