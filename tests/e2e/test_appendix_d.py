@@ -132,3 +132,27 @@ def test_J1b_bust_of_a_canceled_order_executes_nothing_and_restates(stack: Stack
     ]
     stack.app.journal.sync()  # type: ignore[attr-defined]
     assert [p.qty for p in positions_report(stack.app.journal.engine).positions if p.qty] == []  # type: ignore[attr-defined]
+
+
+def test_broker_ack_then_a_venue_rejection_reaches_the_client_as_canceled(stack: Stack) -> None:
+    """The broker-ack model (docs/rules-of-engagement.md): New on acceptance, before any venue has
+    answered; a venue's rejection afterwards ends the order Canceled with the venue's reason (the
+    client's order was accepted, so it is not Rejected)."""
+    c1 = stack.client()
+    venue = sim(stack)
+    with venue.paused():  # the venue takes nothing until the block ends
+        cl = c1.new_order("IBM", "1", 100, price="150.00")
+        ack = c1.wait_report(cl, status=NEW)
+        order_id = ack[codec.ORDER_ID]
+        assert venue_seq(stack, order_id) == []  # acknowledged while the venue had seen nothing of it
+        venue.halt("IBM", True, "volatility auction")  # so the venue refuses the child when it gets it
+    try:
+        done = c1.wait_report(cl, status=CANCELED)
+    finally:
+        venue.halt("IBM", False)
+    assert done[codec.TEXT] == "VENUE-B: trading halted in IBM"
+    assert seq(c1, cl) == [(NEW, NEW, "100", "0", "100", "0"), (CANCELED, CANCELED, "100", "0", "0", "0")]
+    assert venue_seq(stack, order_id) == [
+        ("in", "D", "", "", "100", "", "", ""),
+        ("out", "8", REJECTED, REJECTED, "0", "0", "0", "0"),
+    ]

@@ -156,3 +156,16 @@ def test_J1d_a_correction_reports_the_corrected_execution_and_restates_avg_px(de
     (corr,) = client_reports(b)
     assert row(corr) == (ExecType.TRADE_CORRECT, OrdStatus.PARTIALLY_FILLED, D(1000), D(900), D(100), D(400))
     assert (corr.last_px, corr.avg_px) == (D(50), (D(400 * 50 + 500 * 52) / 900).quantize(D("0.000001")))
+
+
+def test_broker_ack_new_before_the_venue_answers_and_a_venue_reject_ends_it_canceled(decider: Decider) -> None:
+    b = decider.decide([c.NewOrder("S1", "C1", "ACC", "IBM", Side.BUY, OrdType.LIMIT, D(100), D(150))])
+    ack, child = b.outbound  # the client's New goes out with the child, not after the venue's answer
+    assert isinstance(ack, ExecutionReport) and isinstance(child, VenueNewOrder)
+    assert row(ack) == (ExecType.NEW, OrdStatus.NEW, D(100), D(0), D(100), D(0))
+    b = decider.decide([c.VenueReport("V1", child.child_id, None, "NONE", "R1", ExecType.REJECTED,
+                                      OrdStatus.REJECTED, text="trading halted in IBM")])
+    (done,) = client_reports(b)
+    assert row(done) == (ExecType.CANCELED, OrdStatus.CANCELED, D(100), D(0), D(0), D(0))
+    assert (done.text, done.ord_rej_reason) == ("V1: trading halted in IBM", None)
+    assert not [o for o in b.outbound if isinstance(o, VenueNewOrder)]  # a venue's refusal is not retried
