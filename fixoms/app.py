@@ -124,7 +124,8 @@ class EngineApp:
         self.engine.observer = self.metrics.observe
         self.gateway.on_ack_latency = self.metrics.ack.observe
         self.jobs = Jobs(config.instance, self.engine.submit, self.journal.engine, config.timezone, config.session_end,
-                         eod=self._eod_report, rotate=self._rotate_logs, rotate_at=config.rotate_logs_at)
+                         eod=self._eod_report, rotate=self._rotate_logs, rotate_at=config.rotate_logs_at,
+                         session_start=config.session_start)
         a, i = self.acceptor_settings, self.initiator_settings
         # Our LogFactory on both sides: FileLog as before, plus each session's last messages for the
         # operator and a backup the rotation job can trigger safely.

@@ -102,6 +102,13 @@ class ExpireOrders:
 
 
 @dataclass(frozen=True, slots=True)
+class RenewOrders:
+    """Scheduled at the session start: GT orders their venue ended for the day are worked again."""
+
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class MarketPrice:
     """A trade or quote price for a symbol: elects held stop orders."""
 
@@ -254,6 +261,7 @@ Command = (
     | MassCancel
     | MassStatus
     | ExpireOrders
+    | RenewOrders
     | MarketPrice
     | MarketData
     | ReconcileVenue

@@ -277,6 +277,24 @@ class OrderExpired:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class OrderDoneForDay:
+    """The venue ended the order's work for the day (its DoneForDay) and nothing else works it. A DAY
+    order ends so (App D A.1.b); a GT order (`stays_open`) stays open with its LeavesQty, reported
+    DoneForDay, until OrderRenewed at the next session start (App D H.1)."""
+
+    order_id: str
+    text: str
+    stays_open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRenewed:
+    """A GT order done for the day is worked again at the session start (ExecType Restated, 378=1)."""
+
+    order_id: str
+
+
 Event = (
     OrderAccepted
     | OrderTriggered
@@ -302,6 +320,8 @@ Event = (
     | OrderCanceled
     | ExpiryRequested
     | OrderExpired
+    | OrderDoneForDay
+    | OrderRenewed
 )
 
 EVENT_TYPES: dict[str, type] = {t.__name__: t for t in Event.__args__}  # type: ignore[attr-defined]

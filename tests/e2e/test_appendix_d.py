@@ -18,16 +18,22 @@ from tests.conftest import Stack
 from tests.e2e.test_lifecycle import (
     BUST,
     CANCELED,
+    DFD,
     NEW,
     PARTIAL,
     PCANCEL,
+    PREPLACE,
     REJECTED,
+    REPLACED,
     STATUS,
     TRADE,
     rest_ibm,
     seq,
     sim,
+    wait_at_venue,
 )
+
+RESTATED = "D"
 
 
 @pytest.fixture
@@ -155,4 +161,78 @@ def test_broker_ack_then_a_venue_rejection_reaches_the_client_as_canceled(stack:
     assert venue_seq(stack, order_id) == [
         ("in", "D", "", "", "100", "", "", ""),
         ("out", "8", REJECTED, REJECTED, "0", "0", "0", "0"),
+    ]
+
+
+def test_A1b_venue_done_for_day_ends_a_day_order_done_for_day(stack: Stack) -> None:
+    c1 = stack.client()
+    cl = rest_ibm(c1, 1000, stack=stack)
+    venue = sim(stack)
+    venue.house_order("IBM", Side.SELL, Decimal("150.00"), 200)
+    c1.wait_report(cl, status=PARTIAL)
+    venue.house_order("IBM", Side.SELL, Decimal("150.00"), 100)
+    ack = c1.wait_for(lambda m: m.get(codec.CL_ORD_ID) == cl and m.get(codec.CUM_QTY) == "300")
+    order_id = ack[codec.ORDER_ID]
+    venue.done_for_day("FIXOMS", child_of(stack, order_id))
+    c1.wait_report(cl, status=DFD)
+    assert seq(c1, cl) == [
+        (NEW, NEW, "1000", "0", "1000", "0"),
+        (TRADE, PARTIAL, "1000", "200", "800", "200"),
+        (TRADE, PARTIAL, "1000", "300", "700", "100"),
+        (DFD, DFD, "1000", "300", "0", "0"),
+    ]
+    assert venue_seq(stack, order_id) == [
+        ("in", "D", "", "", "1000", "", "", ""),
+        ("out", "8", NEW, NEW, "1000", "0", "1000", "0"),
+        ("out", "8", TRADE, PARTIAL, "1000", "200", "800", "200"),
+        ("out", "8", TRADE, PARTIAL, "1000", "300", "700", "100"),
+        ("out", "8", DFD, DFD, "1000", "300", "0", "0"),
+    ]
+
+
+def test_H1d_gtc_done_for_day_survives_a_restart_is_renewed_at_session_start_then_replaced(stack: Stack) -> None:
+    """App D H.1.d: GTC partly filled, DoneForDay (LeavesQty kept), Restated (378=1) the next morning and
+    worked again at a venue with the rest, then a replace increasing the quantity. The engine restarts
+    while the order is done for the day; the session-start job (the real scheduled job) renews it."""
+    c1 = stack.client()
+    cl = c1.new_order("IBM", "1", 1000, price="150.00", tif="1")
+    order_id = c1.wait_report(cl, status=NEW)[codec.ORDER_ID]
+    wait_at_venue(stack, order_id)
+    sim(stack).house_order("IBM", Side.SELL, Decimal("150.00"), 200)
+    c1.wait_report(cl, status=PARTIAL)
+    sim(stack).done_for_day("FIXOMS", child_of(stack, order_id))
+    c1.wait_report(cl, status=DFD)
+
+    stack.stop_engine()
+    stack.start_engine()
+    c1.status(cl, "IBM", "1")
+    st = c1.wait_report(cl, exec_type=STATUS, timeout=20)
+    assert (st[codec.ORD_STATUS], st[codec.LEAVES_QTY], st[codec.CUM_QTY]) == (DFD, "800", "200")
+
+    stack.app.jobs.run_now("renew_gt")  # type: ignore[attr-defined]  # what the session-start cron runs
+    restated = c1.wait_report(cl, exec_type=RESTATED)
+    assert restated[codec.EXEC_RESTATEMENT_REASON] == "1"
+    wait_at_venue(stack, order_id)
+    r = c1.replace(cl, "IBM", "1", 1500, price="150.00")
+    c1.wait_report(r, exec_type=REPLACED)
+    assert seq(c1, cl, r) == [
+        (NEW, NEW, "1000", "0", "1000", "0"),
+        (TRADE, PARTIAL, "1000", "200", "800", "200"),
+        (DFD, DFD, "1000", "200", "800", "0"),
+        (STATUS, DFD, "1000", "200", "800", "0"),  # asked after the restart: still done for the day
+        (RESTATED, PARTIAL, "1000", "200", "800", "0"),
+        (PREPLACE, PREPLACE, "1000", "200", "800", "0"),
+        (REPLACED, PARTIAL, "1500", "200", "1300", "0"),
+    ]
+    assert venue_seq(stack, order_id) == [
+        ("in", "D", "", "", "1000", "", "", ""),
+        ("out", "8", NEW, NEW, "1000", "0", "1000", "0"),
+        ("out", "8", TRADE, PARTIAL, "1000", "200", "800", "200"),
+        ("out", "8", DFD, DFD, "1000", "200", "0", "0"),
+        ("in", "D", "", "", "800", "", "", ""),  # the renewal: the rest goes to the venue again
+        ("out", "8", NEW, NEW, "800", "0", "800", "0"),
+        ("in", "F", "", "", "800", "", "", ""),  # the replace: cancel, then the new terms
+        ("out", "8", CANCELED, CANCELED, "800", "0", "0", "0"),
+        ("in", "D", "", "", "1300", "", "", ""),
+        ("out", "8", NEW, NEW, "1300", "0", "1300", "0"),
     ]

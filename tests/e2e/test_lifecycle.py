@@ -374,7 +374,7 @@ def test_scheduled_jobs_expire_day_orders(stack: Stack) -> None:
     c1 = stack.client()
     day = rest_ibm(c1, 100, "149.00")
     jobs = stack.app.jobs  # type: ignore[attr-defined]
-    assert {j["id"] for j in jobs.list()} == {"expire_day", "expire_gtd", "eod_report", "rotate_logs"}
+    assert {j["id"] for j in jobs.list()} == {"expire_day", "renew_gt", "expire_gtd", "eod_report", "rotate_logs"}
     jobs.run_now("expire_day")  # what the session-end cron trigger runs
     c1.wait_report(day, status=EXPIRED)
     assert seq(c1, day)[-1] == (EXPIRED, EXPIRED, "100", "0", "0", "0")

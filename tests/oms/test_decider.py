@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -21,6 +22,7 @@ from oms.enums import (
     TimeInForce,
 )
 from oms.reports import CancelReject, ExecutionReport, VenueCancel, VenueNewOrder
+from oms.state_machine import IllegalTransition
 from sor.static import StaticRouter
 
 D = Decimal
@@ -169,3 +171,74 @@ def test_broker_ack_new_before_the_venue_answers_and_a_venue_reject_ends_it_canc
     assert row(done) == (ExecType.CANCELED, OrdStatus.CANCELED, D(100), D(0), D(0), D(0))
     assert (done.text, done.ord_rej_reason) == ("V1: trading halted in IBM", None)
     assert not [o for o in b.outbound if isinstance(o, VenueNewOrder)]  # a venue's refusal is not retried
+
+
+def test_A1b_a_venues_done_for_day_ends_a_day_order_done_for_day(decider: Decider) -> None:
+    child = working(decider)
+    decider.decide([c.VenueReport("V1", child, None, "VO1", "X1", ExecType.TRADE, OrdStatus.PARTIALLY_FILLED,
+                                  D(300), D(150))])
+    b = decider.decide([c.VenueReport("V1", child, None, "VO1", "X2", ExecType.DONE_FOR_DAY,
+                                      OrdStatus.DONE_FOR_DAY)])
+    (dfd,) = client_reports(b)
+    assert row(dfd) == (ExecType.DONE_FOR_DAY, OrdStatus.DONE_FOR_DAY, D(1000), D(300), D(0), D(0))
+    assert decider.orders["T-1"].is_terminal
+    # a day order done for the day is not renewed
+    assert decider.decide([c.RenewOrders(datetime.now(UTC))]).outbound == []
+
+
+def test_H1_a_gtc_order_done_for_the_day_stays_open_and_is_renewed_at_the_session_start(decider: Decider) -> None:
+    child = working(decider, tif=TimeInForce.GTC)
+    decider.decide([c.VenueReport("V1", child, None, "VO1", "X1", ExecType.TRADE, OrdStatus.PARTIALLY_FILLED,
+                                  D(200), D(150))])
+    b = decider.decide([c.VenueReport("V1", child, None, "VO1", "X2", ExecType.DONE_FOR_DAY,
+                                      OrdStatus.DONE_FOR_DAY)])
+    (dfd,) = client_reports(b)
+    assert row(dfd) == (ExecType.DONE_FOR_DAY, OrdStatus.DONE_FOR_DAY, D(1000), D(200), D(800), D(0))
+    assert not [o for o in b.outbound if isinstance(o, VenueNewOrder)]  # not worked again today
+    order = decider.orders["T-1"]
+    assert not order.is_terminal and order.done_for_day
+    (st,) = decider.decide([c.StatusRequest("S1", "C1")]).outbound
+    assert isinstance(st, ExecutionReport) and (st.ord_status, st.leaves_qty) == (OrdStatus.DONE_FOR_DAY, D(800))
+    b = decider.decide([c.RenewOrders(datetime.now(UTC))])
+    restated, new_child = b.outbound
+    assert isinstance(restated, ExecutionReport) and isinstance(new_child, VenueNewOrder)
+    assert row(restated) == (ExecType.RESTATED, OrdStatus.PARTIALLY_FILLED, D(1000), D(200), D(800), D(0))
+    assert restated.exec_restatement_reason == ExecRestatementReason.GT_RENEWAL
+    assert (new_child.qty, new_child.time_in_force) == (D(800), TimeInForce.GTC)
+    assert kinds(b.events) == ["OrderRenewed", "ChildRouted"]
+    assert decider.decide([c.RenewOrders(datetime.now(UTC))]).outbound == []  # renewed once
+
+
+def test_H1c_a_gtc_order_done_for_the_day_can_be_canceled_before_renewal(decider: Decider) -> None:
+    child = working(decider, tif=TimeInForce.GTC)
+    decider.decide([c.VenueReport("V1", child, None, "VO1", "X2", ExecType.DONE_FOR_DAY, OrdStatus.DONE_FOR_DAY)])
+    b = decider.decide([c.CancelOrder("S1", "C2", "C1")])
+    pending, done = client_reports(b)
+    assert row(pending) == (ExecType.PENDING_CANCEL, OrdStatus.PENDING_CANCEL, D(1000), D(0), D(1000), D(0))
+    assert row(done) == (ExecType.CANCELED, OrdStatus.CANCELED, D(1000), D(0), D(0), D(0))
+    assert not decider.orders["T-1"].done_for_day
+    assert decider.decide([c.RenewOrders(datetime.now(UTC))]).outbound == []
+
+
+def test_renewal_waits_for_a_venue_that_lists_the_symbol(decider: Decider) -> None:
+    child = working(decider, tif=TimeInForce.GTC)
+    decider.decide([c.VenueReport("V1", child, None, "VO1", "X2", ExecType.DONE_FOR_DAY, OrdStatus.DONE_FOR_DAY),
+                    c.VenueSessionDown("V1")])
+    assert decider.decide([c.RenewOrders(datetime.now(UTC))]).outbound == []
+    b = decider.decide([c.VenueSessionUp("V1")])
+    assert [type(o).__name__ for o in b.outbound] == ["ExecutionReport", "VenueNewOrder"]
+
+
+def test_done_for_day_and_renewal_go_through_the_state_machine() -> None:
+    decider = Decider(StaticRouter({"IBM": "V1"}), EngineConfig(instance="T", symbols=frozenset({"IBM"}), tick_s=0))
+    decider.decide([c.VenueSessionUp("V1")])
+    working(decider, tif=TimeInForce.GTC)
+    order = decider.orders["T-1"]
+    with pytest.raises(IllegalTransition):
+        order.apply(ev.OrderRenewed("T-1"))  # not done for the day
+    order.apply(ev.OrderDoneForDay("T-1", "V1: closed", True))
+    with pytest.raises(IllegalTransition):
+        order.apply(ev.OrderDoneForDay("T-1", "V1: closed", True))
+    order.apply(ev.OrderCanceled("T-1", "canceled"))
+    with pytest.raises(IllegalTransition):
+        order.apply(ev.OrderDoneForDay("T-1", "V1: closed", False))  # a canceled order cannot be done for day
