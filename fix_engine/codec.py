@@ -42,6 +42,7 @@ MAX_FLOOR, EXPIRE_TIME, EXEC_TYPE, LEAVES_QTY, REF_MSG_TYPE = 111, 126, 150, 151
 BUSINESS_REJECT_REASON, CXL_REJ_RESPONSE_TO, TARGET_STRATEGY = 380, 434, 847
 USERNAME, PASSWORD = 553, 554
 EXEC_REF_ID, EXPIRE_DATE = 19, 432
+EXEC_RESTATEMENT_REASON = 378
 MASS_CANCEL_REQUEST_TYPE, MASS_CANCEL_RESPONSE, MASS_CANCEL_REJECT_REASON = 530, 531, 532
 TOTAL_AFFECTED_ORDERS, MASS_STATUS_REQ_ID, MASS_STATUS_REQ_TYPE = 533, 584, 585
 TOT_NUM_REPORTS, LAST_RPT_REQUESTED = 911, 912
@@ -68,6 +69,10 @@ FIX44 = "FIX.4.4"
 # FIX 4.2 has no ExecType Trade/OrderStatus and fewer reject reasons: downgrade at the edge only.
 _FIX42_REJ = {int(r) for r in OrdRejReason if r <= 8}
 _FIX42_CXL = {0, 1, 2, 3}
+# ExecRestatementReason(378) values each dictionary knows: a venue's other value goes to a FIX 4.4 client
+# as 99 (Other) and is left out for FIX 4.2 (which has no Other); the Text still says what happened.
+_FIX42_RESTATEMENT = frozenset(range(6))
+_FIX44_RESTATEMENT = frozenset(range(11)) | {99}
 
 
 # The longest identifiers we take (the journal's columns are wider): longer ones are refused up front
@@ -156,6 +161,15 @@ def _dec(fields: dict[int, str], tag: int, name: str) -> Decimal | None:
     return value
 
 
+def _int(fields: dict[int, str], tag: int, name: str) -> int | None:
+    raw = fields.get(tag)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 9:
+        raise DecodeError(f"{name}({tag}) is not a non-negative integer: {raw[:20]!r}", tag)
+    return int(raw)
+
+
 def _required(fields: dict[int, str], tag: int, name: str) -> str:
     value = fields.get(tag)
     if value is None or value == "":
@@ -197,7 +211,8 @@ def decode_client(raw: str, session: str) -> c.Command:
     if msg_type == REPLACE_REQUEST:
         return decode_replace(fields, session)
     if msg_type == STATUS_REQUEST:
-        return c.StatusRequest(session, _required(fields, CL_ORD_ID, "ClOrdID"), fields.get(ORDER_ID) or None)
+        return c.StatusRequest(session, _required(fields, CL_ORD_ID, "ClOrdID"), fields.get(ORDER_ID) or None,
+                               fields.get(SYMBOL, ""), fields.get(SIDE, ""))
     if msg_type == MASS_CANCEL_REQUEST:
         return c.MassCancel(session, _required(fields, CL_ORD_ID, "ClOrdID"),
                             _required(fields, MASS_CANCEL_REQUEST_TYPE, "MassCancelRequestType"),
@@ -314,6 +329,13 @@ def _message(begin: str, msg_type: str, body: list[tuple[int, str]], poss_resend
     return SOH.join(parts) + SOH
 
 
+# Symbol(55) and Side(54) are required on every ExecutionReport (FIX 4.2 and 4.4), also on the answer to
+# a request that named none (a mass status of all orders, a NewOrderSingle without a Symbol): "[N/A]" is
+# FIX's placeholder for a required instrument that does not apply, and Side 7 (Undisclosed) claims no side.
+NOT_APPLICABLE = "[N/A]"
+SIDE_UNDISCLOSED = "7"
+
+
 def encode_report(r: ExecutionReport, begin: str, copy: bool = False) -> str:
     exec_type = r.exec_type.value
     body: list[tuple[int, str]] = [
@@ -323,8 +345,8 @@ def encode_report(r: ExecutionReport, begin: str, copy: bool = False) -> str:
         (EXEC_ID, r.exec_id),
         (ORD_STATUS, r.ord_status.value),
         (ACCOUNT, r.account),
-        (SYMBOL, r.symbol),
-        (SIDE, r.side or "1"),
+        (SYMBOL, r.symbol or NOT_APPLICABLE),
+        (SIDE, r.side or SIDE_UNDISCLOSED),
         (ORDER_QTY, _fmt(r.order_qty)),
         (ORD_TYPE, r.ord_type.value if r.ord_type else ""),
         (PRICE, _fmt(r.price)),
@@ -359,11 +381,22 @@ def encode_report(r: ExecutionReport, begin: str, copy: bool = False) -> str:
         if rej is not None and int(rej) not in _FIX42_REJ:
             rej = OrdRejReason.BROKER_OPTION
     body.append((EXEC_TYPE, exec_type))
+    restated = _restatement_reason(r.exec_restatement_reason, begin)
+    if restated is not None:
+        body.append((EXEC_RESTATEMENT_REASON, str(restated)))
     if copy:
         body.append((COPY_MSG_INDICATOR, "Y"))
     if rej is not None:
         body.append((ORD_REJ_REASON, str(int(rej))))
     return _message(begin, EXECUTION_REPORT, body, r.poss_resend)
+
+
+def _restatement_reason(reason: int | None, begin: str) -> int | None:
+    if reason is None:
+        return None
+    if begin == FIX42:
+        return reason if reason in _FIX42_RESTATEMENT else None
+    return reason if reason in _FIX44_RESTATEMENT else 99
 
 
 def encode_cancel_reject(r: CancelReject, begin: str) -> str:
@@ -472,6 +505,7 @@ def decode_venue(raw: str, venue: str) -> c.Command | None:
             avg_px=_dec(fields, AVG_PX, "AvgPx") or Decimal(0),
             exec_ref_id=fields.get(EXEC_REF_ID, ""),
             text=fields.get(TEXT, ""),
+            exec_restatement_reason=_int(fields, EXEC_RESTATEMENT_REASON, "ExecRestatementReason"),
         )
     if msg_type == CANCEL_REJECT:
         status = fields.get(ORD_STATUS)

@@ -126,7 +126,8 @@ class EngineApp:
         self.engine.observer = self.metrics.observe
         self.gateway.on_ack_latency = self.metrics.ack.observe
         self.jobs = Jobs(config.instance, self.engine.submit, self.journal.engine, config.timezone, config.session_end,
-                         eod=self._eod_report, rotate=self._rotate_logs, rotate_at=config.rotate_logs_at)
+                         eod=self._eod_report, rotate=self._rotate_logs, rotate_at=config.rotate_logs_at,
+                         session_start=config.session_start)
         # The FIX edge's hot path stays in C++ where the build allows (guard.patch): QuickFIX's threads
         # queue messages for the engine thread, which reads them itself (fix_engine.inbox), and log them
         # natively; without it they call into Python at each message, as a plain QuickFIX must.

@@ -58,6 +58,7 @@ class Config:
     venue_ack_timeout_s: float = 2.0
     timezone: str = "America/New_York"
     session_end: str = "16:00"  # DAY orders expire then (local time in `timezone`, weekdays)
+    session_start: str = "09:30"  # GT orders done for the day are renewed then (same clock)
     # [schedule] rotate_logs: daily time (HH:MM, `timezone`) the FIX logs and the engine log are rotated;
     # log_retention_days: compressed logs older than this are deleted
     rotate_logs_at: str = "00:05"
@@ -152,6 +153,9 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> C
     schedule = data.get("schedule", {})
     cfg.timezone = str(schedule.get("timezone", cfg.timezone))
     cfg.session_end = str(schedule.get("session_end", cfg.session_end))
+    cfg.session_start = str(schedule.get("session_start", cfg.session_start))
+    if not _hh_mm(cfg.session_start):
+        raise ConfigError(f"[schedule] session_start must be HH:MM, got {cfg.session_start!r}")
     try:
         from zoneinfo import ZoneInfo
 

@@ -1,5 +1,6 @@
 """Scheduled jobs (APScheduler 3): DAY expiry at the configured session end, GTD expiry as it falls due,
-the end-of-day report, and the daily log rotation (fixoms.logrotate).
+the renewal of GT orders done for the day at the session start, the end-of-day report, and the daily
+log rotation (fixoms.logrotate).
 
 Jobs only submit commands to the engine queue; the engine thread does the work. The cron jobs (session
 end, end-of-day report, log rotation) live in an SQLAlchemyJobStore on the journal's database, so a run
@@ -42,6 +43,8 @@ def run_job(instance: str, name: str) -> Any:
     now = datetime.now(UTC)
     if name == "expire_day":
         submit(c.ExpireOrders("day", now))
+    elif name == "renew_gt":
+        submit(c.RenewOrders(now))
     elif name == "expire_gtd":
         submit(c.ExpireOrders("gtd", now))
     elif name == "eod_report" and instance in _EOD:
@@ -55,13 +58,14 @@ def run_job(instance: str, name: str) -> Any:
     return None
 
 
-JOB_NAMES = ("expire_day", "expire_gtd", "eod_report", "rotate_logs")
+JOB_NAMES = ("expire_day", "renew_gt", "expire_gtd", "eod_report", "rotate_logs")
 
 
 class Jobs:
     def __init__(self, instance: str, submit: Callable[[c.Command], None], db_engine: Any, timezone: str,
                  session_end: str, gtd_poll_seconds: float = 1.0, eod: Callable[[], None] | None = None,
-                 rotate: Callable[[], dict[str, int]] | None = None, rotate_at: str = "00:05") -> None:
+                 rotate: Callable[[], dict[str, int]] | None = None, rotate_at: str = "00:05",
+                 session_start: str = "09:30") -> None:
         self.instance = instance
         self.submit = submit
         self.eod = eod
@@ -81,6 +85,12 @@ class Jobs:
             ("expire_day", "DAY order expiry",
              CronTrigger(day_of_week="mon-fri", hour=hour, minute=minute, timezone=timezone)),
         ]
+        # GT orders their venue was done with for the day are worked again at the next session start; a
+        # start missed while the engine was down renews them when it starts again (the SQL store).
+        start_hour, start_minute = (int(x) for x in session_start.split(":"))
+        self._stored.append(("renew_gt", "GT order renewal",
+                             CronTrigger(day_of_week="mon-fri", hour=start_hour, minute=start_minute,
+                                         timezone=timezone)))
         # The end-of-day report runs after DAY expiry has settled (15 minutes after session end).
         eod_minute = (hour * 60 + minute + 15) % (24 * 60)
         self._stored.append(("eod_report", "end-of-day report",

@@ -102,6 +102,13 @@ class ExpireOrders:
 
 
 @dataclass(frozen=True, slots=True)
+class RenewOrders:
+    """Scheduled at the session start: GT orders their venue ended for the day are worked again."""
+
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class MarketPrice:
     """A trade or quote price for a symbol: elects held stop orders."""
 
@@ -132,6 +139,9 @@ class StatusRequest:
     session: str
     cl_ord_id: str
     order_id: str | None = None
+    # Echoed on the answer for an unknown order: Symbol and Side are required on every ExecutionReport.
+    symbol: str = ""
+    side: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +172,7 @@ class VenueReport:
     avg_px: Decimal = Decimal(0)
     exec_ref_id: str = ""
     text: str = ""
+    exec_restatement_reason: int | None = None  # 378 as the venue sent it (passed on to the client)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +261,7 @@ Command = (
     | MassCancel
     | MassStatus
     | ExpireOrders
+    | RenewOrders
     | MarketPrice
     | MarketData
     | ReconcileVenue

@@ -21,6 +21,7 @@ from oms import events as ev
 from oms.enums import (
     CxlRejReason,
     CxlRejResponseTo,
+    ExecRestatementReason,
     ExecType,
     OrdRejReason,
     OrdStatus,
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 # How often an order's unfilled IOC children are re-routed before the rest is canceled back.
 MAX_REROUTES = 20
+# Orders that stay open when their venue is done for the day, to be renewed at the next session start.
+GOOD_TILL = frozenset({TimeInForce.GTC, TimeInForce.GTD})
 
 
 @dataclass
@@ -139,6 +142,8 @@ class Decider:
         self.tca: Callable[[Order], dict[str, Any]] | None = None
         self._tca_done: set[str] = set()
         self._seq = 0
+        # GT orders due for renewal while no venue could take their symbol: renewed when one logs on.
+        self._renew_waiting: set[str] = set()
 
     def _file(self, order: Order) -> None:
         """Index an order held in memory under its ClOrdIDs and its children's venue ClOrdIDs."""
@@ -270,7 +275,7 @@ class Decider:
     def _route_residual(self, order: Order, b: Decision) -> bool:
         """Send what is neither filled nor working to venues. False when no venue can take it."""
         qty = order.unrouted_qty
-        if qty <= 0 or order.is_terminal or order.held:
+        if qty <= 0 or order.is_terminal or order.held or order.done_for_day:  # resting: renewal routes it
             return True
         plans = self.router.route(order, qty, self._routable(order.symbol))
         for plan in plans:
@@ -389,8 +394,9 @@ class Decider:
     def _on_status(self, cmd: c.StatusRequest, b: Decision) -> None:
         order = self._find_client_order(cmd.session, cmd.cl_ord_id, cmd.order_id)
         if order is None:
+            # The request's Symbol and Side go back: the answer is an ExecutionReport, which requires them.
             b.outbound.append(
-                _refusal(cmd.session, cmd.cl_ord_id, "", "", ZERO, OrdRejReason.UNKNOWN_ORDER,
+                _refusal(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side, ZERO, OrdRejReason.UNKNOWN_ORDER,
                          f"unknown order {cmd.cl_ord_id!r}", exec_type=ExecType.ORDER_STATUS)
             )
             return
@@ -541,7 +547,8 @@ class Decider:
         elif et in (ExecType.CANCELED, ExecType.EXPIRED, ExecType.DONE_FOR_DAY, ExecType.REJECTED) and (
                 not child.done or child.in_doubt):
             text = r.text or f"{et.name.lower()} by {r.venue}"
-            b.emit(order, ev.ChildDone(order.order_id, child.child_id, et is ExecType.REJECTED, text))
+            b.emit(order, ev.ChildDone(order.order_id, child.child_id, et is ExecType.REJECTED, text,
+                                       r.exec_restatement_reason, et is ExecType.DONE_FOR_DAY))
             self._settle(order, b)
 
     def _on_fill(self, order: Order, child: Child, venue: str, venue_exec_id: str, last_qty: Decimal,
@@ -605,7 +612,7 @@ class Decider:
                 self.risk.on_fill(order, -qty, px)
                 self.risk.on_fill(order, new_qty, r.last_px)
         b.outbound.append(report(order, r.exec_type, exec_id=exec_id, exec_ref_id=ref_exec_id, last_mkt=r.venue,
-                                 text=r.text))
+                                 text=r.text, restatement_reason=r.exec_restatement_reason))
         # A bust reopens a filled order: the broker works the residual again.
         if not order.is_terminal and order.pending is None and not order.expiring:
             self._route_residual(order, b)
@@ -627,7 +634,8 @@ class Decider:
         ended = (OrdStatus.CANCELED, OrdStatus.EXPIRED, OrdStatus.DONE_FOR_DAY, OrdStatus.REJECTED, OrdStatus.FILLED)
         if (not child.done and r.ord_status in ended[:-1]) or (child.in_doubt and r.ord_status in ended):
             b.emit(order, ev.ChildDone(order.order_id, child.child_id, r.ord_status is OrdStatus.REJECTED,
-                                       r.text or f"{r.ord_status.name.lower()} at {r.venue} (reconciled)"))
+                                       r.text or f"{r.ord_status.name.lower()} at {r.venue} (reconciled)",
+                                       done_for_day=r.ord_status is OrdStatus.DONE_FOR_DAY))
             self._settle(order, b)
         elif child.in_doubt and not child.cancel_id and order.side is not None:
             # Still working at a venue that kept it: its quantity was routed elsewhere, so cancel it there.
@@ -664,7 +672,36 @@ class Decider:
             self.risk.on_done(order)
         exec_type = ExecType.EXPIRED if isinstance(event, ev.OrderExpired) else ExecType.CANCELED
         orig = orig_cl_ord_id if orig_cl_ord_id is not None and orig_cl_ord_id != order.cl_ord_id else None
-        b.outbound.append(report(order, exec_type, orig_cl_ord_id=orig))
+        reason = event.restatement_reason if isinstance(event, ev.OrderCanceled) else None
+        b.outbound.append(report(order, exec_type, orig_cl_ord_id=orig, restatement_reason=reason))
+
+    def _done_for_day(self, order: Order, text: str, b: Decision) -> None:
+        """The venue is done for the day with what nothing else works: the client sees DoneForDay. A DAY
+        order ends so (App D A.1.b: LeavesQty 0); a GT order stays open with its LeavesQty (App D H.1) and
+        is worked again at the next session start (_on_renew)."""
+        stays_open = order.time_in_force in GOOD_TILL
+        b.emit(order, ev.OrderDoneForDay(order.order_id, text, stays_open))
+        if not stays_open and self.risk is not None:
+            self.risk.on_done(order)
+        b.outbound.append(report(order, ExecType.DONE_FOR_DAY))
+
+    def _on_renew(self, cmd: c.RenewOrders, b: Decision) -> None:
+        for order in list(self.orders.values()):
+            if order.done_for_day and not order.is_terminal:
+                self._renew(order, b)
+
+    def _renew(self, order: Order, b: Decision) -> None:
+        if not self._routable(order.symbol):
+            # Venues log on around the session start too: renew it when one that lists it does.
+            self._renew_waiting.add(order.order_id)
+            log.warning("GT renewal of %s waits: no venue for %s is up", order.order_id, order.symbol)
+            return
+        self._renew_waiting.discard(order.order_id)
+        b.emit(order, ev.OrderRenewed(order.order_id))
+        b.outbound.append(report(order, ExecType.RESTATED, text="GT renewal",
+                                 restatement_reason=ExecRestatementReason.GT_RENEWAL))
+        if not self._route_residual(order, b):
+            self._end(order, ev.OrderCanceled(order.order_id, "GT renewal: no venue available"), b)
 
     def _settle(self, order: Order, b: Decision) -> None:
         """After any change to an order or its children: finish what can be finished."""
@@ -702,13 +739,18 @@ class Decider:
         if order.expiring:
             self._end(order, ev.OrderExpired(order.order_id, order.text), b)
             return
-        if order.held or order.leaves_qty <= 0 or any(not ch.done for ch in order.children.values()):
-            return
+        if order.held or order.done_for_day or order.leaves_qty <= 0 or any(
+                not ch.done for ch in order.children.values()):
+            return  # (done for the day: resting until renewed)
         # Nothing works at any venue and nobody asked for it. If the router's IOC children came back
         # short (or were never sent), work the rest again against the refreshed book; if a venue ended
         # a resting child or rejected one, the rest goes back to the client with the venue's reason.
         ended = [ch for ch in order.children.values() if ch.status is not OrdStatus.FILLED]
         last = max(ended, key=lambda ch: int(ch.child_id.rsplit(".", 1)[1]), default=None)
+        if last is not None and last.status is OrdStatus.DONE_FOR_DAY and order.time_in_force not in (
+                TimeInForce.IOC, TimeInForce.FOK):
+            self._done_for_day(order, f"{last.venue}: {last.text}", b)
+            return
         if order.time_in_force not in (TimeInForce.IOC, TimeInForce.FOK) and (
             last is None or (last.time_in_force in (TimeInForce.IOC, TimeInForce.FOK)
                              and last.status is not OrdStatus.REJECTED)
@@ -716,13 +758,15 @@ class Decider:
             self._reroutes[order.order_id] = self._reroutes.get(order.order_id, 0) + 1
             if self._route_residual(order, b) and order.working_child_qty > 0:
                 return
+        reason = None
         if order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
             text = "IOC remainder canceled" if order.time_in_force is TimeInForce.IOC else "FOK not filled"
         elif last is None:
             text = "no venue available"
         else:
-            text = f"{last.venue}: {last.text}"
-        self._end(order, ev.OrderCanceled(order.order_id, text), b)
+            # The venue ended it on its own: its words and its ExecRestatementReason(378) reach the client.
+            text, reason = f"{last.venue}: {last.text}", last.restatement_reason
+        self._end(order, ev.OrderCanceled(order.order_id, text, reason), b)
 
     # --- operators ------------------------------------------------------------------------------
     def _on_set_state(self, cmd: c.SetTradingState, b: Decision) -> None:
@@ -770,6 +814,12 @@ class Decider:
         self._down_since.pop(cmd.venue, None)
         self.suspect.discard(cmd.venue)
         self._ask_venue_status(cmd.venue, b)
+        for order_id in sorted(self._renew_waiting):
+            order = self.orders.get(order_id)
+            if order is None or not order.done_for_day or order.is_terminal:
+                self._renew_waiting.discard(order_id)
+            elif self._routable(order.symbol):
+                self._renew(order, b)
 
     def _on_reconcile(self, cmd: c.ReconcileVenue, b: Decision) -> None:
         self._ask_venue_status(cmd.venue, b)
@@ -879,7 +929,7 @@ class Decider:
         for child in children:
             self._watch.pop(child.child_id, None)
             b.emit(order, ev.ChildInDoubt(order.order_id, child.child_id, text))
-        if (order.pending is None and not order.expiring and not order.held
+        if (order.pending is None and not order.expiring and not order.held and not order.done_for_day
                 and order.time_in_force not in (TimeInForce.IOC, TimeInForce.FOK)):
             self._route_residual(order, b)
             if order.working_child_qty == 0 and not order.is_terminal:
@@ -897,6 +947,7 @@ class Decider:
         c.MassCancel: _on_mass_cancel,
         c.MassStatus: _on_mass_status,
         c.ExpireOrders: _on_expire,
+        c.RenewOrders: _on_renew,
         c.MarketPrice: _on_market_price,
         c.MarketData: _on_market_data,
         c.ReconcileVenue: _on_reconcile,

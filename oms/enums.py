@@ -99,6 +99,24 @@ class CxlRejReason(IntEnum):
     OTHER = 99
 
 
+class ExecRestatementReason(IntEnum):
+    """ExecRestatementReason(378): why a report restates an order or cancels it unasked. A venue's value
+    passes through as the int it sent (it may be one this list lacks); these are the ones we name."""
+
+    GT_CORPORATE_ACTION = 0
+    GT_RENEWAL = 1
+    VERBAL_CHANGE = 2
+    REPRICING = 3
+    BROKER_OPTION = 4
+    PARTIAL_DECLINE = 5
+    CANCEL_ON_TRADING_HALT = 6
+    CANCEL_ON_SYSTEM_FAILURE = 7
+    MARKET_OPTION = 8
+    CANCELED_NOT_BEST = 9
+    WAREHOUSE_RECAP = 10
+    OTHER = 99
+
+
 class CxlRejResponseTo(str, Enum):
     CANCEL = "1"
     REPLACE = "2"

@@ -144,13 +144,15 @@ class ChildCancelRefused:
 
 @dataclass(frozen=True, slots=True)
 class ChildDone:
-    """The venue ended the child (canceled, expired, rejected): its unfilled part is no longer working."""
+    """The venue ended the child (canceled, expired, rejected, done for the day): its unfilled part is no
+    longer working."""
 
     order_id: str
     child_id: str
     rejected: bool
     text: str
-
+    restatement_reason: int | None = None  # the venue's ExecRestatementReason(378), passed on to the client
+    done_for_day: bool = False  # the venue's DoneForDay (ExecType 3), not a cancel
 
 @dataclass(frozen=True, slots=True)
 class ChildInDoubt:
@@ -258,6 +260,7 @@ class RiskLimitChanged:
 class OrderCanceled:
     order_id: str
     text: str
+    restatement_reason: int | None = None  # a venue's 378 when its unsolicited cancel ended the order
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +275,24 @@ class ExpiryRequested:
 class OrderExpired:
     order_id: str
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDoneForDay:
+    """The venue ended the order's work for the day (its DoneForDay) and nothing else works it. A DAY
+    order ends so (App D A.1.b); a GT order (`stays_open`) stays open with its LeavesQty, reported
+    DoneForDay, until OrderRenewed at the next session start (App D H.1)."""
+
+    order_id: str
+    text: str
+    stays_open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRenewed:
+    """A GT order done for the day is worked again at the session start (ExecType Restated, 378=1)."""
+
+    order_id: str
 
 
 Event = (
@@ -299,6 +320,8 @@ Event = (
     | OrderCanceled
     | ExpiryRequested
     | OrderExpired
+    | OrderDoneForDay
+    | OrderRenewed
 )
 
 EVENT_TYPES: dict[str, type] = {t.__name__: t for t in Event.__args__}  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from oms import events as ev
 from oms.enums import TERMINAL, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce, reported_status
-from oms.state_machine import BY_QUANTITY, Transition, next_status
+from oms.state_machine import BY_QUANTITY, IllegalTransition, Transition, next_status
 
 ZERO = Decimal(0)
 # A child's status while its venue is away (oms.events.ChildInDoubt). Children are never reported to
@@ -36,6 +36,7 @@ class Child:
     venue_order_id: str = ""
     cancel_id: str = ""
     text: str = ""
+    restatement_reason: int | None = None  # the venue's ExecRestatementReason(378) when it ended the child
 
     @property
     def done(self) -> bool:
@@ -94,12 +95,16 @@ class Order:
     report_seq: int = 0
     child_seq: int = 0
     updated_at: datetime | None = None
+    # A GT order (GTC/GTD) its venue ended for the day: still open (LeavesQty kept), reported DoneForDay,
+    # worked again when the next session start renews it. An overlay like `pending`: the base status
+    # keeps following CumQty underneath.
+    done_for_day: bool = False
     children: dict[str, Child] = field(default_factory=dict)
 
     # --- derived -----------------------------------------------------------------------------
     @property
     def ord_status(self) -> OrdStatus:
-        return reported_status(self.status, self.pending)
+        return reported_status(self.status, self.pending, OrdStatus.DONE_FOR_DAY if self.done_for_day else None)
 
     @property
     def is_terminal(self) -> bool:
@@ -152,8 +157,10 @@ class Order:
     # --- the only way state changes ------------------------------------------------------------
     def _move(self, transition: Transition) -> None:
         self.status = next_status(self.status, transition)
-        if self.status in TERMINAL and self.status is not OrdStatus.FILLED:
-            self._clear_pending()
+        if self.status in TERMINAL:
+            self.done_for_day = False  # an order that ended (canceled, expired, filled) rests no more
+            if self.status is not OrdStatus.FILLED:
+                self._clear_pending()
 
     def _clear_pending(self) -> None:
         self.pending = None
@@ -167,6 +174,7 @@ class Order:
         if self.status in BY_QUANTITY:
             if self.cum_qty >= self.order_qty:
                 self.status = OrdStatus.FILLED
+                self.done_for_day = False
             elif self.cum_qty > 0:
                 self.status = OrdStatus.PARTIALLY_FILLED
             else:
@@ -210,7 +218,8 @@ class Order:
             child.notional -= event.qty * event.px
             self.cum_qty -= event.qty
             self.notional -= event.qty * event.px
-            self.last_qty, self.last_px = event.qty, event.px
+            # App D J.1.b: a TradeCancel executes nothing; only CumQty, AvgPx and LeavesQty are restated.
+            self.last_qty, self.last_px = ZERO, ZERO
             self._move(Transition.BUST)
             self._by_quantity()
             self._seen_exec_id(event.exec_id)
@@ -239,8 +248,10 @@ class Order:
             child.text = event.text
         elif isinstance(event, ev.ChildDone):
             child = self.children[event.child_id]
-            child.status = OrdStatus.REJECTED if event.rejected else OrdStatus.CANCELED
+            child.status = (OrdStatus.REJECTED if event.rejected
+                            else OrdStatus.DONE_FOR_DAY if event.done_for_day else OrdStatus.CANCELED)
             child.text = event.text
+            child.restatement_reason = event.restatement_reason
         elif isinstance(event, ev.CancelRequested):
             self.pending = OrdStatus.PENDING_CANCEL
             self.pending_cl_ord_id = event.cl_ord_id or None
@@ -277,6 +288,21 @@ class Order:
         elif isinstance(event, ev.OrderExpired):
             self.text = event.text
             self._move(Transition.EXPIRE)
+        elif isinstance(event, ev.OrderDoneForDay):
+            self.text = event.text
+            if not event.stays_open:
+                self._move(Transition.DONE_FOR_DAY)
+            elif self.done_for_day:
+                raise IllegalTransition(f"{self.order_id} is done for the day already")
+            else:
+                self._move(Transition.REST)
+                self.done_for_day = True
+        elif isinstance(event, ev.OrderRenewed):
+            if not self.done_for_day:
+                raise IllegalTransition(f"{self.order_id} is not done for the day: nothing to renew")
+            self._move(Transition.RENEW)
+            self.done_for_day = False
+            self.text = ""
         self.last_event_clears_fill(event)
 
     def _seen_exec_id(self, exec_id: str) -> None:

@@ -49,6 +49,9 @@ class ExecutionReport:
     tot_num_reports: int | None = None
     last_rpt_requested: bool = False
     poss_resend: bool = False
+    # ExecRestatementReason(378): on a Restated report, or a venue's reason passed on (unsolicited cancel,
+    # bust, correction). Last, with a default: journal records pickled before it load unchanged.
+    exec_restatement_reason: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,7 @@ def report(
     mass_status_req_id: str = "",
     tot_num_reports: int | None = None,
     last_rpt_requested: bool = False,
+    restatement_reason: int | None = None,
 ) -> ExecutionReport:
     """An ExecutionReport of the order as it stands now."""
     return ExecutionReport(
@@ -155,6 +159,7 @@ def report(
         mass_status_req_id=mass_status_req_id,
         tot_num_reports=tot_num_reports,
         last_rpt_requested=last_rpt_requested,
+        exec_restatement_reason=restatement_reason,
     )
 
 

@@ -111,6 +111,7 @@ def order_from_row(r: Any) -> Order:
         report_seq=r.report_seq,
         child_seq=r.child_seq,
         updated_at=_utc(r.updated_at),
+        done_for_day=bool(r.done_for_day),
     )
 
 
@@ -129,4 +130,5 @@ def child_from_row(r: Any) -> Child:
         venue_order_id=r.venue_order_id,
         cancel_id=r.cancel_id,
         text=r.text,
+        restatement_reason=r.restatement_reason,
     )

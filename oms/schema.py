@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
 )
 from sqlalchemy.engine import Engine as SAEngine
 
@@ -100,6 +101,8 @@ orders_t = Table(
     Column("child_seq", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # A GT order its venue ended for the day: open, reported DoneForDay until renewed (migration 0003).
+    Column("done_for_day", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 children_t = Table(
@@ -118,6 +121,7 @@ children_t = Table(
     Column("venue_order_id", String(128), nullable=False),
     Column("cancel_id", String(96), nullable=False),
     Column("text", Text, nullable=False),
+    Column("restatement_reason", Integer),  # the venue's ExecRestatementReason(378) when it ended the child
 )
 
 executions_t = Table(

@@ -22,6 +22,10 @@ class Transition(str, Enum):
     REPLACE = "replace"
     BUST = "bust"
     CORRECT = "correct"
+    # A GT order (GTC/GTD) its venue ended for the day rests under a DoneForDay overlay (Order.done_for_day)
+    # and is renewed at the next session start: the base status is unchanged by either.
+    REST = "rest"
+    RENEW = "renew"
 
 
 class IllegalTransition(Exception):
@@ -55,6 +59,10 @@ TRANSITIONS: dict[tuple[S, Transition], S] = {
     (S.EXPIRED, Transition.CORRECT): S.EXPIRED,
     (S.DONE_FOR_DAY, Transition.BUST): S.DONE_FOR_DAY,
     (S.DONE_FOR_DAY, Transition.CORRECT): S.DONE_FOR_DAY,
+    (S.NEW, Transition.REST): S.NEW,
+    (S.PARTIALLY_FILLED, Transition.REST): S.PARTIALLY_FILLED,
+    (S.NEW, Transition.RENEW): S.NEW,
+    (S.PARTIALLY_FILLED, Transition.RENEW): S.PARTIALLY_FILLED,
 }
 
 # Statuses whose value follows CumQty: after a fill, bust, correct or replace the aggregate settles

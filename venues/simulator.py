@@ -18,6 +18,7 @@ import random
 import threading
 import time
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -55,6 +56,12 @@ DEFAULT_SYMBOLS: dict[str, Decimal] = {
 }
 
 
+# Statuses after which a venue order no longer works (nothing is left to fill).
+ENDED = frozenset({OrdStatus.CANCELED, OrdStatus.REJECTED, OrdStatus.FILLED, OrdStatus.DONE_FOR_DAY})
+# How many application messages in and out the simulator keeps (see VenueSimulator.exchanged).
+MESSAGES_KEPT = 10_000
+
+
 @dataclass(slots=True)
 class SimOrder:
     vid: int
@@ -71,7 +78,7 @@ class SimOrder:
 
     @property
     def leaves(self) -> int:
-        return 0 if self.status in (OrdStatus.CANCELED, OrdStatus.REJECTED, OrdStatus.FILLED) else self.qty - self.cum
+        return 0 if self.status in ENDED else self.qty - self.cum
 
     @property
     def avg_px(self) -> Decimal:
@@ -118,6 +125,10 @@ class VenueSimulator(GuardedApplication):
         self._activity_stop = threading.Event()
         # Exec ids must stay unique across simulator restarts: the engine de-duplicates on them.
         self._run_id = f"{int(time.time() * 1000):x}"
+        # The raw application messages received and sent, newest last: what tests and an operator of the
+        # simulator read (`exchanged`) to see exactly what the venue was asked and answered. Raw strings
+        # and bounded: recording costs an append, parsing happens only when someone reads.
+        self.messages: deque[tuple[str, str]] = deque(maxlen=MESSAGES_KEPT)
         for symbol in self.symbols:
             self._seed(symbol, native.BUY)
             self._seed(symbol, native.SELL)
@@ -147,6 +158,7 @@ class VenueSimulator(GuardedApplication):
             self._dispatch(raw, key)
 
     def _dispatch(self, raw: str, key: str) -> None:
+        self.messages.append(("in", raw))
         if f"{SOH}35={codec.MD_REQUEST}{SOH}" in raw:
             self._md_request(key, raw)
             return
@@ -164,12 +176,30 @@ class VenueSimulator(GuardedApplication):
             self._status(command)
         self._publish_all()
 
+    def send_raw(self, key: str, raw: str, groups: bool = False) -> bool:
+        self.messages.append(("out", raw))
+        return super().send_raw(key, raw, groups)
+
+    def exchanged(self, *cl_ord_ids: str) -> list[tuple[str, dict[int, str]]]:
+        """The application messages about these ClOrdIDs (as ClOrdID or OrigClOrdID), oldest first: each
+        ("in" or "out", its fields)."""
+        with self._lock:
+            kept = list(self.messages)
+        ids = set(cl_ord_ids)
+        out = []
+        for direction, raw in kept:
+            fields = codec.parse(raw)
+            if fields.get(codec.CL_ORD_ID) in ids or fields.get(codec.ORIG_CL_ORD_ID) in ids:
+                out.append((direction, fields))
+        return out
+
     def _exec_id(self) -> str:
         self._exec_seq += 1
         return f"{self.name}-{self._run_id}-{self._exec_seq}"
 
     def _send(self, o: SimOrder, exec_type: ExecType, *, last_qty: int = 0, last_px: Decimal | None = None,
-              cl_ord_id: str | None = None, orig: str | None = None, text: str = "", exec_ref_id: str = "") -> str:
+              cl_ord_id: str | None = None, orig: str | None = None, text: str = "", exec_ref_id: str = "",
+              restatement_reason: int | None = None) -> str:
         exec_id = "0" if exec_type is ExecType.ORDER_STATUS else self._exec_id()
         report = ExecutionReport(
             session=o.session, order_id=f"{self.name}-{o.vid}", cl_ord_id=cl_ord_id or o.cl_ord_id,
@@ -177,7 +207,7 @@ class VenueSimulator(GuardedApplication):
             account="", symbol=o.symbol, side=o.side.value, ord_type=o.ord_type, time_in_force=None,
             order_qty=Decimal(o.qty), price=o.price, last_qty=Decimal(last_qty), last_px=last_px or Decimal(0),
             leaves_qty=Decimal(o.leaves), cum_qty=Decimal(o.cum), avg_px=o.avg_px, text=text,
-            last_mkt=self.name, exec_ref_id=exec_ref_id,
+            last_mkt=self.name, exec_ref_id=exec_ref_id, exec_restatement_reason=restatement_reason,
         )
         self.send_raw(o.session, codec.encode_report(report, self.begin_strings.get(o.session, codec.FIX44)))
         return exec_id
@@ -246,7 +276,7 @@ class VenueSimulator(GuardedApplication):
             report = ExecutionReport(
                 session=cmd.session, order_id="NONE", cl_ord_id=cmd.cl_ord_id, orig_cl_ord_id=None,
                 exec_id="0", exec_type=ExecType.ORDER_STATUS, ord_status=OrdStatus.REJECTED, account="",
-                symbol="", side="1", ord_type=None, time_in_force=None, order_qty=Decimal(0), price=None,
+                symbol=cmd.symbol, side=cmd.side, ord_type=None, time_in_force=None, order_qty=Decimal(0), price=None,
                 last_qty=Decimal(0), last_px=Decimal(0), leaves_qty=Decimal(0), cum_qty=Decimal(0),
                 avg_px=Decimal(0), text="unknown order", ord_rej_reason=OrdRejReason.UNKNOWN_ORDER,
             )
@@ -263,8 +293,9 @@ class VenueSimulator(GuardedApplication):
             if correct_to is None:
                 o.cum -= qty
                 o.notional -= qty * px
-                o.status = OrdStatus.PARTIALLY_FILLED if o.cum else OrdStatus.NEW
-                self._send(o, ExecType.TRADE_CANCEL, last_qty=qty, last_px=px, exec_ref_id=exec_id)
+                if o.status not in (OrdStatus.CANCELED, OrdStatus.DONE_FOR_DAY):  # reopens only a working or filled one
+                    o.status = OrdStatus.PARTIALLY_FILLED if o.cum else OrdStatus.NEW
+                self._send(o, ExecType.TRADE_CANCEL, exec_ref_id=exec_id)  # executes nothing (App D J.1.b)
             else:
                 new_qty, new_px = correct_to
                 o.cum += new_qty - qty
@@ -380,14 +411,26 @@ class VenueSimulator(GuardedApplication):
                                                OTHER_OWNER))
             self._publish(symbol)
 
-    def cancel_unsolicited(self, session: str, cl_ord_id: str, text: str = "canceled by venue") -> None:
+    def cancel_unsolicited(self, session: str, cl_ord_id: str, text: str = "canceled by venue",
+                           restatement_reason: int | None = None) -> None:
+        """Cancel a resting order on the venue's own initiative (App D E.1.b), with the
+        ExecRestatementReason(378) given (6 = cancel on trading halt, 2 = verbal change ...)."""
+        self._end_unsolicited(session, cl_ord_id, OrdStatus.CANCELED, ExecType.CANCELED, text, restatement_reason)
+
+    def done_for_day(self, session: str, cl_ord_id: str, text: str = "done for day") -> None:
+        """End a resting order for the trading day (ExecType/OrdStatus 3, DoneForDay), as a venue does at
+        its close: the order leaves the book and this venue no longer works it."""
+        self._end_unsolicited(session, cl_ord_id, OrdStatus.DONE_FOR_DAY, ExecType.DONE_FOR_DAY, text, None)
+
+    def _end_unsolicited(self, session: str, cl_ord_id: str, status: OrdStatus, exec_type: ExecType, text: str,
+                         restatement_reason: int | None) -> None:
         with self._lock:
             o = self.orders[self.by_cl_ord_id[(session, cl_ord_id)]]
             events = self.books[o.symbol].cancel(o.vid)
             for e in events:
                 if e.kind == native.EV_CANCELED:
-                    o.status = OrdStatus.CANCELED
-                    self._send(o, ExecType.CANCELED, text=text)
+                    o.status = status
+                    self._send(o, exec_type, text=text, restatement_reason=restatement_reason)
 
     def _apply(self, events: list[Any]) -> None:
         for e in events:

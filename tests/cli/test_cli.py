@@ -492,7 +492,7 @@ def test_positions_from_real_fills_with_a_bust(cfg: Path, cstack: Stack, client:
 # --- jobs and config ------------------------------------------------------------------------------------
 def test_jobs_list_and_run(cfg: Path) -> None:
     rows = as_json(fixoms(cfg, "jobs", "list", "--json"))
-    assert {r["id"] for r in rows} == {"expire_day", "expire_gtd", "eod_report", "rotate_logs"}
+    assert {r["id"] for r in rows} == {"expire_day", "renew_gt", "expire_gtd", "eod_report", "rotate_logs"}
     assert "expire_day" in ok(fixoms(cfg, "jobs", "list"))
     out = ok(fixoms(cfg, "jobs", "run", "expire_gtd", "--yes"))
     assert out.startswith("job expire_gtd ran: open orders ")

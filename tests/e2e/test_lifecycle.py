@@ -286,7 +286,7 @@ def test_J1_trade_cancel_reopens_a_filled_order(stack: Stack) -> None:
     venue.bust_last_fill("FIXOMS", next(iter(order.children)))
     bust = c1.wait_report(cl, exec_type=BUST)
     assert bust[codec.EXEC_REF_ID] == fill[codec.EXEC_ID]
-    assert seq(c1, cl)[-1] == (BUST, NEW, "1000", "0", "1000", "1000")
+    assert seq(c1, cl)[-1] == (BUST, NEW, "1000", "0", "1000", "0")  # a bust executes nothing: LastQty 0
     # the broker works the reopened quantity again
     venue.house_order("IBM", Side.SELL, Decimal("150.00"), 1000)
     c1.wait_report(cl, status=FILLED)
@@ -374,7 +374,7 @@ def test_scheduled_jobs_expire_day_orders(stack: Stack) -> None:
     c1 = stack.client()
     day = rest_ibm(c1, 100, "149.00")
     jobs = stack.app.jobs  # type: ignore[attr-defined]
-    assert {j["id"] for j in jobs.list()} == {"expire_day", "expire_gtd", "eod_report", "rotate_logs"}
+    assert {j["id"] for j in jobs.list()} == {"expire_day", "renew_gt", "expire_gtd", "eod_report", "rotate_logs"}
     jobs.run_now("expire_day")  # what the session-end cron trigger runs
     c1.wait_report(day, status=EXPIRED)
     assert seq(c1, day)[-1] == (EXPIRED, EXPIRED, "100", "0", "0", "0")

@@ -3,15 +3,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
 from oms import commands as c
 from oms import events as ev
-from oms.decider import Decider, EngineConfig
-from oms.enums import CxlRejReason, ExecType, OrdRejReason, OrdStatus, OrdType, Side
+from oms.decider import Decider, Decision, EngineConfig
+from oms.enums import (
+    CxlRejReason,
+    ExecRestatementReason,
+    ExecType,
+    OrdRejReason,
+    OrdStatus,
+    OrdType,
+    Side,
+    TimeInForce,
+)
 from oms.reports import CancelReject, ExecutionReport, VenueCancel, VenueNewOrder
+from oms.state_machine import IllegalTransition
 from sor.static import StaticRouter
 
 D = Decimal
@@ -79,3 +90,155 @@ def test_refusals_name_the_rule_and_change_no_order(decider: Decider) -> None:
                        ("C2", OrdStatus.REJECTED, OrdRejReason.INCORRECT_QUANTITY)]
     assert all(isinstance(e, ev.OrderRejected) for e in b.events)
     assert not any(o.status is OrdStatus.NEW for o in decider.orders.values())
+
+
+# --- issue 16: Appendix D rules, one test each ----------------------------------------------------
+def working(decider: Decider, qty: int = 1000, tif: TimeInForce = TimeInForce.DAY, cl: str = "C1") -> str:
+    """A limit order acknowledged by venue V1; returns its child's id."""
+    b = decider.decide([c.NewOrder("S1", cl, "ACC", "IBM", Side.BUY, OrdType.LIMIT, D(qty), D(150),
+                                   time_in_force=tif)])
+    child = next(o for o in b.outbound if isinstance(o, VenueNewOrder)).child_id
+    decider.decide([c.VenueReport("V1", child, None, "VO1", f"A-{child}", ExecType.NEW, OrdStatus.NEW)])
+    return child
+
+
+def client_reports(b: Decision) -> list[ExecutionReport]:
+    return [o for o in b.outbound if isinstance(o, ExecutionReport)]
+
+
+def row(r: ExecutionReport) -> tuple[ExecType, OrdStatus, Decimal, Decimal, Decimal, Decimal]:
+    return (r.exec_type, r.ord_status, r.order_qty, r.cum_qty, r.leaves_qty, r.last_qty)
+
+
+def test_status_of_an_unknown_order_echoes_the_requests_symbol_and_side(decider: Decider) -> None:
+    (st,) = decider.decide([c.StatusRequest("S1", "NOPE", None, "IBM", "2")]).outbound
+    assert isinstance(st, ExecutionReport)
+    assert (st.exec_type, st.ord_status, st.ord_rej_reason, st.order_id, st.symbol, st.side) == (
+        ExecType.ORDER_STATUS, OrdStatus.REJECTED, OrdRejReason.UNKNOWN_ORDER, "NONE", "IBM", "2")
+
+
+def test_E1b_a_venues_unsolicited_cancel_reaches_the_client_with_its_restatement_reason(decider: Decider) -> None:
+    child = working(decider)
+    decider.decide([c.VenueReport("V1", child, None, "VO1", "X1", ExecType.TRADE, OrdStatus.PARTIALLY_FILLED,
+                                  D(250), D(150))])
+    b = decider.decide([c.VenueReport("V1", child, None, "VO1", "X2", ExecType.CANCELED, OrdStatus.CANCELED,
+                                      text="trading halted",
+                                      exec_restatement_reason=ExecRestatementReason.CANCEL_ON_TRADING_HALT)])
+    (done,) = client_reports(b)
+    assert row(done) == (ExecType.CANCELED, OrdStatus.CANCELED, D(1000), D(250), D(0), D(0))
+    assert (done.exec_restatement_reason, done.text) == (6, "V1: trading halted")
+    assert [e.restatement_reason for e in b.events if isinstance(e, ev.OrderCanceled)] == [6]
+
+
+def test_J1b_a_bust_after_cancel_executes_nothing_and_restates_the_order(decider: Decider) -> None:
+    child = working(decider)
+    decider.decide([c.VenueReport("V1", child, None, "VO1", "X1", ExecType.TRADE, OrdStatus.PARTIALLY_FILLED,
+                                  D(500), D(50))])
+    b = decider.decide([c.CancelOrder("S1", "C2", "C1")])
+    cancel = next(o for o in b.outbound if isinstance(o, VenueCancel))
+    decider.decide([c.VenueReport("V1", cancel.cancel_id, child, "VO1", "X2", ExecType.CANCELED, OrdStatus.CANCELED)])
+    b = decider.decide([c.VenueReport("V1", child, None, "VO1", "X3", ExecType.TRADE_CANCEL, OrdStatus.CANCELED,
+                                      exec_ref_id="X1", exec_restatement_reason=ExecRestatementReason.OTHER)])
+    (bust,) = client_reports(b)
+    assert row(bust) == (ExecType.TRADE_CANCEL, OrdStatus.CANCELED, D(1000), D(0), D(0), D(0))
+    assert (bust.last_px, bust.avg_px, bust.exec_restatement_reason) == (D(0), D(0), 99)
+    assert not [o for o in b.outbound if isinstance(o, VenueNewOrder)]  # a canceled order is not worked again
+    (busted,) = [e for e in b.events if isinstance(e, ev.FillBusted)]
+    assert (busted.qty, busted.px) == (D(500), D(50))  # the journal keeps what was taken back
+
+
+def test_J1d_a_correction_reports_the_corrected_execution_and_restates_avg_px(decider: Decider) -> None:
+    child = working(decider)
+    decider.decide([c.VenueReport("V1", child, None, "VO1", "X1", ExecType.TRADE, OrdStatus.PARTIALLY_FILLED,
+                                  D(500), D(50)),
+                    c.VenueReport("V1", child, None, "VO1", "X2", ExecType.TRADE, OrdStatus.PARTIALLY_FILLED,
+                                  D(500), D(52))])
+    b = decider.decide([c.VenueReport("V1", child, None, "VO1", "X3", ExecType.TRADE_CORRECT,
+                                      OrdStatus.PARTIALLY_FILLED, D(400), D(50), exec_ref_id="X1")])
+    (corr,) = client_reports(b)
+    assert row(corr) == (ExecType.TRADE_CORRECT, OrdStatus.PARTIALLY_FILLED, D(1000), D(900), D(100), D(400))
+    assert (corr.last_px, corr.avg_px) == (D(50), (D(400 * 50 + 500 * 52) / 900).quantize(D("0.000001")))
+
+
+def test_broker_ack_new_before_the_venue_answers_and_a_venue_reject_ends_it_canceled(decider: Decider) -> None:
+    b = decider.decide([c.NewOrder("S1", "C1", "ACC", "IBM", Side.BUY, OrdType.LIMIT, D(100), D(150))])
+    ack, child = b.outbound  # the client's New goes out with the child, not after the venue's answer
+    assert isinstance(ack, ExecutionReport) and isinstance(child, VenueNewOrder)
+    assert row(ack) == (ExecType.NEW, OrdStatus.NEW, D(100), D(0), D(100), D(0))
+    b = decider.decide([c.VenueReport("V1", child.child_id, None, "NONE", "R1", ExecType.REJECTED,
+                                      OrdStatus.REJECTED, text="trading halted in IBM")])
+    (done,) = client_reports(b)
+    assert row(done) == (ExecType.CANCELED, OrdStatus.CANCELED, D(100), D(0), D(0), D(0))
+    assert (done.text, done.ord_rej_reason) == ("V1: trading halted in IBM", None)
+    assert not [o for o in b.outbound if isinstance(o, VenueNewOrder)]  # a venue's refusal is not retried
+
+
+def test_A1b_a_venues_done_for_day_ends_a_day_order_done_for_day(decider: Decider) -> None:
+    child = working(decider)
+    decider.decide([c.VenueReport("V1", child, None, "VO1", "X1", ExecType.TRADE, OrdStatus.PARTIALLY_FILLED,
+                                  D(300), D(150))])
+    b = decider.decide([c.VenueReport("V1", child, None, "VO1", "X2", ExecType.DONE_FOR_DAY,
+                                      OrdStatus.DONE_FOR_DAY)])
+    (dfd,) = client_reports(b)
+    assert row(dfd) == (ExecType.DONE_FOR_DAY, OrdStatus.DONE_FOR_DAY, D(1000), D(300), D(0), D(0))
+    assert decider.orders["T-1"].is_terminal
+    # a day order done for the day is not renewed
+    assert decider.decide([c.RenewOrders(datetime.now(UTC))]).outbound == []
+
+
+def test_H1_a_gtc_order_done_for_the_day_stays_open_and_is_renewed_at_the_session_start(decider: Decider) -> None:
+    child = working(decider, tif=TimeInForce.GTC)
+    decider.decide([c.VenueReport("V1", child, None, "VO1", "X1", ExecType.TRADE, OrdStatus.PARTIALLY_FILLED,
+                                  D(200), D(150))])
+    b = decider.decide([c.VenueReport("V1", child, None, "VO1", "X2", ExecType.DONE_FOR_DAY,
+                                      OrdStatus.DONE_FOR_DAY)])
+    (dfd,) = client_reports(b)
+    assert row(dfd) == (ExecType.DONE_FOR_DAY, OrdStatus.DONE_FOR_DAY, D(1000), D(200), D(800), D(0))
+    assert not [o for o in b.outbound if isinstance(o, VenueNewOrder)]  # not worked again today
+    order = decider.orders["T-1"]
+    assert not order.is_terminal and order.done_for_day
+    (st,) = decider.decide([c.StatusRequest("S1", "C1")]).outbound
+    assert isinstance(st, ExecutionReport) and (st.ord_status, st.leaves_qty) == (OrdStatus.DONE_FOR_DAY, D(800))
+    b = decider.decide([c.RenewOrders(datetime.now(UTC))])
+    restated, new_child = b.outbound
+    assert isinstance(restated, ExecutionReport) and isinstance(new_child, VenueNewOrder)
+    assert row(restated) == (ExecType.RESTATED, OrdStatus.PARTIALLY_FILLED, D(1000), D(200), D(800), D(0))
+    assert restated.exec_restatement_reason == ExecRestatementReason.GT_RENEWAL
+    assert (new_child.qty, new_child.time_in_force) == (D(800), TimeInForce.GTC)
+    assert kinds(b.events) == ["OrderRenewed", "ChildRouted"]
+    assert decider.decide([c.RenewOrders(datetime.now(UTC))]).outbound == []  # renewed once
+
+
+def test_H1c_a_gtc_order_done_for_the_day_can_be_canceled_before_renewal(decider: Decider) -> None:
+    child = working(decider, tif=TimeInForce.GTC)
+    decider.decide([c.VenueReport("V1", child, None, "VO1", "X2", ExecType.DONE_FOR_DAY, OrdStatus.DONE_FOR_DAY)])
+    b = decider.decide([c.CancelOrder("S1", "C2", "C1")])
+    pending, done = client_reports(b)
+    assert row(pending) == (ExecType.PENDING_CANCEL, OrdStatus.PENDING_CANCEL, D(1000), D(0), D(1000), D(0))
+    assert row(done) == (ExecType.CANCELED, OrdStatus.CANCELED, D(1000), D(0), D(0), D(0))
+    assert not decider.orders["T-1"].done_for_day
+    assert decider.decide([c.RenewOrders(datetime.now(UTC))]).outbound == []
+
+
+def test_renewal_waits_for_a_venue_that_lists_the_symbol(decider: Decider) -> None:
+    child = working(decider, tif=TimeInForce.GTC)
+    decider.decide([c.VenueReport("V1", child, None, "VO1", "X2", ExecType.DONE_FOR_DAY, OrdStatus.DONE_FOR_DAY),
+                    c.VenueSessionDown("V1")])
+    assert decider.decide([c.RenewOrders(datetime.now(UTC))]).outbound == []
+    b = decider.decide([c.VenueSessionUp("V1")])
+    assert [type(o).__name__ for o in b.outbound] == ["ExecutionReport", "VenueNewOrder"]
+
+
+def test_done_for_day_and_renewal_go_through_the_state_machine() -> None:
+    decider = Decider(StaticRouter({"IBM": "V1"}), EngineConfig(instance="T", symbols=frozenset({"IBM"}), tick_s=0))
+    decider.decide([c.VenueSessionUp("V1")])
+    working(decider, tif=TimeInForce.GTC)
+    order = decider.orders["T-1"]
+    with pytest.raises(IllegalTransition):
+        order.apply(ev.OrderRenewed("T-1"))  # not done for the day
+    order.apply(ev.OrderDoneForDay("T-1", "V1: closed", True))
+    with pytest.raises(IllegalTransition):
+        order.apply(ev.OrderDoneForDay("T-1", "V1: closed", True))
+    order.apply(ev.OrderCanceled("T-1", "canceled"))
+    with pytest.raises(IllegalTransition):
+        order.apply(ev.OrderDoneForDay("T-1", "V1: closed", False))  # a canceled order cannot be done for day
