@@ -1,14 +1,19 @@
-"""The project's FIX data dictionaries (fix_engine/spec): generated from QuickFIX's, resolved first."""
+"""The project's FIX data dictionaries (fix_engine/spec): generated, resolved first, and strict sessions."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fix_engine import codec, settings
 from fix_engine.quickfix_import import fix
 from fix_engine.spec import generate
+from tests.conftest import ROOT
+from venues.simulator import simulator_settings
+
+RELAXING = {"AllowUnknownMsgFields": "Y", "ValidateUserDefinedFields": "N"}
 
 
 def test_committed_dictionaries_are_what_the_script_writes(tmp_path: Path) -> None:
@@ -37,3 +42,16 @@ def test_our_dictionaries_take_the_strategy_fields_on_new_orders(version: str) -
     assert all(dd.isFieldValue(codec.TARGET_STRATEGY, v) for v in codec.TARGET_STRATEGIES)
     # the codec reads 20847 on a NewOrderSingle only: anywhere else it is refused, not ignored
     assert not any(dd.isMsgField(t, codec.ROUTING_STRATEGY) for t in (codec.REPLACE_REQUEST, codec.CANCEL_REQUEST))
+
+
+def relaxed(session_settings: Any) -> list[str]:
+    """`[DEFAULT]` and the sessions of a quickfix.SessionSettings that switch a check off."""
+    dicts = [("DEFAULT", session_settings.get())]
+    dicts += [(str(sid), session_settings.get(sid)) for sid in session_settings.getSessions()]
+    return [f"{name}: {key}={value}" for name, d in dicts for key, value in RELAXING.items()
+            if d.has(key) and d.getString(key) == value]
+
+
+def test_no_shipped_session_is_relaxed(tmp_path: Path) -> None:
+    assert relaxed(fix.SessionSettings(str(ROOT / "sessions.cfg"))) == []
+    assert relaxed(simulator_settings("VENUE-A", 9881, tmp_path)) == []
