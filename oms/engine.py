@@ -203,7 +203,7 @@ class Engine(Decider):
 
     def _tick_loop(self) -> None:
         while not self._ticker_stop.wait(self.config.tick_s):
-            self.inbox.put(c.Tick(time.monotonic()))
+            self.submit(c.Tick(time.monotonic()))
 
     def stop(self, timeout: float = 10.0) -> None:
         self._ticker_stop.set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -289,3 +290,40 @@ def test_a_request_the_engine_fails_on_is_still_answered(h: Harness) -> None:
     assert ("S1", "F1") not in h.engine.by_cl_ord_id
     # the other command of the batch was handled as usual (an unknown order)
     assert [r.reason for r in h.client.rejects if r.cl_ord_id == "X1"] == [CxlRejReason.UNKNOWN_ORDER]
+
+
+class _QuietSource:
+    """An inbound source (oms.ports.InboundSource) with nothing to say: with one, the engine thread waits
+    in select rather than on its queue, so only a wake-up brings it the clock's ticks."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.reader, self.writer = socket.socketpair()
+
+    def fileno(self) -> int:
+        return self.reader.fileno()
+
+    def pump(self) -> None:
+        pass
+
+
+def test_the_clock_reaches_an_engine_waiting_on_its_sources(tmp_path: Path) -> None:
+    """Nothing else arrives after the order: the venue's silence is noticed through the ticker alone."""
+    h = Harness(tmp_path)
+    source = _QuietSource()
+    h.engine.config = replace(h.engine.config, tick_s=0.05, venue_ack_timeout_s=0.2)
+    h.engine.sources = [source]
+    h.engine.start(wait=False)
+    try:
+        h.engine.wait_recovered(10)
+        h.engine.submit(c.NewOrder("S1", "Q1", "ACC", "IBM", Side.BUY, OrdType.LIMIT, Decimal(10),
+                                   Decimal("149.97")))
+        deadline = time.monotonic() + 10
+        while not h.venues["V1"].status_requests:
+            assert time.monotonic() < deadline, "no tick handled: the silent venue was never asked"
+            time.sleep(0.02)
+    finally:
+        h.engine.stop()
+        source.reader.close()
+        source.writer.close()
