@@ -86,8 +86,6 @@ class FixClient:
                     "ReconnectInterval=1",
                     "UseDataDictionary=Y",
                     f"DataDictionary={settings.resolve_dictionary(dictionary)}",
-                    "ValidateUserDefinedFields=N",
-                    "AllowUnknownMsgFields=Y",
                     "SocketNodelay=Y",
                     f"ResetOnLogon={'Y' if reset_on_logon else 'N'}",
                     "[SESSION]",

@@ -57,9 +57,10 @@ EXECUTION_REPORT, CANCEL_REJECT, BUSINESS_REJECT, LOGON = "8", "9", "j", "A"
 MASS_CANCEL_REQUEST, MASS_CANCEL_REPORT, MASS_STATUS_REQUEST = "q", "r", "AF"
 MD_REQUEST, MD_SNAPSHOT, MD_INCREMENTAL, MD_REQUEST_REJECT = "V", "W", "X", "Y"
 
-# TargetStrategy(847) is an enumerated int in the shipped FIX 4.4 dictionary (1 VWAP, 2 Participate,
-# 3 Minimize market impact) and QuickFIX C++ cannot be told to accept other values, so the standard
-# ones map to our nearest strategies and any strategy can be named in the user-defined tag 20847.
+# TargetStrategy(847) is an enumerated int in the FIX 4.4 dictionary (1 VWAP, 2 Participate,
+# 3 Minimize market impact) and QuickFIX refuses other values, so the standard ones map to our nearest
+# strategies and any strategy can be named in the user-defined tag 20847. Our dictionaries
+# (fix_engine/spec/generate.py) define both on NewOrderSingle, for FIX 4.2 as well.
 TARGET_STRATEGIES = {"2": "pro_rata", "3": "cont_kukanov"}
 ROUTING_STRATEGY = 20847
 

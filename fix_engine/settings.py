@@ -1,8 +1,9 @@
 """Session settings: `sessions.cfg` in QuickFIX's own format, with overrides applied at start-up.
 
-Data dictionaries are referred to by bare name (`FIX44.xml`) and resolved to the copies that ship
-with the quickfix package under `<sys.prefix>/share/quickfix/`; ports and paths can be overridden so
-tests run on free ports in temporary directories.
+Data dictionaries are referred to by bare name (`FIX44.xml`) and resolved to the project's own
+(fix_engine/spec/: QuickFIX's plus the fields our clients send, written by fix_engine/spec/generate.py),
+else to the copies that ship with the quickfix package under `<sys.prefix>/share/quickfix/`; ports and
+paths can be overridden so tests run on free ports in temporary directories.
 """
 
 from __future__ import annotations
@@ -19,17 +20,26 @@ DICTIONARY_KEYS = ("DataDictionary", "TransportDataDictionary", "AppDataDictiona
 
 
 def dictionary_dir() -> Path:
+    """QuickFIX's own dictionaries (the generator's source)."""
     return Path(sys.prefix) / "share" / "quickfix"
 
 
+def project_dictionary_dir() -> Path:
+    """Ours: QuickFIX's FIX42.xml/FIX44.xml plus our fields, so sessions validate strictly."""
+    return Path(__file__).resolve().parent / "spec"
+
+
 def resolve_dictionary(name: str) -> str:
+    """A path (absolute, or existing relative to the working folder) as given; a bare name to our copy
+    if we have one, else to QuickFIX's."""
     path = Path(name)
     if path.is_absolute() or path.exists():
         return str(path)
-    shipped = dictionary_dir() / name
-    if not shipped.exists():
-        raise FileNotFoundError(f"FIX data dictionary {name!r} not found (looked in {dictionary_dir()})")
-    return str(shipped)
+    for folder in (project_dictionary_dir(), dictionary_dir()):
+        if (folder / name).exists():
+            return str(folder / name)
+    raise FileNotFoundError(f"FIX data dictionary {name!r} not found (looked in {project_dictionary_dir()} "
+                            f"and {dictionary_dir()})")
 
 
 @dataclass

@@ -112,12 +112,13 @@ class Stack:
     sims: list = field(default_factory=list)
     app: object = None
     clients: list = field(default_factory=list)
+    sessions_file: Path = ROOT / "sessions.cfg"
 
     def config(self):  # type: ignore[no-untyped-def]
         from fixoms import config as cfgmod
 
         base = cfgmod.load(ROOT / "fixoms.toml")
-        return replace(base, database_url=self.db_url, var_dir=self.tmp / "engine", sessions_file=ROOT / "sessions.cfg",
+        return replace(base, database_url=self.db_url, var_dir=self.tmp / "engine", sessions_file=self.sessions_file,
                        admin_socket=self.tmp / "admin.sock", metrics_port=0)
 
     def orders(self) -> list[dict[str, str]]:
@@ -181,12 +182,13 @@ def listed(venue: str) -> dict[str, Decimal]:
     return {s: REFERENCE[s] for s in LISTINGS[venue]}
 
 
-def run_stack(tmp_path: Path, db_url: str,
-              listings: dict[str, tuple[str, ...]] | None = None) -> Iterator[Stack]:
+def run_stack(tmp_path: Path, db_url: str, listings: dict[str, tuple[str, ...]] | None = None,
+              sessions_file: Path = ROOT / "sessions.cfg") -> Iterator[Stack]:
     from fixoms.netutil import free_port
     from venues.simulator import SimulatorServer
 
-    st = Stack(tmp_path, db_url, free_port(), {"VENUE-A": free_port(), "VENUE-B": free_port()})
+    st = Stack(tmp_path, db_url, free_port(), {"VENUE-A": free_port(), "VENUE-B": free_port()},
+               sessions_file=sessions_file)
     seed_credentials(db_url)
     try:
         for i, (name, port) in enumerate(st.venue_ports.items()):

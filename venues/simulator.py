@@ -496,8 +496,6 @@ def simulator_settings(name: str, port: int, var_dir: Path) -> Any:
                 "EndTime=00:00:00",
                 "UseDataDictionary=Y",
                 f"DataDictionary={settings.resolve_dictionary('FIX44.xml')}",
-                "ValidateUserDefinedFields=N",
-                "AllowUnknownMsgFields=Y",
                 "SocketNodelay=Y",
                 "[SESSION]",
                 "BeginString=FIX.4.4",
