@@ -438,3 +438,21 @@ def test_child_amends_go_through_the_child_state_machine(decider: Decider) -> No
     order.apply(ev.ChildReplaceRefused("T-1", child, "no"))
     with pytest.raises(IllegalTransition):
         order.apply(ev.ChildReplaceRefused("T-1", child, "no"))
+
+
+def test_a_reconnected_venue_naming_the_amends_cl_ord_id_in_its_status_completes_the_replace(
+        decider: Decider) -> None:
+    """The venue's Replaced was lost with the session: its status answer, naming the order by the amend's
+    ClOrdID, shows that it amended it."""
+    child = working(decider)
+    (amend,) = venue_msgs(replace(decider, "C2", "C1", 800))
+    assert isinstance(amend, VenueReplace)
+    decider.decide([c.VenueSessionDown("V1")])
+    (ask,) = decider.decide([c.VenueSessionUp("V1")]).outbound
+    assert isinstance(ask, VenueStatusRequest) and ask.child_id == child
+    b = decider.decide([c.VenueReport("V1", amend.amend_id, None, "VO1", "0", ExecType.ORDER_STATUS, OrdStatus.NEW,
+                                      cum_qty=D(0), leaves_qty=D(800))])
+    (done,) = client_reports(b)
+    assert row(done) == (ExecType.REPLACED, OrdStatus.NEW, D(800), D(0), D(800), D(0))
+    # a status still naming the old ClOrdID would have left the replace pending
+    assert decider.orders["T-1"].children[child].venue_id == amend.amend_id
