@@ -381,6 +381,8 @@ def test_C3c_a_fill_beyond_the_new_quantity_crossing_the_amend_ends_it_filled_at
     decider.decide([fill(child, 800, "X1")])
     (done,) = client_reports(decider.decide([replaced(amend)]))
     assert row(done) == (ExecType.REPLACED, OrdStatus.FILLED, D(800), D(800), D(0), D(0))
+    ch = decider.orders["T-1"].children[child]
+    assert (ch.qty, ch.cum_qty, ch.status) == (D(800), D(800), OrdStatus.FILLED)  # never below its CumQty
 
 
 def test_C2a_a_fill_completing_the_order_refuses_the_pending_amend_too_late(decider: Decider) -> None:
