@@ -27,6 +27,7 @@ from oms.reports import (
     MassCancelReport,
     VenueCancel,
     VenueNewOrder,
+    VenueReplace,
     VenueStatusRequest,
 )
 
@@ -479,6 +480,27 @@ def encode_venue_cancel(m: VenueCancel, begin: str) -> str:
             (SYMBOL, m.symbol),
             (SIDE, m.side.value),
             (ORDER_QTY, _fmt(m.qty)),
+            (TRANSACT_TIME, utc_timestamp()),
+        ],
+    )
+
+
+def encode_venue_replace(m: VenueReplace, begin: str) -> str:
+    """OrderCancelReplaceRequest: the child's full new terms (a venue keeps only what a replace restates)."""
+    return _message(
+        begin,
+        REPLACE_REQUEST,
+        [
+            (CL_ORD_ID, m.amend_id),
+            (ORIG_CL_ORD_ID, m.orig_cl_ord_id),
+            (HANDL_INST, "1"),
+            (SYMBOL, m.symbol),
+            (SIDE, m.side.value),
+            (ORDER_QTY, _fmt(m.qty)),
+            (ORD_TYPE, m.ord_type.value),
+            (PRICE, _fmt(m.price) if m.ord_type is not OrdType.MARKET else ""),
+            (TIF, m.time_in_force.value),
+            (MAX_FLOOR, _fmt(m.max_floor)),
             (TRANSACT_TIME, utc_timestamp()),
         ],
     )

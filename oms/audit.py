@@ -32,6 +32,7 @@ from oms.reports import (
     MassCancelReport,
     VenueCancel,
     VenueNewOrder,
+    VenueReplace,
     VenueStatusRequest,
 )
 
@@ -46,7 +47,7 @@ INBOUND_TYPES: tuple[type, ...] = (
     c.VenueReport, c.VenueCancelReject,
 )
 OUTBOUND_TYPES: tuple[type, ...] = (
-    ExecutionReport, CancelReject, MassCancelReport, VenueNewOrder, VenueCancel, VenueStatusRequest,
+    ExecutionReport, CancelReject, MassCancelReport, VenueNewOrder, VenueCancel, VenueReplace, VenueStatusRequest,
 )
 
 

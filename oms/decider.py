@@ -40,6 +40,7 @@ from oms.reports import (
     VenueStatusRequest,
     report,
     venue_new,
+    venue_replace,
 )
 from oms.validation import validate_new, validate_replace
 
@@ -78,8 +79,8 @@ class EngineConfig:
 
 @dataclass(slots=True)
 class _Watch:
-    """A venue request waiting for its answer: "new" (the ack) or "cancel"; stage 1 once the status
-    request has gone out."""
+    """A venue request waiting for its answer: "new" (the ack), "cancel" or "amend"; stage 1 once the
+    status request has gone out."""
 
     kind: str
     since: float
@@ -152,9 +153,9 @@ class Decider:
             if cl_ord_id:
                 self.by_cl_ord_id.setdefault((order.session, cl_ord_id), order.order_id)
         for child in order.children.values():
-            dict.__setitem__(self.by_child, child.child_id, (order.order_id, child.child_id))
-            if child.cancel_id:
-                dict.__setitem__(self.by_child, child.cancel_id, (order.order_id, child.child_id))
+            for venue_id in (child.child_id, child.cancel_id, child.venue_cl_ord_id, child.amend_id):
+                if venue_id:
+                    dict.__setitem__(self.by_child, venue_id, (order.order_id, child.child_id))
 
     def decide(self, commands: list[Any]) -> Decision:
         """Handle a batch of commands: everything they decide, in one Decision. A command the decider fails
@@ -362,9 +363,64 @@ class Decider:
                                           cmd.ord_type, tif))
         self.by_cl_ord_id[(cmd.session, cmd.cl_ord_id)] = order.order_id
         b.outbound.append(report(order, ExecType.PENDING_REPLACE, cl_ord_id=cmd.cl_ord_id, orig_cl_ord_id=orig))
-        # Replaces fan out as cancel-and-reroute: the new terms go to venues once nothing old works.
-        self._cancel_children(order, b)
+        amend = self._amend_terms(order)
+        if amend is not None:
+            # The working child carries the new terms: the venue amends it, and keeps its queue place
+            # where its rules allow (a quantity reduction at the same price, at most venues).
+            self._amend_child(order, *amend, b)
+        else:
+            # Several children, a plan that moves, or a venue that cannot amend: cancel-and-reroute, the
+            # new terms go to venues once nothing old works.
+            self._cancel_children(order, b)
         self._settle(order, b)
+
+    def _amend_terms(self, order: Order) -> tuple[Child, Decimal, Decimal | None] | None:
+        """(child, its new OrderQty, its new price) when the pending replace can be carried by the
+        order's one working child as a venue amend; None when it must be cancel-and-reroute."""
+        working = [ch for ch in order.children.values() if not ch.done]
+        if len(working) != 1 or order.pending_qty is None:
+            return None
+        child = working[0]
+        can_amend = getattr(self.router, "can_amend", None)
+        if (child.status not in (OrdStatus.NEW, OrdStatus.PARTIALLY_FILLED) or child.cancel_id
+                or child.venue not in self._routable(order.symbol) or can_amend is None or not can_amend(child.venue)):
+            return None  # unacknowledged, being canceled, or at a venue we cannot (or may not) amend at
+        new = dataclasses.replace(order, order_qty=order.pending_qty, price=order.pending_price,
+                                  ord_type=order.pending_ord_type or order.ord_type,
+                                  time_in_force=order.pending_tif or order.time_in_force, children={})
+        leaves = new.order_qty - order.cum_qty
+        if leaves <= 0 or new.child_ord_type is not child.ord_type or new.child_tif is not child.time_in_force:
+            return None  # down to CumQty (ends filled once the child is canceled), or another kind of order
+        price = child.price
+        if leaves > child.working_qty or new.price != order.price:
+            # More to work, or another limit: only if the router would put all of it at this venue.
+            plans = self.router.route(new, leaves, self._routable(order.symbol))
+            if len(plans) != 1:
+                return None
+            plan = plans[0]
+            if (plan.venue, plan.qty, plan.ord_type, plan.time_in_force) != (
+                    child.venue, leaves, child.ord_type, child.time_in_force):
+                return None
+            price = plan.price
+        return child, child.cum_qty + leaves, price
+
+    def _amend_child(self, order: Order, child: Child, qty: Decimal, price: Decimal | None, b: Decision) -> None:
+        amend_id = f"{child.child_id}~R{order.report_seq + 1}"
+        b.emit(order, ev.ChildReplaceRequested(order.order_id, child.child_id, amend_id, qty, price))
+        self.by_child[amend_id] = (order.order_id, child.child_id)
+        self._watch[child.child_id] = _Watch("amend", time.monotonic())
+        b.outbound.append(venue_replace(order, child))
+
+    def _amended(self, order: Order, b: Decision) -> None:
+        """After a child's amend was answered: once none is outstanding, the client's replace takes effect."""
+        if order.pending is not OrdStatus.PENDING_REPLACE or any(ch.amend_id for ch in order.children.values()):
+            return
+        before = dataclasses.replace(order, children={})
+        b.emit(order, ev.OrderReplaced(order.order_id))
+        if self.risk is not None:
+            self.risk.on_replaced(before, order)
+        b.outbound.append(report(order, ExecType.REPLACED, orig_cl_ord_id=order.orig_cl_ord_id))
+        self._route_residual(order, b)
 
     def _on_admin_cancel(self, cmd: c.AdminCancel, b: Decision) -> None:
         order = self.orders.get(cmd.order_id)
@@ -389,7 +445,7 @@ class Decider:
         b.emit(order, ev.ChildCancelRequested(order.order_id, child.child_id, cancel_id))
         self.by_child[cancel_id] = (order.order_id, child.child_id)
         self._watch[child.child_id] = _Watch("cancel", time.monotonic())
-        b.outbound.append(VenueCancel(child.venue, cancel_id, child.child_id, order.symbol, order.side, child.qty))
+        b.outbound.append(VenueCancel(child.venue, cancel_id, child.venue_id, order.symbol, order.side, child.qty))
 
     def _on_status(self, cmd: c.StatusRequest, b: Decision) -> None:
         order = self._find_client_order(cmd.session, cmd.cl_ord_id, cmd.order_id)
@@ -534,22 +590,41 @@ class Decider:
             return
         order, child = found
         self.suspect.discard(r.venue)  # it answers again
-        et = r.exec_type
-        self._answered(child, et)
-        if et in (ExecType.TRADE, ExecType.PARTIAL_FILL, ExecType.FILL):
-            self._on_fill(order, child, r.venue, r.exec_id, r.last_qty, r.last_px, b)
-        elif et in (ExecType.TRADE_CANCEL, ExecType.TRADE_CORRECT):
-            self._on_bust_or_correct(order, child, r, b)
-        elif et is ExecType.ORDER_STATUS:
-            self._reconcile(order, child, r, b)
-        elif et is ExecType.NEW and child.status is OrdStatus.PENDING_NEW:
+        self._answered(child, r.exec_type)
+        handler = self._venue_handlers.get(r.exec_type)
+        if handler is not None:
+            handler(self, order, child, r, b)
+
+    def _venue_fill(self, order: Order, child: Child, r: c.VenueReport, b: Decision) -> None:
+        self._on_fill(order, child, r.venue, r.exec_id, r.last_qty, r.last_px, b)
+
+    def _venue_new(self, order: Order, child: Child, r: c.VenueReport, b: Decision) -> None:
+        if child.status is OrdStatus.PENDING_NEW:
             b.emit(order, ev.ChildAcked(order.order_id, child.child_id, r.venue_order_id))
-        elif et in (ExecType.CANCELED, ExecType.EXPIRED, ExecType.DONE_FOR_DAY, ExecType.REJECTED) and (
-                not child.done or child.in_doubt):
-            text = r.text or f"{et.name.lower()} by {r.venue}"
-            b.emit(order, ev.ChildDone(order.order_id, child.child_id, et is ExecType.REJECTED, text,
-                                       r.exec_restatement_reason, et is ExecType.DONE_FOR_DAY))
-            self._settle(order, b)
+
+    def _venue_ended(self, order: Order, child: Child, r: c.VenueReport, b: Decision) -> None:
+        if child.done and not child.in_doubt:
+            return
+        et = r.exec_type
+        text = r.text or f"{et.name.lower()} by {r.venue}"
+        b.emit(order, ev.ChildDone(order.order_id, child.child_id, et is ExecType.REJECTED, text,
+                                   r.exec_restatement_reason, et is ExecType.DONE_FOR_DAY))
+        self._settle(order, b)
+
+    def _venue_replaced(self, order: Order, child: Child, r: c.VenueReport, b: Decision) -> None:
+        if not child.amend_id or r.cl_ord_id != child.amend_id:
+            # Not the amend we wait for: one we gave up on, or already applied (a resent report).
+            log.warning("venue %s: Replaced %s for %s, which has no such amend outstanding", r.venue, r.cl_ord_id,
+                        child.child_id)
+            return
+        b.emit(order, ev.ChildReplaced(order.order_id, child.child_id))
+        self._amended(order, b)
+        self._settle(order, b)
+
+    def _amend_refused(self, order: Order, child: Child, text: str, b: Decision) -> None:
+        b.emit(order, ev.ChildReplaceRefused(order.order_id, child.child_id, text))
+        if order.pending is OrdStatus.PENDING_REPLACE and not any(ch.amend_id for ch in order.children.values()):
+            self._refuse_pending(order, CxlRejReason.BROKER_OPTION, text, b)
 
     def _on_fill(self, order: Order, child: Child, venue: str, venue_exec_id: str, last_qty: Decimal,
                  last_px: Decimal, b: Decision) -> None:
@@ -619,6 +694,11 @@ class Decider:
 
     def _reconcile(self, order: Order, child: Child, r: c.VenueReport, b: Decision) -> None:
         """A venue's status of one of our children (after restart/reconnect): apply what we missed, once."""
+        if child.amend_id and r.cl_ord_id == child.amend_id and child.status is OrdStatus.PENDING_REPLACE:
+            # The venue names the order by our amend's ClOrdID: it amended it, and its Replaced was lost.
+            self._watch.pop(child.child_id, None)
+            b.emit(order, ev.ChildReplaced(order.order_id, child.child_id))
+            self._amended(order, b)
         open_here = not child.done or child.in_doubt
         if r.ord_status is OrdStatus.REJECTED and r.venue_order_id in ("", "NONE"):
             if open_here:
@@ -649,6 +729,9 @@ class Decider:
         self.suspect.discard(r.venue)
         self._watch.pop(child.child_id, None)
         if child.done:
+            return
+        if child.amend_id and r.cl_ord_id == child.amend_id:
+            self._amend_refused(order, child, f"{r.venue} refused replace: {r.text}", b)
             return
         b.emit(order, ev.ChildCancelRefused(order.order_id, child.child_id, r.text))
         if order.pending is not None and not any(ch.cancel_id and not ch.done for ch in order.children.values()):
@@ -832,11 +915,15 @@ class Decider:
             for child in order.children.values():
                 # In-doubt children too, even of finished parents: their fate is still the venue's to tell.
                 if child.venue == venue and (child.in_doubt or not child.done and not order.is_terminal):
-                    b.outbound.append(VenueStatusRequest(venue, child.child_id, order.symbol, order.side))
+                    b.outbound.append(VenueStatusRequest(venue, child.venue_id, order.symbol, order.side))
                     if child.status is OrdStatus.PENDING_NEW and child.child_id not in self._watch:
                         # Never acknowledged (e.g. sent just before a restart): this request is the last
                         # chance the ack timeout gives, then the child is in doubt.
                         self._watch[child.child_id] = _Watch("new", time.monotonic(), stage=1)
+                    elif child.amend_id and child.child_id not in self._watch:
+                        # An amend unanswered before a restart: the venue's answer (or its status naming
+                        # the amend's ClOrdID) still applies; without either, the client's replace is refused.
+                        self._watch[child.child_id] = _Watch("amend", time.monotonic(), stage=1)
 
     def _on_venue_down(self, cmd: c.VenueSessionDown, b: Decision) -> None:
         self.venues_up.discard(cmd.venue)
@@ -859,7 +946,8 @@ class Decider:
     def _answered(self, child: Child, et: ExecType) -> None:
         watch = self._watch.get(child.child_id)
         if watch is not None and (watch.kind == "new" or et in (ExecType.CANCELED, ExecType.EXPIRED,
-                                                                ExecType.DONE_FOR_DAY, ExecType.REJECTED)):
+                                                                ExecType.DONE_FOR_DAY, ExecType.REJECTED)
+                                  or (watch.kind == "amend" and et is ExecType.REPLACED)):
             del self._watch[child.child_id]
             if watch.kind == "new" and watch.stage == 0:  # answered without being asked: a true round trip
                 self.venue_ack_s.setdefault(child.venue, deque(maxlen=100)).append(time.monotonic() - watch.since)
@@ -875,7 +963,8 @@ class Decider:
             if cmd.now - watch.since < timeout:
                 continue
             found = self._child_of(child_id)
-            if found is None or found[1].done or (watch.kind == "cancel" and not found[1].cancel_id):
+            if found is None or found[1].done or (watch.kind == "cancel" and not found[1].cancel_id) or (
+                    watch.kind == "amend" and not found[1].amend_id):
                 del self._watch[child_id]
                 continue
             order, child = found
@@ -885,7 +974,7 @@ class Decider:
             if watch.stage == 0:
                 # Ask before giving up: only the answer may have been lost.
                 watch.stage, watch.since = 1, cmd.now
-                b.outbound.append(VenueStatusRequest(child.venue, child.child_id, order.symbol, order.side))
+                b.outbound.append(VenueStatusRequest(child.venue, child.venue_id, order.symbol, order.side))
                 continue
             del self._watch[child_id]
             text = f"no answer from {child.venue}"
@@ -893,24 +982,36 @@ class Decider:
                 log.error("venue %s does not answer: no new orders go there until it does", child.venue)
                 self.suspect.add(child.venue)
                 self._probe_at[child.venue] = cmd.now
-            if watch.kind == "new":
-                self._in_doubt(order, [child], text, b)
-            else:
-                b.emit(order, ev.ChildCancelRefused(order.order_id, child.child_id, text))
-                if order.pending is not None and not any(ch.cancel_id and not ch.done
-                                                         for ch in order.children.values()):
-                    self._refuse_pending(order, CxlRejReason.BROKER_OPTION, f"{text} to the cancel", b)
+            self._gave_up[watch.kind](self, order, child, text, b)
         for venue in list(self.suspect):
             if cmd.now - self._probe_at.get(venue, 0.0) >= timeout:
                 self._probe_at[venue] = cmd.now
                 self._probe(venue, b)
+
+    def _new_unanswered(self, order: Order, child: Child, text: str, b: Decision) -> None:
+        self._in_doubt(order, [child], text, b)
+
+    def _cancel_unanswered(self, order: Order, child: Child, text: str, b: Decision) -> None:
+        b.emit(order, ev.ChildCancelRefused(order.order_id, child.child_id, text))
+        if order.pending is not None and not any(ch.cancel_id and not ch.done for ch in order.children.values()):
+            self._refuse_pending(order, CxlRejReason.BROKER_OPTION, f"{text} to the cancel", b)
+
+    def _amend_unanswered(self, order: Order, child: Child, text: str, b: Decision) -> None:
+        # As for a cancel: the order keeps working on its old terms; a late Replaced no longer applies.
+        self._amend_refused(order, child, f"{text} to the replace", b)
+
+    _gave_up: dict[str, Callable[[Decider, Order, Child, str, Decision], None]] = {
+        "new": _new_unanswered,
+        "cancel": _cancel_unanswered,
+        "amend": _amend_unanswered,
+    }
 
     def _probe(self, venue: str, b: Decision) -> None:
         """Ask a silent venue about one of its orders: any answer clears the suspicion."""
         for order in self.orders.values():
             for child in order.children.values():
                 if child.venue == venue and order.side is not None and (child.in_doubt or not child.done):
-                    b.outbound.append(VenueStatusRequest(venue, child.child_id, order.symbol, order.side))
+                    b.outbound.append(VenueStatusRequest(venue, child.venue_id, order.symbol, order.side))
                     return
         self.suspect.discard(venue)  # nothing of ours is there: the next order will tell
 
@@ -936,6 +1037,21 @@ class Decider:
                 self._end(order, ev.OrderCanceled(order.order_id, f"{text}, no other venue for the rest"), b)
                 return
         self._settle(order, b)
+
+    _venue_handlers: dict[ExecType, Callable[[Decider, Order, Child, c.VenueReport, Decision], None]] = {
+        ExecType.TRADE: _venue_fill,
+        ExecType.PARTIAL_FILL: _venue_fill,
+        ExecType.FILL: _venue_fill,
+        ExecType.TRADE_CANCEL: lambda self, o, ch, r, b: self._on_bust_or_correct(o, ch, r, b),
+        ExecType.TRADE_CORRECT: lambda self, o, ch, r, b: self._on_bust_or_correct(o, ch, r, b),
+        ExecType.ORDER_STATUS: lambda self, o, ch, r, b: self._reconcile(o, ch, r, b),
+        ExecType.NEW: _venue_new,
+        ExecType.CANCELED: _venue_ended,
+        ExecType.EXPIRED: _venue_ended,
+        ExecType.DONE_FOR_DAY: _venue_ended,
+        ExecType.REJECTED: _venue_ended,
+        ExecType.REPLACED: _venue_replaced,
+    }
 
     _handlers: dict[type, Callable[[Decider, Any, Decision], None]] = {
         c.NewOrder: _on_new,

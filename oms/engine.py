@@ -28,14 +28,12 @@ from oms.enums import (
 )
 from oms.lazymap import LoadingDict
 from oms.model import Order
-from oms.ports import ClientGateway, InboundSource, JournalPort, Router, VenueConnector
+from oms.ports import ClientGateway, InboundSource, JournalPort, Router, VenueConnector, send_to_venue
 from oms.reports import (
     CancelReject,
     ExecutionReport,
     MassCancelReport,
     Outbound,
-    VenueCancel,
-    VenueStatusRequest,
 )
 
 log = logging.getLogger(__name__)
@@ -378,12 +376,8 @@ class Engine(Decider):
                     self.gateway.send_cancel_reject(out)
                 elif isinstance(out, MassCancelReport):
                     self.gateway.send_mass_cancel_report(out)
-                elif isinstance(out, VenueCancel):
-                    self.venues[out.venue].send_cancel(out)
-                elif isinstance(out, VenueStatusRequest):
-                    self.venues[out.venue].send_status_request(out)
                 else:
-                    self.venues[out.venue].send_new(out)
+                    send_to_venue(self.venues, out)
             except Exception:
                 log.exception("send failed for %r", out)
 

@@ -143,6 +143,36 @@ class ChildCancelRefused:
 
 
 @dataclass(frozen=True, slots=True)
+class ChildReplaceRequested:
+    """The new terms of a client's replace go to the child's venue as an amend (OrderCancelReplaceRequest,
+    ClOrdID `amend_id`): the venue keeps the order, and its queue priority where its rules allow."""
+
+    order_id: str
+    child_id: str
+    amend_id: str
+    qty: Decimal  # the child's new OrderQty (its CumQty included)
+    price: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildReplaced:
+    """The venue confirmed the amend (ExecType Replaced): the child works the terms it asked for, under
+    the amend's ClOrdID."""
+
+    order_id: str
+    child_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildReplaceRefused:
+    """The venue refused the amend (OrderCancelReject), or never answered it: the child works on as it was."""
+
+    order_id: str
+    child_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChildDone:
     """The venue ended the child (canceled, expired, rejected, done for the day): its unfilled part is no
     longer working."""
@@ -306,6 +336,9 @@ Event = (
     | FillCorrected
     | ChildCancelRequested
     | ChildCancelRefused
+    | ChildReplaceRequested
+    | ChildReplaced
+    | ChildReplaceRefused
     | ChildDone
     | ChildInDoubt
     | FillUnallocated

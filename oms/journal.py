@@ -504,13 +504,15 @@ class Journal:
         return LoadedOrder(order, frozenset(seen), fills)
 
     def order_id_of_child(self, venue_cl_ord_id: str) -> str | None:
-        """The order whose child has this venue ClOrdID (the child's id, or one of its cancels' ids)."""
+        """The order whose child has this venue ClOrdID (the child's id, one of its cancels' ids, or the id
+        of its last amend)."""
         with self.engine.connect() as conn:
             found = conn.execute(select(children_t.c.order_id).where(children_t.c.child_id == venue_cl_ord_id)
                                  ).scalar()
-            if found is None:
-                found = conn.execute(select(children_t.c.order_id).where(children_t.c.cancel_id == venue_cl_ord_id)
-                                     .limit(1)).scalar()
+            for column in (children_t.c.cancel_id, children_t.c.venue_cl_ord_id):
+                if found is None:
+                    found = conn.execute(select(children_t.c.order_id).where(column == venue_cl_ord_id)
+                                         .limit(1)).scalar()
             return found
 
     # --- audit -------------------------------------------------------------------------------------

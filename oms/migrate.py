@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine as SAEngine
 
 log = logging.getLogger(__name__)
 
-HEAD = "0003"
+HEAD = "0004"
 BASELINE = "0001"
 _SCRIPTS = Path(__file__).with_name("migrations")
 

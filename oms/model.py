@@ -13,12 +13,20 @@ from decimal import Decimal
 
 from oms import events as ev
 from oms.enums import TERMINAL, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce, reported_status
-from oms.state_machine import BY_QUANTITY, IllegalTransition, Transition, next_status
+from oms.state_machine import (
+    BY_QUANTITY,
+    CHILD_IN_DOUBT,
+    ChildTransition,
+    IllegalTransition,
+    Transition,
+    next_child_status,
+    next_status,
+)
 
 ZERO = Decimal(0)
 # A child's status while its venue is away (oms.events.ChildInDoubt). Children are never reported to
 # clients with their own status, so the otherwise unused Suspended value marks it in the journal.
-IN_DOUBT = OrdStatus.SUSPENDED
+IN_DOUBT = CHILD_IN_DOUBT
 
 
 @dataclass(slots=True)
@@ -37,6 +45,28 @@ class Child:
     cancel_id: str = ""
     text: str = ""
     restatement_reason: int | None = None  # the venue's ExecRestatementReason(378) when it ended the child
+    # The ClOrdID the venue knows the child by since its last amend ("": the child's own id).
+    venue_cl_ord_id: str = ""
+    # An amend (OrderCancelReplaceRequest) the venue has not answered: its ClOrdID and the terms it asked.
+    amend_id: str = ""
+    amend_qty: Decimal | None = None
+    amend_price: Decimal | None = None
+
+    def move(self, transition: ChildTransition) -> None:
+        self.status = next_child_status(self.status, transition)
+        if self.status is not OrdStatus.PENDING_REPLACE:
+            self.amend_id, self.amend_qty, self.amend_price = "", None, None
+        self.settle_by_quantity()
+
+    def settle_by_quantity(self) -> None:
+        # A replace answered (or refused) lands on NEW; what already filled decides where it stays.
+        if self.status in (OrdStatus.NEW, OrdStatus.PARTIALLY_FILLED) and self.cum_qty > 0:
+            self.status = OrdStatus.FILLED if self.cum_qty >= self.qty else OrdStatus.PARTIALLY_FILLED
+
+    @property
+    def venue_id(self) -> str:
+        """The ClOrdID the venue knows the child by now: OrigClOrdID of our next cancel or amend."""
+        return self.venue_cl_ord_id or self.child_id
 
     @property
     def done(self) -> bool:
@@ -196,16 +226,13 @@ class Order:
         elif isinstance(event, ev.ChildAcked):
             child = self.children[event.child_id]
             child.venue_order_id = event.venue_order_id
-            if child.status is OrdStatus.PENDING_NEW:
-                child.status = OrdStatus.NEW
+            child.move(ChildTransition.ACK)
         elif isinstance(event, ev.ChildFilled):
             child = self.children[event.child_id]
             child.cum_qty += event.last_qty
             child.notional += event.last_qty * event.last_px
-            if child.cum_qty >= child.qty:
-                child.status = OrdStatus.FILLED
-            elif not child.done:  # a late fill of an ended or in-doubt child does not revive it
-                child.status = OrdStatus.PARTIALLY_FILLED
+            # (a late fill of an ended or in-doubt child does not revive it: see CHILD_TRANSITIONS)
+            child.move(ChildTransition.FILL_ALL if child.cum_qty >= child.qty else ChildTransition.FILL)
             self.cum_qty += event.last_qty
             self.notional += event.last_qty * event.last_px
             self.last_qty, self.last_px = event.last_qty, event.last_px
@@ -238,18 +265,36 @@ class Order:
         elif isinstance(event, ev.OrderTriggered):
             self.held = False
         elif isinstance(event, ev.ChildCancelRequested):
-            self.children[event.child_id].cancel_id = event.cancel_id
+            child = self.children[event.child_id]
+            child.move(ChildTransition.CANCEL_REQUEST)
+            child.cancel_id = event.cancel_id
         elif isinstance(event, ev.ChildCancelRefused):
-            self.children[event.child_id].cancel_id = ""
+            child = self.children[event.child_id]
+            child.move(ChildTransition.CANCEL_REFUSED)
+            child.cancel_id = ""
         elif isinstance(event, ev.ChildInDoubt):
             child = self.children[event.child_id]
-            child.status = IN_DOUBT
+            child.move(ChildTransition.IN_DOUBT)
             child.cancel_id = ""
             child.text = event.text
+        elif isinstance(event, ev.ChildReplaceRequested):
+            child = self.children[event.child_id]
+            child.move(ChildTransition.REPLACE_REQUEST)
+            child.amend_id, child.amend_qty, child.amend_price = event.amend_id, event.qty, event.price
+        elif isinstance(event, ev.ChildReplaced):
+            child = self.children[event.child_id]
+            amend_id, qty, price = child.amend_id, child.amend_qty, child.amend_price
+            child.move(ChildTransition.REPLACED)  # raises unless an amend is outstanding
+            assert qty is not None
+            # Down to or below what already filled ends the child filled at CumQty (App D C.3.b/c).
+            child.qty, child.price, child.venue_cl_ord_id = max(qty, child.cum_qty), price, amend_id
+            child.settle_by_quantity()
+        elif isinstance(event, ev.ChildReplaceRefused):
+            self.children[event.child_id].move(ChildTransition.REPLACE_REFUSED)
         elif isinstance(event, ev.ChildDone):
             child = self.children[event.child_id]
-            child.status = (OrdStatus.REJECTED if event.rejected
-                            else OrdStatus.DONE_FOR_DAY if event.done_for_day else OrdStatus.CANCELED)
+            child.move(ChildTransition.REJECTED if event.rejected
+                       else ChildTransition.DONE_FOR_DAY if event.done_for_day else ChildTransition.CANCELED)
             child.text = event.text
             child.restatement_reason = event.restatement_reason
         elif isinstance(event, ev.CancelRequested):

@@ -5,7 +5,7 @@ All methods are called from the engine thread, after the events they announce ar
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -21,6 +21,7 @@ from oms.reports import (
     MassCancelReport,
     VenueCancel,
     VenueNewOrder,
+    VenueReplace,
     VenueStatusRequest,
 )
 from oms.validation import Refusal
@@ -46,6 +47,10 @@ class Router(Protocol):
 
     def route(self, order: Order, qty: Decimal, venues_up: Set[str]) -> list[ChildPlan]: ...
 
+    # Optional (looked up by the decider): `can_amend(venue) -> bool`, whether the venue takes an
+    # OrderCancelReplaceRequest for a working child ([venue_profiles.X] amend). A router without it
+    # answers no: replaces then go out as cancel-and-reroute.
+
 
 class VenueConnector(Protocol):
     """One execution venue. `send_*` must not block on the network: they copy what they need and queue
@@ -58,7 +63,25 @@ class VenueConnector(Protocol):
 
     def send_cancel(self, msg: VenueCancel) -> None: ...
 
+    def send_replace(self, msg: VenueReplace) -> None:
+        """An amend of a working child. A venue that cannot amend answers VenueCancelReject."""
+        ...
+
     def send_status_request(self, msg: VenueStatusRequest) -> None: ...
+
+
+VenueMessage = VenueNewOrder | VenueCancel | VenueReplace | VenueStatusRequest
+_VENUE_SENDS: dict[type, Callable[[VenueConnector, Any], None]] = {
+    VenueNewOrder: lambda v, m: v.send_new(m),
+    VenueCancel: lambda v, m: v.send_cancel(m),
+    VenueReplace: lambda v, m: v.send_replace(m),
+    VenueStatusRequest: lambda v, m: v.send_status_request(m),
+}
+
+
+def send_to_venue(venues: Mapping[str, VenueConnector], msg: VenueMessage) -> None:
+    """Hand a venue message to its venue's connector (KeyError for a venue nobody connected)."""
+    _VENUE_SENDS[type(msg)](venues[msg.venue], msg)
 
 
 class ClientGateway(Protocol):

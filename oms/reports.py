@@ -111,7 +111,27 @@ class VenueCancel:
     qty: Decimal
 
 
-Outbound = ExecutionReport | CancelReject | MassCancelReport | VenueNewOrder | VenueCancel | VenueStatusRequest
+@dataclass(frozen=True, slots=True)
+class VenueReplace:
+    """An amend of a working child (OrderCancelReplaceRequest): `amend_id` replaces `orig_cl_ord_id`, the
+    ClOrdID the venue knows the child by now; `qty` is the child's new OrderQty, its CumQty included."""
+
+    venue: str
+    amend_id: str
+    orig_cl_ord_id: str
+    child_id: str
+    symbol: str
+    side: Side
+    ord_type: OrdType
+    time_in_force: TimeInForce
+    qty: Decimal
+    price: Decimal | None
+    account: str
+    max_floor: Decimal | None = None
+
+
+Outbound = (ExecutionReport | CancelReject | MassCancelReport | VenueNewOrder | VenueCancel | VenueReplace
+            | VenueStatusRequest)
 fast_init_all(Outbound.__args__)  # built on every batch: see oms.fastinit
 
 
@@ -160,6 +180,14 @@ def report(
         tot_num_reports=tot_num_reports,
         last_rpt_requested=last_rpt_requested,
         exec_restatement_reason=restatement_reason,
+    )
+
+
+def venue_replace(order: Order, child: Child) -> VenueReplace:
+    assert order.side is not None and child.amend_qty is not None
+    return VenueReplace(
+        child.venue, child.amend_id, child.venue_id, child.child_id, order.symbol, order.side, child.ord_type,
+        child.time_in_force, child.amend_qty, child.amend_price, order.account, order.max_floor,
     )
 
 

@@ -59,8 +59,17 @@ def order_row_from_snapshot(snap: Sequence[Any], instance: str) -> dict[str, Any
     return row
 
 
+# Columns added after the first journal_log records were written (migration 0004), with the value a
+# snapshot taken before them stands for: a log tail from an older version still projects after an upgrade.
+_CHILD_ADDED: dict[str, Any] = {"venue_cl_ord_id": "", "amend_id": "", "amend_qty": None, "amend_price": None}
+_CHILD_DEFAULTS = tuple(_CHILD_ADDED[n] for n in CHILD_COLUMNS[len(CHILD_COLUMNS) - len(_CHILD_ADDED):])
+assert CHILD_COLUMNS[len(CHILD_COLUMNS) - len(_CHILD_ADDED):] == tuple(_CHILD_ADDED), "added columns come last"
+
+
 def child_row_from_snapshot(snap: Sequence[Any]) -> dict[str, Any]:
     values = list(snap)
+    if len(values) < len(CHILD_COLUMNS):
+        values += _CHILD_DEFAULTS[len(values) - len(CHILD_COLUMNS):]
     for i in _CHILD_ENUMS:
         values[i] = values[i].value
     return dict(zip(CHILD_COLUMNS, values, strict=True))
@@ -131,4 +140,8 @@ def child_from_row(r: Any) -> Child:
         cancel_id=r.cancel_id,
         text=r.text,
         restatement_reason=r.restatement_reason,
+        venue_cl_ord_id=r.venue_cl_ord_id,
+        amend_id=r.amend_id,
+        amend_qty=r.amend_qty,
+        amend_price=r.amend_price,
     )

@@ -122,6 +122,12 @@ children_t = Table(
     Column("cancel_id", String(96), nullable=False),
     Column("text", Text, nullable=False),
     Column("restatement_reason", Integer),  # the venue's ExecRestatementReason(378) when it ended the child
+    # Venue amends (migration 0004): the ClOrdID the venue knows the child by since its last amend ("" =
+    # child_id), and an amend the venue has not answered yet (kept across a restart: its answer still applies).
+    Column("venue_cl_ord_id", String(96), nullable=False, default="", server_default=""),
+    Column("amend_id", String(96), nullable=False, default="", server_default=""),
+    Column("amend_qty", Dec),
+    Column("amend_price", Dec),
 )
 
 executions_t = Table(
@@ -199,9 +205,10 @@ cl_ord_ids_t = Table(
 )
 
 # What a restart reads without scanning the journal: operator risk changes among all events, and a
-# venue's cancel ClOrdID naming a child of a finished order (children are otherwise found by child_id).
+# venue's cancel or amend ClOrdID naming a child of a finished order (otherwise found by child_id).
 Index("ix_events_instance_kind", events_t.c.instance, events_t.c.kind)
 Index("ix_children_cancel_id", children_t.c.cancel_id)
+Index("ix_children_venue_cl_ord_id", children_t.c.venue_cl_ord_id)  # an amended child of a finished order
 # Children in doubt (oms.model.IN_DOUBT) of finished orders: a restart must still ask their venue.
 Index("ix_children_status", children_t.c.status)
 

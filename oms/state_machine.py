@@ -73,6 +73,60 @@ BY_QUANTITY: frozenset[S] = frozenset({S.NEW, S.PARTIALLY_FILLED, S.FILLED})
 CANCELABLE: frozenset[S] = frozenset({S.PENDING_NEW, S.NEW, S.PARTIALLY_FILLED})
 
 
+class ChildTransition(str, Enum):
+    """What happens to a venue child. Children are never reported to clients with their own status; the
+    machine keeps the engine from acting on a child in a state the venue could not have left it in."""
+
+    ACK = "ack"
+    FILL = "fill"  # a fill that leaves something open
+    FILL_ALL = "fill_all"  # a fill that completes the child's quantity
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    DONE_FOR_DAY = "done_for_day"
+    IN_DOUBT = "in_doubt"
+    CANCEL_REQUEST = "cancel_request"
+    CANCEL_REFUSED = "cancel_refused"
+    # A venue amend (OrderCancelReplaceRequest to the venue): PendingReplace until the venue answers.
+    REPLACE_REQUEST = "replace_request"
+    REPLACED = "replaced"
+    REPLACE_REFUSED = "replace_refused"
+
+
+# A child's status while its venue is away (oms.events.ChildInDoubt); see oms.model.IN_DOUBT.
+CHILD_IN_DOUBT = S.SUSPENDED
+_CHILD_WORKING = (S.PENDING_NEW, S.NEW, S.PARTIALLY_FILLED, S.PENDING_REPLACE)
+_CHILD_ENDED = (S.FILLED, S.CANCELED, S.REJECTED, S.DONE_FOR_DAY, CHILD_IN_DOUBT)
+# Statuses whose value follows the child's CumQty once a replace is answered (see Child.by_quantity).
+CHILD_BY_QUANTITY = S.NEW
+
+# (child status, transition) -> new status. Anything absent is illegal. A FILL of an ended or in-doubt
+# child is a late fill: applied, but it does not revive the child. REPLACED / REPLACE_REFUSED land on NEW,
+# which the aggregate settles by quantity (NEW, PARTIALLY_FILLED or FILLED).
+CHILD_TRANSITIONS: dict[tuple[S, ChildTransition], S] = {
+    (S.PENDING_NEW, ChildTransition.ACK): S.NEW,
+    **{(s, ChildTransition.FILL): (S.PARTIALLY_FILLED if s in (S.PENDING_NEW, S.NEW) else s)
+       for s in (*_CHILD_WORKING, *_CHILD_ENDED)},
+    **{(s, ChildTransition.FILL_ALL): S.FILLED for s in (*_CHILD_WORKING, *_CHILD_ENDED)},
+    **{(s, t): target for s in (*_CHILD_WORKING, CHILD_IN_DOUBT)
+       for t, target in ((ChildTransition.CANCELED, S.CANCELED), (ChildTransition.REJECTED, S.REJECTED),
+                         (ChildTransition.DONE_FOR_DAY, S.DONE_FOR_DAY))},
+    **{(s, ChildTransition.IN_DOUBT): CHILD_IN_DOUBT for s in _CHILD_WORKING},
+    **{(s, ChildTransition.CANCEL_REQUEST): s for s in (*_CHILD_WORKING, CHILD_IN_DOUBT)},
+    **{(s, ChildTransition.CANCEL_REFUSED): s for s in _CHILD_WORKING},
+    (S.NEW, ChildTransition.REPLACE_REQUEST): S.PENDING_REPLACE,
+    (S.PARTIALLY_FILLED, ChildTransition.REPLACE_REQUEST): S.PENDING_REPLACE,
+    (S.PENDING_REPLACE, ChildTransition.REPLACED): CHILD_BY_QUANTITY,
+    (S.PENDING_REPLACE, ChildTransition.REPLACE_REFUSED): CHILD_BY_QUANTITY,
+}
+
+
+def next_child_status(current: S, transition: ChildTransition) -> S:
+    try:
+        return CHILD_TRANSITIONS[(current, transition)]
+    except KeyError:
+        raise IllegalTransition(f"child: {transition.value} is not allowed in status {current.name}") from None
+
+
 def next_status(current: S, transition: Transition) -> S:
     try:
         return TRANSITIONS[(current, transition)]

@@ -159,8 +159,13 @@ class SmartRouter:
         if known is not None:
             return known
         if venue == self.internal_venue:
-            return VenueProfile(venue, order_types=frozenset({OrdType.LIMIT, OrdType.MARKET}))
+            # The crossing book takes no amends (venues.internal): replaces there cancel and re-route.
+            return VenueProfile(venue, order_types=frozenset({OrdType.LIMIT, OrdType.MARKET}), amend=False)
         return VenueProfile(venue)
+
+    def can_amend(self, venue: str) -> bool:
+        """Whether a working child at `venue` may be amended (the decider's question, see oms.ports.Router)."""
+        return venue != self.internal_venue and self.profile(venue).amend
 
     def strategy_for(self, order: Order) -> Strategy:
         return (

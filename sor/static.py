@@ -3,7 +3,7 @@ configured venue, if that venue is up."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping, Set
 from decimal import Decimal
 
 from oms.model import Order
@@ -11,8 +11,12 @@ from oms.ports import ChildPlan
 
 
 class StaticRouter:
-    def __init__(self, venue_by_symbol: Mapping[str, str]) -> None:
+    def __init__(self, venue_by_symbol: Mapping[str, str], no_amend: Iterable[str] = ()) -> None:
         self.venue_by_symbol = dict(venue_by_symbol)
+        self.no_amend = frozenset(no_amend)
+
+    def can_amend(self, venue: str) -> bool:
+        return venue not in self.no_amend
 
     def route(self, order: Order, qty: Decimal, venues_up: Set[str]) -> list[ChildPlan]:
         venue = order.ex_destination or self.venue_by_symbol.get(order.symbol)

@@ -12,6 +12,7 @@ Built from config (`[venue_profiles.NAME]` in fixoms.toml), for example:
     post_only = false            # true: the venue only accepts orders that add liquidity
     touch_outflow = 2000         # optional: shares expected to trade at its touch per routing horizon
     cancel_on_disconnect = true  # the venue cancels our orders when the session drops (default true)
+    amend = true                 # the venue takes OrderCancelReplaceRequest for a working order (default true)
 
 Money and sizes are Decimal; TOML floats are read through their text so 0.003 stays 0.003.
 """
@@ -43,6 +44,9 @@ class VenueProfile:
     # The venue cancels our resting orders when our session drops (most exchanges offer it). Only then
     # may the engine route a dropped venue's open quantity elsewhere after the grace period.
     cancel_on_disconnect: bool = True
+    # The venue amends a working order in place (OrderCancelReplaceRequest); without it a client's
+    # replace is worked as cancel-and-reroute there (docs/rules-of-engagement.md, "Replaces at venues").
+    amend: bool = True
 
     def accepts(self, ord_type: OrdType, qty: Decimal | None = None, ioc: bool = False) -> bool:
         """Can this venue take a child of this type (and size, and IOC-ness)?"""
@@ -64,7 +68,7 @@ class VenueProfile:
     def from_config(cls, name: str, cfg: Mapping[str, Any]) -> VenueProfile:
         known = {
             "maker_rebate", "taker_fee", "latency_ms", "order_types", "max_order_qty", "supports_ioc",
-            "post_only", "touch_outflow", "cancel_on_disconnect",
+            "post_only", "touch_outflow", "cancel_on_disconnect", "amend",
         }
         unknown = set(cfg) - known
         if unknown:
@@ -82,7 +86,8 @@ class VenueProfile:
             supports_ioc=bool(cfg.get("supports_ioc", True)),
             post_only=bool(cfg.get("post_only", False)),
             touch_outflow=None if outflow in (None, "", "none") else _dec(name, "touch_outflow", outflow),
-            cancel_on_disconnect=bool(cfg.get("cancel_on_disconnect", True)),
+            cancel_on_disconnect=_flag(name, "cancel_on_disconnect", cfg.get("cancel_on_disconnect", True)),
+            amend=_flag(name, "amend", cfg.get("amend", True)),
         )
         if profile.max_order_qty is not None and profile.max_order_qty <= 0:
             raise ValueError(f"venue_profiles.{name}.max_order_qty must be positive")
@@ -94,6 +99,13 @@ class VenueProfile:
 def profiles_from_config(cfg: Mapping[str, Mapping[str, Any]]) -> dict[str, VenueProfile]:
     """`{name: {setting: value}}` (the `[venue_profiles]` table) to profiles by name."""
     return {name: VenueProfile.from_config(name, settings) for name, settings in cfg.items()}
+
+
+def _flag(venue: str, key: str, value: Any) -> bool:
+    # bool("false") is True: a quoted TOML string must not silently turn a capability on.
+    if not isinstance(value, bool):
+        raise ValueError(f"venue_profiles.{venue}.{key}: expected true or false, got {value!r}")
+    return value
 
 
 def _dec(venue: str, key: str, value: Any) -> Decimal:

@@ -113,12 +113,19 @@ class Stack:
     app: object = None
     clients: list = field(default_factory=list)
     sessions_file: Path = ROOT / "sessions.cfg"
+    # [venue_profiles] settings laid over fixoms.toml's, by venue (e.g. {"VENUE-B": {"amend": False}})
+    venue_profiles: dict[str, dict[str, object]] = field(default_factory=dict)
+    # fixoms.config.Config fields to set (e.g. {"venue_ack_timeout_s": 30.0})
+    overrides: dict[str, object] = field(default_factory=dict)
 
     def config(self):  # type: ignore[no-untyped-def]
         from fixoms import config as cfgmod
 
         base = cfgmod.load(ROOT / "fixoms.toml")
-        return replace(base, database_url=self.db_url, var_dir=self.tmp / "engine", sessions_file=self.sessions_file,
+        profiles = {k: dict(v) for k, v in base.venue_profiles.items()}
+        for venue, settings in self.venue_profiles.items():
+            profiles.setdefault(venue, {}).update(settings)
+        return replace(base, **self.overrides, venue_profiles=profiles, database_url=self.db_url, var_dir=self.tmp / "engine", sessions_file=self.sessions_file,
                        admin_socket=self.tmp / "admin.sock", metrics_port=0)
 
     def orders(self) -> list[dict[str, str]]:
@@ -183,12 +190,14 @@ def listed(venue: str) -> dict[str, Decimal]:
 
 
 def run_stack(tmp_path: Path, db_url: str, listings: dict[str, tuple[str, ...]] | None = None,
-              sessions_file: Path = ROOT / "sessions.cfg") -> Iterator[Stack]:
+              sessions_file: Path = ROOT / "sessions.cfg",
+              venue_profiles: dict[str, dict[str, object]] | None = None,
+              overrides: dict[str, object] | None = None) -> Iterator[Stack]:
     from fixoms.netutil import free_port
     from venues.simulator import SimulatorServer
 
     st = Stack(tmp_path, db_url, free_port(), {"VENUE-A": free_port(), "VENUE-B": free_port()},
-               sessions_file=sessions_file)
+               sessions_file=sessions_file, venue_profiles=dict(venue_profiles or {}), overrides=dict(overrides or {}))
     seed_credentials(db_url)
     try:
         for i, (name, port) in enumerate(st.venue_ports.items()):

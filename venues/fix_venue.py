@@ -11,7 +11,7 @@ from decimal import Decimal
 from fix_engine import codec
 from fix_engine.application import GuardedApplication
 from oms import commands as c
-from oms.reports import VenueCancel, VenueNewOrder, VenueStatusRequest
+from oms.reports import VenueCancel, VenueNewOrder, VenueReplace, VenueStatusRequest
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,10 @@ class FixVenue:
     def send_cancel(self, msg: VenueCancel) -> None:
         if not self.app.send_raw(self.name, codec.encode_venue_cancel(msg, self._begin())):
             log.warning("venue %s: cancel %s not sent (session down)", self.name, msg.cancel_id)
+
+    def send_replace(self, msg: VenueReplace) -> None:
+        if not self.app.send_raw(self.name, codec.encode_venue_replace(msg, self._begin())):
+            log.warning("venue %s: amend %s not sent (session down)", self.name, msg.amend_id)
 
     def send_status_request(self, msg: VenueStatusRequest) -> None:
         if not self.app.send_raw(self.name, codec.encode_venue_status(msg, self._begin())):

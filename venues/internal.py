@@ -37,7 +37,7 @@ from typing import Any
 import native
 from oms import commands as c
 from oms.enums import ExecType, OrdStatus, OrdType, Side, TimeInForce
-from oms.reports import VenueCancel, VenueNewOrder, VenueStatusRequest
+from oms.reports import VenueCancel, VenueNewOrder, VenueReplace, VenueStatusRequest
 
 ZERO = Decimal(0)
 TWO = Decimal(2)
@@ -186,6 +186,14 @@ class InternalVenue:
         o.status = OrdStatus.CANCELED
         self._report(o, ExecType.CANCELED, cl_ord_id=msg.cancel_id, orig=o.child_id, text="canceled")
         self._publish(o.symbol)
+
+    def send_replace(self, msg: VenueReplace) -> None:
+        # The crossing book takes no amends (its profile says so, so the engine cancels and re-routes
+        # instead); a request that comes anyway gets a clear refusal, and the order works on unchanged.
+        vid = self.by_child.get(msg.orig_cl_ord_id)
+        o = self.orders.get(vid) if vid is not None else None
+        self.submit(c.VenueCancelReject(self.name, msg.amend_id, msg.orig_cl_ord_id, None if o is None else o.status,
+                                        f"{self.name} does not amend orders: cancel and send a new one"))
 
     def send_status_request(self, msg: VenueStatusRequest) -> None:
         vid = self.by_child.get(msg.child_id)

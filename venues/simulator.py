@@ -1,8 +1,11 @@
 """The venue simulator: a FIX acceptor with a native price-time book per symbol.
 
-Seeded with resting "house" liquidity around a reference price, it answers NewOrderSingle and
-OrderCancelRequest with the ExecutionReports a real venue sends (New, Trade, Canceled, Rejected) and
-OrderCancelReject when a cancel comes too late.
+Seeded with resting "house" liquidity around a reference price, it answers NewOrderSingle,
+OrderCancelRequest and OrderCancelReplaceRequest with the ExecutionReports a real venue sends (New, Trade,
+Canceled, Replaced, Rejected) and OrderCancelReject when a cancel or replace comes too late. A replace
+amends the resting order in the book with the book's priority rules (native.Book.replace): a quantity
+reduction at the same price keeps its place in the queue, a price change or a quantity increase sends
+it to the back of its (new) price level, matching first if the new price crosses.
 
 The simulator runs on QuickFIX's ThreadedSocketAcceptor, not the SocketAcceptor the design prefers:
 1.16's SocketAcceptor.stop() closes its SocketServer on the caller's thread while the acceptor thread
@@ -166,14 +169,9 @@ class VenueSimulator(GuardedApplication):
             command = codec.decode_client(raw, key)
         except codec.UnsupportedMessage:
             raise fix.UnsupportedMessageType() from None
-        if isinstance(command, c.NewOrder):
-            self._new_order(command)
-        elif isinstance(command, c.InvalidOrder):
-            self._reject(key, command.cl_ord_id, command.symbol, command.side, command.text)
-        elif isinstance(command, c.CancelOrder):
-            self._cancel(command)
-        elif isinstance(command, c.StatusRequest):
-            self._status(command)
+        handler = self._requests.get(type(command))
+        if handler is not None:
+            handler(self, command)
         self._publish_all()
 
     def send_raw(self, key: str, raw: str, groups: bool = False) -> bool:
@@ -259,15 +257,57 @@ class VenueSimulator(GuardedApplication):
         vid = self.by_cl_ord_id.get((cmd.session, cmd.orig_cl_ord_id))
         o = self.orders.get(vid) if vid is not None else None
         if o is None or o.leaves == 0:
-            status = o.status if o is not None else OrdStatus.REJECTED
             reason = CxlRejReason.TOO_LATE_TO_CANCEL if o is not None else CxlRejReason.UNKNOWN_ORDER
-            reject = CancelReject(cmd.session, f"{self.name}-{vid}" if vid else "NONE", cmd.cl_ord_id,
-                                  cmd.orig_cl_ord_id, status, CxlRejResponseTo.CANCEL, reason,
-                                  "order not open" if o is not None else "unknown order")
-            self.send_raw(cmd.session, codec.encode_cancel_reject(reject, self.begin_strings.get(cmd.session, codec.FIX44)))
-            return
+            return self._refuse(cmd, o, reason, "order not open" if o is not None else "unknown order")
         self.cancel_ids[o.vid] = cmd.cl_ord_id
         self._apply(self.books[o.symbol].cancel(o.vid))
+
+    def _refuse(self, cmd: c.CancelOrder | c.ReplaceOrder, o: SimOrder | None, reason: CxlRejReason,
+                text: str) -> None:
+        response_to = CxlRejResponseTo.CANCEL if isinstance(cmd, c.CancelOrder) else CxlRejResponseTo.REPLACE
+        reject = CancelReject(cmd.session, f"{self.name}-{o.vid}" if o is not None else "NONE", cmd.cl_ord_id,
+                              cmd.orig_cl_ord_id, o.status if o is not None else OrdStatus.REJECTED, response_to,
+                              reason, text)
+        self.send_raw(cmd.session, codec.encode_cancel_reject(reject, self.begin_strings.get(cmd.session, codec.FIX44)))
+
+    def _replace(self, cmd: c.ReplaceOrder) -> None:
+        vid = self.by_cl_ord_id.get((cmd.session, cmd.orig_cl_ord_id))
+        o = self.orders.get(vid) if vid is not None else None
+        if o is None:
+            return self._refuse(cmd, None, CxlRejReason.UNKNOWN_ORDER, "unknown order")
+        qty = cmd.order_qty
+        refusal = (
+            "order not open" if o.leaves == 0
+            else "duplicate ClOrdID" if (cmd.session, cmd.cl_ord_id) in self.by_cl_ord_id
+            else f"trading halted in {o.symbol}: only cancels accepted" if o.symbol in self.halted
+            else "symbol, side and order type cannot change" if (cmd.symbol, cmd.side, cmd.ord_type) != (
+                o.symbol, o.side, o.ord_type)
+            else f"bad quantity {qty}" if qty <= 0 or qty != qty.to_integral_value()
+            else "limit order without price" if o.ord_type is OrdType.LIMIT and (cmd.price is None or cmd.price <= 0)
+            else ""
+        )
+        if refusal:
+            reason = CxlRejReason.TOO_LATE_TO_CANCEL if o.leaves == 0 else CxlRejReason.OTHER
+            return self._refuse(cmd, o, reason, refusal)
+        book, new_qty = self.books[o.symbol], int(qty)
+        if new_qty <= o.cum:
+            # Down to what already traded: the rest is canceled and the order ends filled at CumQty
+            # (App D C.3.b/c), its OrderQty never below CumQty.
+            book.cancel(o.vid)
+            events: list[Any] = []
+            o.qty, o.status = o.cum, OrdStatus.FILLED
+        else:
+            assert cmd.price is not None
+            events = list(book.replace(o.vid, self.ticks(cmd.price), new_qty - o.cum))
+            if events[0].kind == native.EV_REJECTED:
+                return self._refuse(cmd, o, CxlRejReason.OTHER, f"rejected by book (reason {events[0].reason})")
+            o.qty = new_qty
+        orig, o.cl_ord_id, o.price = o.cl_ord_id, cmd.cl_ord_id, cmd.price
+        self.by_cl_ord_id[(cmd.session, cmd.cl_ord_id)] = o.vid
+        self._send(o, ExecType.REPLACED, orig=orig)
+        self._current_symbol = o.symbol
+        self._apply(events[1:])  # a new price that crosses trades at once, as the new order would
+        self._replenish(o.symbol)
 
     def _status(self, cmd: c.StatusRequest) -> None:
         vid = self.by_cl_ord_id.get((cmd.session, cmd.cl_ord_id))
@@ -283,6 +323,14 @@ class VenueSimulator(GuardedApplication):
             self.send_raw(cmd.session, codec.encode_report(report, self.begin_strings.get(cmd.session, codec.FIX44)))
             return
         self._send(o, ExecType.ORDER_STATUS)
+
+    _requests: dict[type, Any] = {
+        c.NewOrder: _new_order,
+        c.InvalidOrder: lambda self, cmd: self._reject(cmd.session, cmd.cl_ord_id, cmd.symbol, cmd.side, cmd.text),
+        c.CancelOrder: _cancel,
+        c.ReplaceOrder: _replace,
+        c.StatusRequest: _status,
+    }
 
     # --- venue-side events a test or an operator of the simulator can cause -------------------
     def bust_last_fill(self, session: str, cl_ord_id: str, correct_to: tuple[int, Decimal] | None = None) -> None:

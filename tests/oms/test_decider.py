@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ from oms import events as ev
 from oms.decider import Decider, Decision, EngineConfig
 from oms.enums import (
     CxlRejReason,
+    CxlRejResponseTo,
     ExecRestatementReason,
     ExecType,
     OrdRejReason,
@@ -21,7 +23,14 @@ from oms.enums import (
     Side,
     TimeInForce,
 )
-from oms.reports import CancelReject, ExecutionReport, VenueCancel, VenueNewOrder
+from oms.reports import (
+    CancelReject,
+    ExecutionReport,
+    VenueCancel,
+    VenueNewOrder,
+    VenueReplace,
+    VenueStatusRequest,
+)
 from oms.state_machine import IllegalTransition
 from sor.static import StaticRouter
 
@@ -242,3 +251,210 @@ def test_done_for_day_and_renewal_go_through_the_state_machine() -> None:
     order.apply(ev.OrderCanceled("T-1", "canceled"))
     with pytest.raises(IllegalTransition):
         order.apply(ev.OrderDoneForDay("T-1", "V1: closed", False))  # a canceled order cannot be done for day
+
+
+# --- issue 16 item 1: replaces reach the venue as amends ------------------------------------------
+def replace(decider: Decider, cl: str, orig: str, qty: int, price: str = "150") -> Decision:
+    return decider.decide([c.ReplaceOrder("S1", cl, orig, "IBM", Side.BUY, OrdType.LIMIT, D(qty), D(price))])
+
+
+def venue_msgs(b: Decision) -> list[object]:
+    return [o for o in b.outbound if isinstance(o, VenueNewOrder | VenueCancel | VenueReplace)]
+
+
+def fill(child: str, qty: int, exec_id: str) -> c.VenueReport:
+    return c.VenueReport("V1", child, None, "VO1", exec_id, ExecType.TRADE, OrdStatus.PARTIALLY_FILLED, D(qty), D(150))
+
+
+def replaced(amend: VenueReplace) -> c.VenueReport:
+    return c.VenueReport("V1", amend.amend_id, amend.orig_cl_ord_id, "VO1", f"R-{amend.amend_id}", ExecType.REPLACED,
+                         OrdStatus.NEW)
+
+
+def test_quantity_down_goes_to_the_venue_as_an_amend_and_is_replaced_when_the_venue_confirms(
+        decider: Decider) -> None:
+    child = working(decider)
+    decider.decide([fill(child, 100, "X1")])
+    b = replace(decider, "C2", "C1", 800)
+    assert kinds(b.events) == ["ReplaceRequested", "ChildReplaceRequested"]
+    (pending,) = client_reports(b)
+    assert row(pending) == (ExecType.PENDING_REPLACE, OrdStatus.PENDING_REPLACE, D(1000), D(100), D(900), D(0))
+    (amend,) = venue_msgs(b)  # no cancel, no new order: the venue amends its order
+    assert isinstance(amend, VenueReplace)
+    assert (amend.orig_cl_ord_id, amend.qty, amend.price) == (child, D(800), D(150))
+    b = decider.decide([replaced(amend)])
+    (done,) = client_reports(b)
+    assert row(done) == (ExecType.REPLACED, OrdStatus.PARTIALLY_FILLED, D(800), D(100), D(700), D(0))
+    assert (done.cl_ord_id, done.orig_cl_ord_id) == ("C2", "C1")
+    assert venue_msgs(b) == []
+    ch = decider.orders["T-1"].children[child]
+    assert (ch.qty, ch.status, ch.venue_id, ch.amend_id) == (D(800), OrdStatus.PARTIALLY_FILLED, amend.amend_id, "")
+    # the venue now reports under the amend's ClOrdID, and our next request names it as OrigClOrdID
+    (trade,) = client_reports(decider.decide([fill(amend.amend_id, 50, "X2")]))
+    assert row(trade) == (ExecType.TRADE, OrdStatus.PARTIALLY_FILLED, D(800), D(150), D(650), D(50))
+    b = decider.decide([c.CancelOrder("S1", "C3", "C2")])
+    (cancel,) = venue_msgs(b)
+    assert isinstance(cancel, VenueCancel) and cancel.child_id == amend.amend_id
+
+
+def test_a_price_change_amends_the_child_to_the_new_price(decider: Decider) -> None:
+    child = working(decider)
+    (amend,) = venue_msgs(replace(decider, "C2", "C1", 1000, "149.50"))
+    assert isinstance(amend, VenueReplace) and (amend.orig_cl_ord_id, amend.qty, amend.price) == (
+        child, D(1000), D("149.50"))
+    (done,) = client_reports(decider.decide([replaced(amend)]))
+    assert (done.exec_type, done.price) == (ExecType.REPLACED, D("149.50"))
+    assert decider.orders["T-1"].children[child].price == D("149.50")
+
+
+def test_quantity_up_amends_where_the_plan_keeps_the_venue_and_reroutes_where_it_moves(decider: Decider) -> None:
+    child = working(decider)
+    decider.decide([fill(child, 100, "X1")])
+    (amend,) = venue_msgs(replace(decider, "C2", "C1", 1200))
+    assert isinstance(amend, VenueReplace) and amend.qty == D(1200)  # the child's CumQty included
+    (done,) = client_reports(decider.decide([replaced(amend)]))
+    assert row(done) == (ExecType.REPLACED, OrdStatus.PARTIALLY_FILLED, D(1200), D(100), D(1100), D(0))
+    # the router now sends IBM to V2: more quantity no longer stays at V1, so cancel-and-reroute
+    decider.decide([c.VenueSessionUp("V2")])
+    assert isinstance(decider.router, StaticRouter)
+    decider.router.venue_by_symbol["IBM"] = "V2"
+    b = replace(decider, "C3", "C2", 1500)
+    (cancel,) = venue_msgs(b)
+    assert isinstance(cancel, VenueCancel) and cancel.child_id == amend.amend_id
+    b = decider.decide([c.VenueReport("V1", cancel.cancel_id, amend.amend_id, "VO1", "X9", ExecType.CANCELED,
+                                      OrdStatus.CANCELED)])
+    (new,) = venue_msgs(b)
+    assert isinstance(new, VenueNewOrder) and (new.venue, new.qty) == ("V2", D(1400))
+    assert row(client_reports(b)[0]) == (ExecType.REPLACED, OrdStatus.PARTIALLY_FILLED, D(1500), D(100), D(1400),
+                                         D(0))
+
+
+def test_a_venue_that_cannot_amend_gets_cancel_and_reroute() -> None:
+    decider = Decider(StaticRouter({"IBM": "V1"}, no_amend={"V1"}),
+                      EngineConfig(instance="T", symbols=frozenset({"IBM"}), tick_s=0))
+    decider.decide([c.VenueSessionUp("V1")])
+    working(decider)
+    (cancel,) = venue_msgs(replace(decider, "C2", "C1", 800))
+    assert isinstance(cancel, VenueCancel)
+
+
+def test_a_venue_refusing_the_amend_leaves_the_order_as_it_was_and_the_next_replace_is_accepted(
+        decider: Decider) -> None:
+    """App D D.1.c with the venue refusing: OrderCancelReject to the client, the order goes on unchanged."""
+    child = working(decider)
+    decider.decide([fill(child, 100, "X1")])
+    (amend,) = venue_msgs(replace(decider, "C2", "C1", 800))
+    assert isinstance(amend, VenueReplace)
+    (trade,) = client_reports(decider.decide([fill(child, 50, "X2")]))
+    assert row(trade) == (ExecType.TRADE, OrdStatus.PENDING_REPLACE, D(1000), D(150), D(850), D(50))
+    b = decider.decide([c.VenueCancelReject("V1", amend.amend_id, child, OrdStatus.PARTIALLY_FILLED,
+                                            "trading halted")])
+    (rej,) = b.outbound
+    assert isinstance(rej, CancelReject)
+    assert (rej.cl_ord_id, rej.orig_cl_ord_id, rej.ord_status, rej.reason, rej.response_to) == (
+        "C2", "C1", OrdStatus.PARTIALLY_FILLED, CxlRejReason.BROKER_OPTION, CxlRejResponseTo.REPLACE)
+    assert rej.text == "V1 refused replace: trading halted"
+    order = decider.orders["T-1"]
+    assert (order.ord_status, order.order_qty, order.cl_ord_id) == (OrdStatus.PARTIALLY_FILLED, D(1000), "C1")
+    assert (order.children[child].status, order.children[child].qty) == (OrdStatus.PARTIALLY_FILLED, D(1000))
+    (amend2,) = venue_msgs(replace(decider, "C3", "C1", 600))  # OrigClOrdID: the last accepted, C1
+    assert isinstance(amend2, VenueReplace) and (amend2.orig_cl_ord_id, amend2.qty) == (child, D(600))
+    (done,) = client_reports(decider.decide([replaced(amend2)]))
+    assert row(done) == (ExecType.REPLACED, OrdStatus.PARTIALLY_FILLED, D(600), D(150), D(450), D(0))
+
+
+def test_C3b_a_fill_up_to_the_new_quantity_crossing_the_amend_ends_the_order_filled(decider: Decider) -> None:
+    child = working(decider)
+    (amend,) = venue_msgs(replace(decider, "C2", "C1", 700))
+    assert isinstance(amend, VenueReplace)
+    (trade,) = client_reports(decider.decide([fill(child, 700, "X1")]))
+    assert row(trade) == (ExecType.TRADE, OrdStatus.PENDING_REPLACE, D(1000), D(700), D(300), D(700))
+    (done,) = client_reports(decider.decide([replaced(amend)]))
+    assert row(done) == (ExecType.REPLACED, OrdStatus.FILLED, D(700), D(700), D(0), D(0))
+    assert decider.orders["T-1"].children[child].status is OrdStatus.FILLED
+
+
+def test_C3c_a_fill_beyond_the_new_quantity_crossing_the_amend_ends_it_filled_at_cum_qty(decider: Decider) -> None:
+    child = working(decider)
+    (amend,) = venue_msgs(replace(decider, "C2", "C1", 700))
+    assert isinstance(amend, VenueReplace)
+    decider.decide([fill(child, 800, "X1")])
+    (done,) = client_reports(decider.decide([replaced(amend)]))
+    assert row(done) == (ExecType.REPLACED, OrdStatus.FILLED, D(800), D(800), D(0), D(0))
+    ch = decider.orders["T-1"].children[child]
+    assert (ch.qty, ch.cum_qty, ch.status) == (D(800), D(800), OrdStatus.FILLED)  # never below its CumQty
+
+
+def test_C2a_a_fill_completing_the_order_refuses_the_pending_amend_too_late(decider: Decider) -> None:
+    child = working(decider)
+    decider.decide([fill(child, 100, "X1")])
+    (amend,) = venue_msgs(replace(decider, "C2", "C1", 1000, "149.90"))
+    assert isinstance(amend, VenueReplace)
+    b = decider.decide([fill(child, 900, "X2")])
+    trade, rej = b.outbound
+    assert isinstance(trade, ExecutionReport) and isinstance(rej, CancelReject)
+    assert row(trade) == (ExecType.TRADE, OrdStatus.PENDING_REPLACE, D(1000), D(1000), D(0), D(900))
+    assert (rej.cl_ord_id, rej.ord_status, rej.reason) == ("C2", OrdStatus.FILLED, CxlRejReason.TOO_LATE_TO_CANCEL)
+    # the venue's own refusal (its order was filled) changes nothing more
+    b = decider.decide([c.VenueCancelReject("V1", amend.amend_id, child, OrdStatus.FILLED, "order not open")])
+    assert (b.events, b.outbound) == ([], [])
+
+
+def test_an_unanswered_amend_is_asked_about_then_refused(decider: Decider) -> None:
+    child = working(decider)
+    (amend,) = venue_msgs(replace(decider, "C2", "C1", 800))
+    assert isinstance(amend, VenueReplace)
+    timeout = decider.config.venue_ack_timeout_s
+    now = time.monotonic()
+    (ask,) = decider.decide([c.Tick(now + timeout + 0.1)]).outbound
+    assert isinstance(ask, VenueStatusRequest) and ask.child_id == child
+    (rej,) = decider.decide([c.Tick(now + 2 * timeout + 0.2)]).outbound
+    assert isinstance(rej, CancelReject) and rej.text == "no answer from V1 to the replace"
+    assert decider.orders["T-1"].children[child].status is OrdStatus.NEW
+    # a Replaced arriving after we gave up no longer applies
+    assert decider.decide([replaced(amend)]).events == []
+
+
+def test_replace_down_to_cum_qty_still_cancels_the_child_and_ends_filled(decider: Decider) -> None:
+    child = working(decider)
+    decider.decide([fill(child, 600, "X1")])
+    (cancel,) = venue_msgs(replace(decider, "C2", "C1", 500))
+    assert isinstance(cancel, VenueCancel)
+    b = decider.decide([c.VenueReport("V1", cancel.cancel_id, child, "VO1", "X2", ExecType.CANCELED,
+                                      OrdStatus.CANCELED)])
+    assert row(client_reports(b)[0]) == (ExecType.REPLACED, OrdStatus.FILLED, D(600), D(600), D(0), D(0))
+
+
+def test_child_amends_go_through_the_child_state_machine(decider: Decider) -> None:
+    b = decider.decide([c.NewOrder("S1", "C1", "ACC", "IBM", Side.BUY, OrdType.LIMIT, D(100), D(150))])
+    order = decider.orders["T-1"]
+    child = next(o for o in b.outbound if isinstance(o, VenueNewOrder)).child_id
+    with pytest.raises(IllegalTransition):  # not acknowledged yet: nothing to amend at the venue
+        order.apply(ev.ChildReplaceRequested("T-1", child, "A1", D(50), D(150)))
+    with pytest.raises(IllegalTransition):  # no amend outstanding
+        order.apply(ev.ChildReplaced("T-1", child))
+    decider.decide([c.VenueReport("V1", child, None, "VO1", "A", ExecType.NEW, OrdStatus.NEW)])
+    order.apply(ev.ChildReplaceRequested("T-1", child, "A1", D(50), D(150)))
+    with pytest.raises(IllegalTransition):  # one amend at a time
+        order.apply(ev.ChildReplaceRequested("T-1", child, "A2", D(40), D(150)))
+    order.apply(ev.ChildReplaceRefused("T-1", child, "no"))
+    with pytest.raises(IllegalTransition):
+        order.apply(ev.ChildReplaceRefused("T-1", child, "no"))
+
+
+def test_a_reconnected_venue_naming_the_amends_cl_ord_id_in_its_status_completes_the_replace(
+        decider: Decider) -> None:
+    """The venue's Replaced was lost with the session: its status answer, naming the order by the amend's
+    ClOrdID, shows that it amended it."""
+    child = working(decider)
+    (amend,) = venue_msgs(replace(decider, "C2", "C1", 800))
+    assert isinstance(amend, VenueReplace)
+    decider.decide([c.VenueSessionDown("V1")])
+    (ask,) = decider.decide([c.VenueSessionUp("V1")]).outbound
+    assert isinstance(ask, VenueStatusRequest) and ask.child_id == child
+    b = decider.decide([c.VenueReport("V1", amend.amend_id, None, "VO1", "0", ExecType.ORDER_STATUS, OrdStatus.NEW,
+                                      cum_qty=D(0), leaves_qty=D(800))])
+    (done,) = client_reports(b)
+    assert row(done) == (ExecType.REPLACED, OrdStatus.NEW, D(800), D(0), D(800), D(0))
+    # a status still naming the old ClOrdID would have left the replace pending
+    assert decider.orders["T-1"].children[child].venue_id == amend.amend_id
