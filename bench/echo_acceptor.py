@@ -26,6 +26,7 @@ import argparse
 import itertools
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -101,7 +102,7 @@ class Echo(fix.Application):  # type: ignore[misc]
 
 def write_settings(var_dir: Path, port: int, sessions: int) -> Path:
     """The engine's [DEFAULT] (sessions.cfg) with our paths, and CLIENT1..n as FIX 4.4 acceptor sessions."""
-    default = (ROOT / "sessions.cfg").read_text().split("[SESSION]")[0]
+    default = re.split(r"(?m)^\[SESSION\]", (ROOT / "sessions.cfg").read_text())[0]  # not the comments' mentions
     lines = [line for line in default.splitlines() if not line.startswith(("FileStorePath", "FileLogPath"))]
     lines += [f"FileStorePath={var_dir / 'store'}", f"FileLogPath={var_dir / 'log'}", "SocketNodelay=Y", ""]
     for i in range(1, sessions + 1):
