@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -87,6 +88,10 @@ class _Watch:
     stage: int = 0
 
 
+# How many venue_ack_timeout_s a request may wait while its venue keeps answering other requests
+BUSY_VENUE_WAIT = 5
+
+
 @dataclass
 class Decision:
     """What one batch decided: events, the orders they changed, messages to send, operator replies."""
@@ -132,6 +137,10 @@ class Decider:
         # child id), venues that stopped answering (no new children until they answer again).
         self._down_since: dict[str, float] = {}
         self._watch: dict[str, _Watch] = {}
+        # venue -> when it last answered about any child: a venue still answering is busy, not silent
+        self._heard: dict[str, float] = {}
+        # The clock of the venue timeouts, in Tick's time base (a test drives both)
+        self.clock: Callable[[], float] = time.monotonic
         # symbol -> venues that halted trading in it (their SecurityStatus): market state, not journaled;
         # a venue sends it again when the engine subscribes after a restart or reconnect.
         self.halted_at: dict[str, set[str]] = {}
@@ -270,7 +279,7 @@ class Decider:
         b.emit(order, ev.ChildRouted(order.order_id, child_id, plan.venue, plan.qty, plan.price, plan.ord_type,
                                      plan.time_in_force))
         self.by_child[child_id] = (order.order_id, child_id)
-        self._watch[child_id] = _Watch("new", time.monotonic())
+        self._watch[child_id] = _Watch("new", self.clock())
         b.outbound.append(venue_new(order, order.children[child_id]))
 
     def _route_residual(self, order: Order, b: Decision) -> bool:
@@ -408,7 +417,7 @@ class Decider:
         amend_id = f"{child.child_id}~R{order.report_seq + 1}"
         b.emit(order, ev.ChildReplaceRequested(order.order_id, child.child_id, amend_id, qty, price))
         self.by_child[amend_id] = (order.order_id, child.child_id)
-        self._watch[child.child_id] = _Watch("amend", time.monotonic())
+        self._watch[child.child_id] = _Watch("amend", self.clock())
         b.outbound.append(venue_replace(order, child))
 
     def _amended(self, order: Order, b: Decision) -> None:
@@ -444,7 +453,7 @@ class Decider:
         cancel_id = f"{child.child_id}~{order.report_seq + 1}"
         b.emit(order, ev.ChildCancelRequested(order.order_id, child.child_id, cancel_id))
         self.by_child[cancel_id] = (order.order_id, child.child_id)
-        self._watch[child.child_id] = _Watch("cancel", time.monotonic())
+        self._watch[child.child_id] = _Watch("cancel", self.clock())
         b.outbound.append(VenueCancel(child.venue, cancel_id, child.venue_id, order.symbol, order.side, child.qty))
 
     def _on_status(self, cmd: c.StatusRequest, b: Decision) -> None:
@@ -919,15 +928,15 @@ class Decider:
                     if child.status is OrdStatus.PENDING_NEW and child.child_id not in self._watch:
                         # Never acknowledged (e.g. sent just before a restart): this request is the last
                         # chance the ack timeout gives, then the child is in doubt.
-                        self._watch[child.child_id] = _Watch("new", time.monotonic(), stage=1)
+                        self._watch[child.child_id] = _Watch("new", self.clock(), stage=1)
                     elif child.amend_id and child.child_id not in self._watch:
                         # An amend unanswered before a restart: the venue's answer (or its status naming
                         # the amend's ClOrdID) still applies; without either, the client's replace is refused.
-                        self._watch[child.child_id] = _Watch("amend", time.monotonic(), stage=1)
+                        self._watch[child.child_id] = _Watch("amend", self.clock(), stage=1)
 
     def _on_venue_down(self, cmd: c.VenueSessionDown, b: Decision) -> None:
         self.venues_up.discard(cmd.venue)
-        self._down_since.setdefault(cmd.venue, time.monotonic())
+        self._down_since.setdefault(cmd.venue, self.clock())
         for key in [k for k in self.quotes if k[0] == cmd.venue]:
             del self.quotes[key]
         for halted in self.halted_at.values():  # it tells us again when it is back (its SecurityStatus)
@@ -944,13 +953,14 @@ class Decider:
         return frozenset(up - halted if halted else up)
 
     def _answered(self, child: Child, et: ExecType) -> None:
+        self._heard[child.venue] = self.clock()
         watch = self._watch.get(child.child_id)
         if watch is not None and (watch.kind == "new" or et in (ExecType.CANCELED, ExecType.EXPIRED,
                                                                 ExecType.DONE_FOR_DAY, ExecType.REJECTED)
                                   or (watch.kind == "amend" and et is ExecType.REPLACED)):
             del self._watch[child.child_id]
             if watch.kind == "new" and watch.stage == 0:  # answered without being asked: a true round trip
-                self.venue_ack_s.setdefault(child.venue, deque(maxlen=100)).append(time.monotonic() - watch.since)
+                self.venue_ack_s.setdefault(child.venue, deque(maxlen=100)).append(self.clock() - watch.since)
 
     def _on_tick(self, cmd: c.Tick, b: Decision) -> None:
         for venue, since in list(self._down_since.items()):
@@ -963,6 +973,12 @@ class Decider:
             if cmd.now - watch.since < timeout:
                 continue
             found = self._child_of(child_id)
+            if (found is not None and cmd.now - self._heard.get(found[1].venue, -math.inf) < timeout
+                    and cmd.now - watch.since < BUSY_VENUE_WAIT * timeout):
+                # The venue answered others within the timeout: it works through a backlog (a mass cancel
+                # sends thousands at once). Asking it about each request would double that backlog and
+                # end in orders given up on while their answers are on the way; it gets longer instead.
+                continue
             if found is None or found[1].done or (watch.kind == "cancel" and not found[1].cancel_id) or (
                     watch.kind == "amend" and not found[1].amend_id):
                 del self._watch[child_id]

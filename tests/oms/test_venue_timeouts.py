@@ -53,6 +53,7 @@ class Harness:
                                           venue_ack_timeout_s=ACK, tick_s=0))
         self.engine.recover()
         self.clock = time.monotonic()
+        self.engine.clock = lambda: self.clock  # requests are timed on the same clock as the ticks
         self.run(c.VenueSessionUp("V1"), c.VenueSessionUp("V2"),
                  *(c.MarketData(v, "IBM", *BOOK) for v in self.venues))
 
@@ -168,6 +169,28 @@ def test_a_venue_that_never_acknowledges_is_asked_then_given_up_and_avoided(h: H
     assert {ch.venue for ch in h.engine.orders[oid2].children.values()} == {moved.venue}
     h.ack(first.venue, first.child_id)
     assert first.venue not in h.engine.suspect
+
+
+def test_a_venue_busy_answering_others_is_given_longer_then_asked(h: Harness) -> None:
+    """A mass cancel sends thousands of requests at once: while the venue keeps answering some, the others
+    are not asked about (that would double its backlog) - up to BUSY_VENUE_WAIT timeouts, then they are.
+    A venue that answers nothing is asked after one timeout (the tests above)."""
+    from oms.decider import BUSY_VENUE_WAIT
+
+    first = next(iter(h.engine.orders[h.buy("C1", 100)].children.values()))
+    second = next(iter(h.engine.orders[h.buy("C2", 100)].children.values()))
+    venue = h.venues[first.venue]
+    assert second.venue == first.venue
+    h.ack(second.venue, second.child_id)
+    for i in range(BUSY_VENUE_WAIT - 1):
+        h.clock += ACK * 0.9
+        h.run(c.VenueReport(second.venue, second.child_id, None, "VO", f"S{i}", ExecType.ORDER_STATUS, OrdStatus.NEW))
+        h.tick(ACK * 0.1)
+        assert venue.status_requests == [], "asked about a request while its venue was answering others"
+    h.clock += ACK  # still answering others, but this request has waited BUSY_VENUE_WAIT timeouts: asked
+    h.run(c.VenueReport(second.venue, second.child_id, None, "VO", "S-last", ExecType.ORDER_STATUS, OrdStatus.NEW))
+    h.tick(ACK * 0.1)
+    assert [r.child_id for r in venue.status_requests] == [first.child_id]
 
 
 def test_an_unanswered_cancel_is_refused_to_the_client_naming_the_venue(h: Harness) -> None:
@@ -313,6 +336,7 @@ def test_the_clock_reaches_an_engine_waiting_on_its_sources(tmp_path: Path) -> N
     h = Harness(tmp_path)
     source = _QuietSource()
     h.engine.config = replace(h.engine.config, tick_s=0.05, venue_ack_timeout_s=0.2)
+    h.engine.clock = time.monotonic  # real ticks from the engine's ticker
     h.engine.sources = [source]
     h.engine.start(wait=False)
     try:
