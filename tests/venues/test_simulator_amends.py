@@ -4,7 +4,8 @@ a new price that crosses trades at once. The same script runs on the C book and 
 reference (native.ReferenceBook): both must answer every message alike, and as the rules say.
 
 The simulator is driven in process, as its QuickFIX session thread drives it (`on_from_app` with the
-raw message and a SessionID); what it answers is read back from its message log (`exchanged`)."""
+raw message and the session's key, the counterparty's CompID); what it answers is read back from its
+message log (`exchanged`)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,12 @@ import pytest
 
 import native
 from fix_engine import codec
-from fix_engine.quickfix_import import fix
 from oms.enums import OrdType, Side, TimeInForce
 from oms.reports import VenueNewOrder, VenueReplace
 from tests.native import load_book
 from venues.simulator import VenueSimulator
 
-SID = fix.SessionID("FIX.4.4", "VENUE-T", "FIXOMS")
+KEY = "FIXOMS"  # the engine's CompID: the simulator's name for its session with us
 BOOKS = {"c": lambda: load_book().Book, "reference": lambda: native.ReferenceBook}
 Row = tuple[str, str, str, str, str, str, str]
 
@@ -40,7 +40,7 @@ class Venue:
                                               codec.FIX44))
 
     def _send(self, raw: str) -> None:
-        self.sim.on_from_app(raw, SID)
+        self.sim.on_from_app(raw, KEY)
 
     def amend(self, name: str, qty: int, price: str) -> None:
         self.seq += 1
