@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -158,6 +159,13 @@ class Stack:
         kw.setdefault("logon_fields", logon_fields(comp_id) if begin == "FIX.4.4" else [])
         c = FixClient(comp_id, self.acceptor_port, self.tmp, begin, **kw).start()
         self.clients.append(c)
+        # The client is logged on once our Logon reached it; QuickFIX's acceptor marks its own side a
+        # moment later (after sending the reply), which a loaded machine can stretch to milliseconds.
+        gateway = getattr(self.app, "gateway", None)
+        deadline = time.monotonic() + 10
+        while gateway is not None and comp_id not in gateway.logged_on:
+            assert time.monotonic() < deadline, f"{comp_id} logged on, but the engine never saw its logon"
+            time.sleep(0.01)
         return c
 
     def venue(self, name: str = "VENUE-B"):  # type: ignore[no-untyped-def]

@@ -115,7 +115,15 @@ def test_orders_working_at_a_venue_that_drops_are_rerouted_or_canceled(both: Sta
     wait_quotes(both, "IBM", {"VENUE-A", "VENUE-B"})
     client = both.client()
     cls = resting_bids(client, 4)
-    assert any(c.startswith("VENUE-B:") for cl in cls for c in working_at_live_venue(both, order_id(client, cl)))
+
+    def at_venue_b() -> bool:
+        return any(c.startswith("VENUE-B:") for cl in cls for c in working_at_live_venue(both, order_id(client, cl)))
+
+    # The client's New comes on acceptance, before the venue has the child (the broker-ack model): wait for it
+    deadline = time.monotonic() + 10
+    while not at_venue_b():
+        assert time.monotonic() < deadline, "no child of the four bids working at VENUE-B"
+        time.sleep(0.05)
     venue(both, "VENUE-B").stop()
     stranded = orphans(both, client, cls)
     assert not stranded, f"orders with no live child {GRACE}s after VENUE-B dropped: {stranded}"
