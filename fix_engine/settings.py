@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,23 +112,13 @@ def load(
     return out
 
 
-def with_inbox(settings: Any, inbox_fd: int) -> Any:
-    """A copy of `settings` whose sessions keep the hot path in C++ (guard.patch, `quickfix_native_edge`):
-    application messages, logons and logouts go to the inbox socket `inbox_fd` (fix_engine.inbox), each
-    session writes its own FileLog, and no toApp callback is made (we have none: outbound messages are
-    complete when we send them)."""
+def inbox_overrides(overrides: SessionOverrides, inbox_fd: int) -> SessionOverrides:
+    """`overrides` plus the settings that keep every session's hot path in C++ (guard.patch,
+    `quickfix_native_edge`): application messages, logons and logouts go to the inbox socket `inbox_fd`
+    (fix_engine.inbox), each session writes its own FileLog, and no toApp callback is made (we have none:
+    outbound messages are complete when we send them)."""
     native = {"AppInboxFd": str(inbox_fd), "NativeMessageLog": "Y", "CallToApp": "N"}
-    out = fix.SessionSettings()
-    defaults = settings.get()
-    for key, value in native.items():
-        defaults.setString(key, value)
-    out.set(defaults)
-    for sid in settings.getSessions():
-        d = settings.get(sid)
-        for key, value in native.items():
-            d.setString(key, value)
-        out.set(sid, d)
-    return out
+    return replace(overrides, extra={**overrides.extra, **native})
 
 
 def _resolve_dicts(d: Any) -> None:

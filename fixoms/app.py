@@ -76,8 +76,17 @@ class EngineApp:
 
     def _build(self, config: Config, overrides: fix_settings.SessionOverrides) -> None:
         self.journal.create_schema()
-        self.acceptor_settings = fix_settings.load(config.sessions_file, overrides, "acceptor")
-        self.initiator_settings = fix_settings.load(config.sessions_file, overrides, "initiator")
+        # The FIX edge's hot path stays in C++ where the build allows (guard.patch): QuickFIX's threads
+        # queue messages for the engine thread, which reads them itself (fix_engine.inbox), and log them
+        # natively; without it they call into Python at each message, as a plain QuickFIX must.
+        native = fix_settings.quickfix_native_edge()
+        acceptor_overrides = initiator_overrides = overrides
+        if native:
+            self._inboxes = [Inbox(), Inbox()]
+            acceptor_overrides = fix_settings.inbox_overrides(overrides, self._inboxes[0].writer_fd)
+            initiator_overrides = fix_settings.inbox_overrides(overrides, self._inboxes[1].writer_fd)
+        self.acceptor_settings = fix_settings.load(config.sessions_file, acceptor_overrides, "acceptor")
+        self.initiator_settings = fix_settings.load(config.sessions_file, initiator_overrides, "initiator")
         infos = fix_settings.sessions(self.settings)
         venue_names = [s.key for s in infos if s.connection_type == "initiator"]
         authenticator = Authenticator(load_credentials(self.journal.engine), config.require_auth)
@@ -128,16 +137,8 @@ class EngineApp:
         self.jobs = Jobs(config.instance, self.engine.submit, self.journal.engine, config.timezone, config.session_end,
                          eod=self._eod_report, rotate=self._rotate_logs, rotate_at=config.rotate_logs_at,
                          session_start=config.session_start)
-        # The FIX edge's hot path stays in C++ where the build allows (guard.patch): QuickFIX's threads
-        # queue messages for the engine thread, which reads them itself (fix_engine.inbox), and log them
-        # natively; without it they call into Python at each message, as a plain QuickFIX must.
-        native = fix_settings.quickfix_native_edge()
         if native:
-            self.gateway.fix_inbox, self.venue_app.fix_inbox = Inbox(), Inbox()
-            self._inboxes = [self.gateway.fix_inbox, self.venue_app.fix_inbox]
-            self.acceptor_settings = fix_settings.with_inbox(self.acceptor_settings, self.gateway.fix_inbox.writer_fd)
-            self.initiator_settings = fix_settings.with_inbox(self.initiator_settings,
-                                                              self.venue_app.fix_inbox.writer_fd)
+            self.gateway.fix_inbox, self.venue_app.fix_inbox = self._inboxes
             self.engine.sources = [self.gateway, self.venue_app]
         a, i = self.acceptor_settings, self.initiator_settings
         # Our LogFactory on both sides: the events QuickFIX tells before a logon (fix_engine.logs), and a
