@@ -448,22 +448,22 @@ def encode_business_reject(begin: str, ref_seq_num: str, ref_msg_type: str, reas
 
 # --- venue side (we are the initiator) ----------------------------------------------------------
 def encode_venue_new(m: VenueNewOrder, begin: str) -> str:
-    return _message(
-        begin,
-        NEW_ORDER_SINGLE,
-        [
-            (CL_ORD_ID, m.child_id),
-            (HANDL_INST, "1"),
-            (SYMBOL, m.symbol),
-            (SIDE, m.side.value),
-            (ORDER_QTY, _fmt(m.qty)),
-            (ORD_TYPE, m.ord_type.value),
-            (PRICE, _fmt(m.price) if m.ord_type is not OrdType.MARKET else ""),
-            (TIF, m.time_in_force.value),
-            (MAX_FLOOR, _fmt(m.max_floor)),
-            (TRANSACT_TIME, utc_timestamp()),
-        ],
-    )
+    return _message(begin, NEW_ORDER_SINGLE, [(CL_ORD_ID, m.child_id), *_child_terms(m)])
+
+
+def _child_terms(m: VenueNewOrder | VenueReplace) -> list[tuple[int, str]]:
+    """A child's terms, as a new order and a replace both state them in full."""
+    return [
+        (HANDL_INST, "1"),
+        (SYMBOL, m.symbol),
+        (SIDE, m.side.value),
+        (ORDER_QTY, _fmt(m.qty)),
+        (ORD_TYPE, m.ord_type.value),
+        (PRICE, _fmt(m.price) if m.ord_type is not OrdType.MARKET else ""),
+        (TIF, m.time_in_force.value),
+        (MAX_FLOOR, _fmt(m.max_floor)),
+        (TRANSACT_TIME, utc_timestamp()),
+    ]
 
 
 def encode_venue_status(m: VenueStatusRequest, begin: str) -> str:
@@ -487,23 +487,8 @@ def encode_venue_cancel(m: VenueCancel, begin: str) -> str:
 
 def encode_venue_replace(m: VenueReplace, begin: str) -> str:
     """OrderCancelReplaceRequest: the child's full new terms (a venue keeps only what a replace restates)."""
-    return _message(
-        begin,
-        REPLACE_REQUEST,
-        [
-            (CL_ORD_ID, m.amend_id),
-            (ORIG_CL_ORD_ID, m.orig_cl_ord_id),
-            (HANDL_INST, "1"),
-            (SYMBOL, m.symbol),
-            (SIDE, m.side.value),
-            (ORDER_QTY, _fmt(m.qty)),
-            (ORD_TYPE, m.ord_type.value),
-            (PRICE, _fmt(m.price) if m.ord_type is not OrdType.MARKET else ""),
-            (TIF, m.time_in_force.value),
-            (MAX_FLOOR, _fmt(m.max_floor)),
-            (TRANSACT_TIME, utc_timestamp()),
-        ],
-    )
+    return _message(begin, REPLACE_REQUEST,
+                    [(CL_ORD_ID, m.amend_id), (ORIG_CL_ORD_ID, m.orig_cl_ord_id), *_child_terms(m)])
 
 
 def decode_venue(raw: str, venue: str) -> c.Command | None:
