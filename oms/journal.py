@@ -2,7 +2,7 @@
 
 The engine thread calls `append` once per batch: one row in `journal_log` (a pickled
 oms.projector.BatchRecord: the batch's events, the state of the orders it changed, its client messages
-and audit entries), committed before anything of the batch is sent. That is the only write on the
+and business messages, which become its audit rows), committed before anything of the batch is sent. That is the only write on the
 critical path. A projector thread derives the orders, children, executions, events, ClOrdIDs and the
 audit chain from the log (oms.projector), a pass at a time, trailing the log by a few milliseconds
 under light load and by whatever one pass takes under heavy load; `sync` projects on demand. A restart
@@ -145,8 +145,8 @@ class Journal:
         what it will send to clients (resent after a crash before the send), `inbound`/`outbound` its
         commands and everything it sends (their business messages become audit rows)."""
         orders = {o.order_id: o for o in dirty}
-        entries = audit.batch_entries(inbound, outbound) if inbound or outbound else []
-        if not events and not orders and not client_messages and not entries:
+        audited = audit.business(inbound, outbound) if inbound or outbound else []
+        if not events and not orders and not client_messages and not audited:
             return 0  # e.g. a batch of market data only: nothing to make durable
         now = _now()
         children = []
@@ -162,8 +162,7 @@ class Journal:
         for o in orders.values():
             o.updated_at = now
         record = BatchRecord(now, events, [order_snapshot(o) for o in orders.values()], children,
-                             client_messages or [],
-                             [(e.who, e.kind, e.text or audit.canonical_json(e.summary)) for e in entries])
+                             client_messages or [], audited)
         try:
             payload = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # something of the batch cannot be stored: it would fail again

@@ -48,7 +48,9 @@ class BatchRecord:
     orders: list[tuple[Any, ...]]  # order_snapshot of each order the batch changed
     children: list[tuple[Any, ...]]  # child_snapshot of each child its events named
     client_messages: list[Any]  # ExecutionReport / CancelReject / MassCancelReport, as sent
-    audit: list[tuple[str, str, str]]  # (who, kind, canonical JSON summary) of its business messages
+    # Its business messages (audit.business), in and out, as objects: the projector makes their audit rows
+    # (records written before that hold (who, kind, canonical JSON summary) per row).
+    audit: list[Any]
 
 
 def _insert_or_skip(table: Any, dialect_name: str) -> Any:
@@ -136,8 +138,7 @@ class Projector:
             for snap in rec.children:
                 children[snap[0]] = snap
             if rec.audit:
-                entries = [audit.Entry(who, kind, {}, text) for who, kind, text in rec.audit]
-                for r in audit.chain(audit_head, entries, ts):
+                for r in audit.chain(audit_head, audit.entries_of(rec.audit), ts):
                     audit_rows.append({"instance": instance, "seq": r.seq, "ts": r.ts, "who": r.who, "kind": r.kind,
                                        "summary": r.summary, "prev_hash": r.prev_hash, "hash": r.hash})
                     audit_head = (r.seq, r.hash)
