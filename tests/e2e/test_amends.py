@@ -16,8 +16,8 @@ import pytest
 from fix_engine import codec
 from oms.enums import Side
 from tests.conftest import Stack, run_stack
-from tests.e2e.test_appendix_d import settled, venue_seq
-from tests.e2e.test_lifecycle import (
+from tests.e2e.scenario import (
+    CANCELED,
     FILLED,
     NEW,
     PARTIAL,
@@ -27,10 +27,12 @@ from tests.e2e.test_lifecycle import (
     TRADE,
     rest_ibm,
     seq,
+    settled,
     sim,
+    venue_seq,
 )
 
-CANCEL, CANCELED = "F", "4"
+CANCEL = "F"
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ MsgType (VenueSimulator.exchanged). SQLite only, like test_lifecycle.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 from fix_engine import codec
 from oms.enums import Side
 from tests.conftest import Stack
-from tests.e2e.test_lifecycle import (
+from tests.e2e.scenario import (
     BUST,
     CANCELED,
     DFD,
@@ -29,9 +27,12 @@ from tests.e2e.test_lifecycle import (
     REPLACED,
     STATUS,
     TRADE,
+    child_of,
     rest_ibm,
     seq,
+    settled,
     sim,
+    venue_seq,
     wait_at_venue,
 )
 
@@ -41,46 +42,6 @@ RESTATED = "D"
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'journal.db'}"
-
-
-VenueRow = tuple[str, str, str, str, str, str, str, str]
-
-
-def venue_seq(stack: Stack, order_id: str, venue: str = "VENUE-B") -> list[VenueRow]:
-    """(in/out, MsgType, ExecType, OrdStatus, OrderQty, CumQty, LeavesQty, LastQty) of every application
-    message the venue received or sent about the order's children ("" where the message has no such
-    field), oldest first."""
-    sim_ = stack.venue(venue)
-    ids = set(stack.app.engine.orders[order_id].children)  # type: ignore[attr-defined]
-    while True:  # an amend renames the venue's order: follow ClOrdID -> OrigClOrdID chains
-        messages = sim_.exchanged(*ids)
-        more = ids | {m[codec.CL_ORD_ID] for _, m in messages if codec.CL_ORD_ID in m}
-        if more == ids:
-            break
-        ids = more
-    return [
-        (direction, m[codec.MSG_TYPE], m.get(codec.EXEC_TYPE, ""), m.get(codec.ORD_STATUS, ""),
-         m.get(codec.ORDER_QTY, ""), m.get(codec.CUM_QTY, ""), m.get(codec.LEAVES_QTY, ""), m.get(codec.LAST_QTY, ""))
-        for direction, m in messages
-    ]
-
-
-def settled(read: Callable[[], object], expected: object, timeout: float = 10.0) -> None:
-    """Assert that `read()` comes to equal `expected`: the client's answer can overtake the venue's side
-    of the conversation (the engine sends the venue its next order in the batch that answers the client,
-    and the venue records it a moment later), so the venue's messages are polled, not read once. A
-    message too many or too few still fails, after `timeout`."""
-    deadline = time.monotonic() + timeout
-    got = read()
-    while got != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-        got = read()
-    assert got == expected
-
-
-def child_of(stack: Stack, order_id: str) -> str:
-    (child,) = stack.app.engine.orders[order_id].children  # type: ignore[attr-defined]
-    return str(child)
 
 
 @pytest.mark.parametrize("begin,comp_id", [("FIX.4.4", "CLIENT1"), ("FIX.4.2", "CLIENT2")])

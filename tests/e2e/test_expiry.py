@@ -20,7 +20,14 @@ from fix_engine import codec
 from fix_engine.client import FixClient
 from oms.schema import make_engine
 from tests.conftest import Stack
-from tests.e2e.test_lifecycle import EXPIRED, NEW, STATUS, rest_ibm, seq, wait_at_venue
+from tests.e2e.scenario import (
+    EXPIRED,
+    NEW,
+    STATUS,
+    rest_ibm,
+    seq,
+    wait_at_venue,
+)
 
 
 def expire_in(seconds: float) -> tuple[datetime, str]:

@@ -14,81 +14,32 @@ from pathlib import Path
 import pytest
 
 from fix_engine import codec
-from fix_engine.client import FixClient, Msg
 from oms import commands as c
 from oms.enums import Side
 from tests.conftest import Stack
-
-NEW, PARTIAL, FILLED, DFD, CANCELED, REPLACED, PCANCEL = "0", "1", "2", "3", "4", "5", "6"
-REJECTED, EXPIRED, PREPLACE, TRADE, BUST, CORRECT, STATUS = "8", "C", "E", "F", "H", "G", "I"
+from tests.e2e.scenario import (
+    BUST,
+    CANCELED,
+    CORRECT,
+    EXPIRED,
+    FILLED,
+    NEW,
+    PARTIAL,
+    PCANCEL,
+    PREPLACE,
+    REJECTED,
+    REPLACED,
+    STATUS,
+    TRADE,
+    rest_ibm,
+    seq,
+    sim,
+)
 
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'journal.db'}"
-
-
-Row = tuple[str, str, str, str, str, str]
-
-
-def seq(client: FixClient, *cl_ord_ids: str, settle: float | None = None) -> list[Row]:
-    """(ExecType, OrdStatus, OrderQty, CumQty, LeavesQty, LastQty) of every ER about these ClOrdIDs that
-    the engine sent before it answered a status request sent now (the answer itself left out): it comes
-    after everything the engine decided before it, on the same session, so nothing is still on its way.
-    `settle` (seconds, 0 too): no status request, only what came within that time (the engine is stopped)."""
-    marker: Msg | None = None
-    if settle is None:
-        client.status(cl_ord_ids[0], "IBM", "1")
-        marker = client.wait_for(lambda m: m.get(codec.MSG_TYPE) == codec.EXECUTION_REPORT
-                                 and m.get(codec.CL_ORD_ID) == cl_ord_ids[0]
-                                 and (m.get(codec.EXEC_TYPE) == STATUS or m.get(codec.EXEC_TRANS_TYPE) == "3"),
-                                 timeout=10)  # ExecType I (FIX 4.4), ExecTransType 3 (FIX 4.2)
-    else:
-        client.drain(settle)
-    ids = set(cl_ord_ids)
-    return [
-        (m[codec.EXEC_TYPE], m[codec.ORD_STATUS], m.get(codec.ORDER_QTY, ""), m[codec.CUM_QTY],
-         m[codec.LEAVES_QTY], m.get(codec.LAST_QTY, "0"))
-        for m in client.received
-        if m[codec.MSG_TYPE] == codec.EXECUTION_REPORT and m is not marker
-        and (m.get(codec.CL_ORD_ID) in ids or m.get(codec.ORIG_CL_ORD_ID) in ids)
-    ]
-
-
-def cancel_rejects(client: FixClient) -> list[Msg]:
-    client.drain(0.1)
-    return [m for m in client.received if m[codec.MSG_TYPE] == codec.CANCEL_REJECT]
-
-
-def sim(stack: Stack, name: str = "VENUE-B"):  # type: ignore[no-untyped-def]
-    return stack.venue(name)
-
-
-# IBM is routed to VENUE-B, reference 150.00: house bids 149.99.., asks 150.01.., so a client bid at
-# 150.00 is the best bid and a house sell at 150.00 trades with it alone.
-def rest_ibm(client: FixClient, qty: int = 1000, price: str = "150.00", side: str = "1",
-             stack: Stack | None = None) -> str:
-    cl = client.new_order("IBM", side, qty, price=price)
-    ack = client.wait_report(cl, status=NEW)
-    if stack is not None:
-        wait_at_venue(stack, ack[codec.ORDER_ID])
-    return cl
-
-
-def wait_at_venue(stack: Stack, order_id: str, timeout: float = 10.0) -> None:
-    """The broker acks before the venue has the child: wait until the venue acknowledged it too,
-    so pausing the venue cannot catch the child order itself in flight."""
-    import time
-
-    from oms.enums import OrdStatus
-
-    order = stack.app.engine.orders[order_id]  # type: ignore[attr-defined]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if order.children and all(ch.status is not OrdStatus.PENDING_NEW for ch in order.children.values()):
-            return
-        time.sleep(0.01)
-    raise TimeoutError(f"venue did not acknowledge {order_id}")
 
 
 def test_A1_filled_order(stack: Stack) -> None:

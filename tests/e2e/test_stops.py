@@ -20,7 +20,12 @@ from fix_engine import codec
 from oms import commands as c
 from oms.enums import OrdStatus, Side
 from tests.conftest import Stack
-from tests.e2e.test_lifecycle import FILLED, NEW, TRADE, seq
+from tests.e2e.scenario import (
+    FILLED,
+    NEW,
+    TRADE,
+    seq,
+)
 
 
 @pytest.fixture
