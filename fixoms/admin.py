@@ -124,6 +124,8 @@ class AdminServer:
 
         self.session_ops = SessionOps(self)
         self._actions.update(self.session_ops.actions())
+        if app.ha is not None:
+            self._actions["ha.step_down"] = lambda who, args: (app.ha.node.step_down(), None)  # type: ignore[union-attr]
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:

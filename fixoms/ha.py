@@ -1,0 +1,330 @@
+"""High availability: a primary/standby pair of `fixoms run` on one PostgreSQL journal.
+
+Every HA engine starts as a candidate (`fixoms run --standby`, or [ha] enabled): it takes the instance's
+lease if nobody holds it (oms.lease), else it stands by, following the journal's log (its lag is
+reported in `ha_members` and on the metrics port) until the lease lapses or is released, and then takes
+over: the normal start of an engine (fixoms.app.EngineApp) with its journal fenced by the lease and its
+FIX sessions on QuickFIX's PostgreSQLStore in the same database, so each session continues its sequence
+numbers and answers resend requests with what the old primary sent. The restart path does the rest:
+replay of the log's tail, status requests to the venues for open children, PossResend of the last
+batch's client messages.
+
+An engine that loses the lease (a renewal finds another holder, an append is fenced, or the database
+stayed out of reach for a whole lease) does not try to tear itself down: it logs one line and replaces
+itself (execv, same pid and arguments plus --standby) with a fresh standby. Its sockets close with the
+old image, so its clients and venues see a disconnect and go to the new primary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from fixoms.config import Config, ConfigError
+from oms.lease import (
+    HAUnsupported,
+    Lease,
+    LeaseLost,
+    forget_member,
+    log_head,
+    new_holder_id,
+    report_member,
+    require_postgresql,
+)
+from oms.queries import make_engine
+
+if TYPE_CHECKING:
+    from fixoms.app import EngineApp
+
+log = logging.getLogger(__name__)
+
+# How many log records the standby reads at a time.
+FOLLOW_BATCH = 500
+
+
+def check_supported(config: Config) -> None:
+    """Refuse HA where it cannot work: a journal other than PostgreSQL, a QuickFIX without its
+    PostgreSQL store. Raises ConfigError with the one line to show."""
+    if not config.database_url.startswith("postgresql"):
+        raise ConfigError("high availability (--standby, [ha] enabled) needs the journal on PostgreSQL: "
+                          f"{config.database_url.split(':', 1)[0]} has no second engine to fail over to")
+    from fix_engine.settings import quickfix_pg_store
+
+    if not quickfix_pg_store():
+        raise ConfigError("high availability needs QuickFIX built with its PostgreSQL store (libpq headers, "
+                          "then `make install`): this build has none")
+
+
+class HAMetrics(Collector):
+    """Lease state and standby lag, in the engine's registry once it runs (and on its own before)."""
+
+    def __init__(self, node: HANode) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        n = self.node
+        yield GaugeMetricFamily("fixoms_ha_primary", "1 while this engine holds the primary lease",
+                                value=1.0 if n.role == "primary" else 0.0)
+        yield GaugeMetricFamily("fixoms_ha_epoch", "lease epoch this engine holds (0: none)", value=n.lease.epoch)
+        yield GaugeMetricFamily("fixoms_ha_lease_renewed_age_seconds",
+                                "seconds since this primary last renewed its lease",
+                                value=time.monotonic() - n.renewed_at if n.role == "primary" else 0.0)
+        yield GaugeMetricFamily("fixoms_ha_standby_lag_batches", "journal batches the standby has not read yet",
+                                value=n.lag_batches)
+        yield GaugeMetricFamily("fixoms_ha_standby_lag_events", "events in those batches", value=n.lag_events)
+        yield GaugeMetricFamily("fixoms_ha_standby_lag_seconds", "age of the oldest batch the standby has not read",
+                                value=n.lag_s)
+
+
+@dataclass
+class HAContext:
+    """What EngineApp needs of HA: the lease that fences its journal and the settings of its FIX store."""
+
+    lease: Lease
+    on_fenced: Callable[[LeaseLost], None]
+    node: HANode
+
+
+class HANode:
+    """One HA engine process: stands by, takes over, holds the lease, steps down."""
+
+    def __init__(self, config: Config, holder: str | None = None,
+                 make_app: Callable[[Config, HAContext], EngineApp] | None = None) -> None:
+        check_supported(config)
+        self.config = config
+        self.holder = holder or new_holder_id()
+        # QuickFIX's store connections (libpq) carry it as application_name: the store's fence (migration
+        # 0005) lets only the lease holder's connections write.
+        os.environ["PGAPPNAME"] = self.holder
+        self.db = make_engine(config.database_url)
+        try:
+            require_postgresql(self.db)
+        except HAUnsupported as exc:
+            raise ConfigError(str(exc)) from None
+        self.lease = Lease(self.db, config.instance, self.holder, config.ha_lease_s)
+        self.role = "standby"
+        self.app: EngineApp | None = None
+        self._make_app = make_app
+        self.metrics = HAMetrics(self)
+        self._server: Any = None
+        self.seen_batch = 0
+        self.lag_batches = self.lag_events = 0
+        self.lag_s = 0.0
+        self.renewed_at = time.monotonic()
+        self._leaving = threading.Lock()
+        self.stop_event = threading.Event()
+        self.step_down_requested = threading.Event()
+
+    # --- standby -----------------------------------------------------------------------------------
+    def follow(self) -> None:
+        """Read the journal's log past what this standby has seen; update its lag and report it."""
+        with self.db.connect() as conn:
+            head = log_head(conn, self.config.instance)
+            if head - self.seen_batch > FOLLOW_BATCH * 4:
+                # Far behind (just started, or the log's old rows were trimmed): count, do not read, the gap.
+                self.seen_batch = head - FOLLOW_BATCH
+            from sqlalchemy import text
+
+            rows = conn.execute(text("SELECT batch, payload FROM journal_log WHERE instance = :i AND batch > :b "
+                                     "ORDER BY batch LIMIT :n"),
+                                {"i": self.config.instance, "b": self.seen_batch, "n": FOLLOW_BATCH}).all()
+        oldest_unread: float | None = None
+        events = 0
+        for batch, payload in rows:
+            record = pickle.loads(payload)
+            events += len(record.events)
+            self.seen_batch = int(batch)
+        lagging = head - self.seen_batch
+        if lagging > 0:
+            with self.db.connect() as conn:
+                from sqlalchemy import text
+
+                payload = conn.execute(text("SELECT payload FROM journal_log WHERE instance = :i AND batch = :b"),
+                                       {"i": self.config.instance, "b": self.seen_batch + 1}).scalar()
+            if payload is not None:
+                oldest_unread = pickle.loads(payload).now.timestamp()
+        self.lag_batches = lagging
+        self.lag_events = 0 if lagging == 0 else events
+        self.lag_s = 0.0 if oldest_unread is None else max(0.0, time.time() - oldest_unread)
+        report_member(self.db, self.config.instance, self.holder, "standby", self.seen_batch, self.lag_batches,
+                      self.lag_events, self.lag_s)
+
+    def stand_by(self) -> bool:
+        """Follow the log until the lease is ours (True) or we are stopped (False)."""
+        if self.config.metrics_port is not None:
+            registry = CollectorRegistry()
+            registry.register(self.metrics)
+            try:
+                self._server, _ = start_http_server(self.config.metrics_port, addr="127.0.0.1", registry=registry)
+            except OSError as exc:
+                log.error("standby metrics on 127.0.0.1:%s not started: %s", self.config.metrics_port, exc)
+        announced = False
+        while not self.stop_event.is_set():
+            try:
+                if self.lease.try_acquire():
+                    log.warning("HA: %s took the lease of %s, epoch %d: taking over", self.holder,
+                                self.config.instance, self.lease.epoch)
+                    return True
+                if not announced:
+                    row = self.lease.read()
+                    log.warning("HA: standing by for %s (primary %s, epoch %d)", self.config.instance,
+                                row.holder if row else "?", row.epoch if row else 0)
+                    announced = True
+                self.follow()
+            except Exception as exc:  # the database away: keep trying, a standby has nothing to lose
+                log.error("HA standby: %s", exc)
+            self.stop_event.wait(self.config.ha_poll_s)
+        return False
+
+    # --- primary -----------------------------------------------------------------------------------
+    def take_over(self) -> EngineApp:
+        server, self._server = self._server, None
+        if server is not None:  # the engine serves the same port, with these metrics in its registry
+            server.shutdown()
+            server.server_close()
+        self.role = "primary"
+        self.renewed_at = time.monotonic()
+        ctx = HAContext(self.lease, self.fenced, self)
+        if self._make_app is None:
+            from fixoms.app import EngineApp
+
+            app = EngineApp(self.config, ha=ctx)
+        else:
+            app = self._make_app(self.config, ctx)
+        self.app = app
+        app.start()
+        with contextlib.suppress(ValueError):  # registered already (a test's own wiring)
+            app.metrics.registry.register(self.metrics)
+        report_member(self.db, self.config.instance, self.holder, "primary", 0, 0, 0, 0.0)
+        log.warning("HA: %s is the primary of %s (epoch %d), sessions open", self.holder, self.config.instance,
+                    self.lease.epoch)
+        return app
+
+    def hold(self) -> str:
+        """Renew the lease until stopped ("stopped"), stepped down ("step-down") or lost ("lost")."""
+        interval = self.config.ha_renew_s
+        while not self.stop_event.wait(interval):
+            if self.step_down_requested.is_set():
+                return "step-down"
+            try:
+                if self.lease.renew():
+                    self.renewed_at = time.monotonic()
+                    continue
+                self.lost("a renewal found the lease held by another engine")
+                return "lost"
+            except Exception as exc:
+                if time.monotonic() - self.renewed_at > self.lease.lease_s:
+                    self.lost(f"the lease could not be renewed for {self.lease.lease_s:g}s ({exc})")
+                    return "lost"
+                log.error("HA: lease renewal failed (retrying): %s", exc)
+        return "step-down" if self.step_down_requested.is_set() else "stopped"
+
+    def fenced(self, exc: LeaseLost) -> None:
+        """The journal refused an append: another engine is the primary now."""
+        self.lost(str(exc))
+
+    def lost(self, why: str) -> None:
+        """This engine is no longer the primary: become a standby at once, without sending anything more."""
+        with self._leaving:
+            row = None
+            with contextlib.suppress(Exception):
+                row = self.lease.read()
+            log.critical("HA: lost the lease of %s (%s; now held by %s, epoch %s): restarting as a standby",
+                         self.config.instance, why, row.holder if row else "?", row.epoch if row else "?")
+            rejoin_as_standby()
+
+    def step_down(self, timeout: float = 30.0) -> dict[str, Any]:
+        """A planned switch-over: stop taking messages, let the engine finish what it has, release the
+        lease so a standby takes over at its next look, and become a standby ourselves. Returns at once:
+        the work runs on the thread that holds the lease (`run`)."""
+        if self.role != "primary":
+            raise RuntimeError("this engine is not the primary")
+        self.step_down_requested.set()
+        return {"holder": self.holder, "epoch": self.lease.epoch}
+
+    def leave(self) -> None:
+        """After `hold` returned "step-down": the sessions stop (clients get a Logout; what they sent
+        before it is decided and answered; what we send after it waits in the FIX store for their
+        resend request at the new primary), the engine thread drains its queue and marks the journal
+        sent, then the lease is released."""
+        app, self.app = self.app, None
+        if app is not None:
+            try:
+                app.stop()
+            except Exception:
+                log.exception("HA step-down: stopping the engine")
+        released = self.lease.release()
+        self.role = "standby"
+        log.warning("HA: %s stepped down from %s (lease %s)", self.holder, self.config.instance,
+                    "released" if released else "was no longer ours")
+
+    def close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        with contextlib.suppress(Exception):
+            forget_member(self.db, self.config.instance, self.holder)
+        self.db.dispose()
+
+
+def run_node(config: Config, on_started: Callable[[EngineApp], None] | None = None,
+             stop_event: threading.Event | None = None) -> int:
+    """`fixoms run` in HA mode, until SIGINT/SIGTERM (`stop_event`). Returns the exit code."""
+    node = HANode(config)
+    if stop_event is not None:
+        node.stop_event = stop_event
+    try:
+        if not node.stand_by():
+            return 0
+        app = node.take_over()
+        if on_started is not None:
+            on_started(app)
+        outcome = node.hold()
+        if outcome == "step-down":
+            node.leave()
+            rejoin_as_standby()
+        if node.app is not None:
+            node.app.stop()
+        if outcome == "stopped":
+            node.lease.release()
+        return 0
+    finally:
+        node.close()
+
+
+def rejoin_as_standby() -> None:
+    """Replace this process with `fixoms ... run --standby` (same pid, arguments, environment)."""
+    args = list(sys.argv[1:])
+    if "run" in args and "--standby" not in args:
+        args.insert(args.index("run") + 1, "--standby")
+    argv = [sys.executable, "-m", "fixoms.cli", *args]
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    # Every descriptor but stdin/stdout/stderr: the FIX sockets (QuickFIX's are inheritable) must close
+    # with this image, or the listening port would stay bound in the standby.
+    os.closerange(3, 65536)
+    try:
+        os.execv(sys.executable, argv)
+    finally:
+        os._exit(3)  # exec failed: a supervisor restarts us (as a standby: [ha] enabled)
+
+
+def ha_config(config: Config, standby: bool) -> Config:
+    return replace(config, ha_enabled=config.ha_enabled or standby)
