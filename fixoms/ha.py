@@ -126,6 +126,7 @@ class HANode:
         self._leaving = threading.Lock()
         self.stop_event = threading.Event()
         self.step_down_requested = threading.Event()
+        self._hold_done = threading.Event()
 
     # --- standby -----------------------------------------------------------------------------------
     def follow(self) -> None:
@@ -159,7 +160,7 @@ class HANode:
         self.lag_events = 0 if lagging == 0 else events
         self.lag_s = 0.0 if oldest_unread is None else max(0.0, time.time() - oldest_unread)
         report_member(self.db, self.config.instance, self.holder, "standby", self.seen_batch, self.lag_batches,
-                      self.lag_events, self.lag_s)
+                      self.lag_events, self.lag_s, forget_after_s=10 * self.lease.lease_s)
 
     def stand_by(self) -> bool:
         """Follow the log until the lease is ours (True) or we are stopped (False)."""
@@ -213,14 +214,15 @@ class HANode:
         return app
 
     def hold(self) -> str:
-        """Renew the lease until stopped ("stopped"), stepped down ("step-down") or lost ("lost")."""
+        """Renew the lease until `release_hold` ("released") or until it is lost ("lost": the process has
+        been replaced by then). It keeps renewing through a step-down's drain and a stop, so that no
+        standby takes over while this engine still decides and sends."""
         interval = self.config.ha_renew_s
-        while not self.stop_event.wait(interval):
-            if self.step_down_requested.is_set():
-                return "step-down"
+        while not self._hold_done.wait(interval):
             try:
                 if self.lease.renew():
                     self.renewed_at = time.monotonic()
+                    self._report_primary()
                     continue
                 self.lost("a renewal found the lease held by another engine")
                 return "lost"
@@ -229,7 +231,14 @@ class HANode:
                     self.lost(f"the lease could not be renewed for {self.lease.lease_s:g}s ({exc})")
                     return "lost"
                 log.error("HA: lease renewal failed (retrying): %s", exc)
-        return "step-down" if self.step_down_requested.is_set() else "stopped"
+        return "released"
+
+    def _report_primary(self) -> None:
+        app = self.app
+        head = app.journal._batch if app is not None else 0
+        with contextlib.suppress(Exception):  # a report is for operators: never a reason to stop
+            report_member(self.db, self.config.instance, self.holder, "primary", head, 0, 0, 0.0,
+                          forget_after_s=10 * self.lease.lease_s)
 
     def fenced(self, exc: LeaseLost) -> None:
         """The journal refused an append: another engine is the primary now."""
@@ -243,6 +252,8 @@ class HANode:
                 row = self.lease.read()
             log.critical("HA: lost the lease of %s (%s; now held by %s, epoch %s): restarting as a standby",
                          self.config.instance, why, row.holder if row else "?", row.epoch if row else "?")
+            with contextlib.suppress(Exception):
+                forget_member(self.db, self.config.instance, self.holder)
             rejoin_as_standby()
 
     def step_down(self, timeout: float = 30.0) -> dict[str, Any]:
@@ -252,22 +263,25 @@ class HANode:
         if self.role != "primary":
             raise RuntimeError("this engine is not the primary")
         self.step_down_requested.set()
+        self.stop_event.set()
         return {"holder": self.holder, "epoch": self.lease.epoch}
 
-    def leave(self) -> None:
-        """After `hold` returned "step-down": the sessions stop (clients get a Logout; what they sent
-        before it is decided and answered; what we send after it waits in the FIX store for their
-        resend request at the new primary), the engine thread drains its queue and marks the journal
-        sent, then the lease is released."""
+    def leave(self, renewer: threading.Thread) -> None:
+        """Stop being the primary, in order: the sessions stop (clients get a Logout; what they sent before
+        it is decided and answered; what we send after it waits in the FIX store for their resend request
+        at the new primary), the engine thread drains its queue and marks the journal sent; only then
+        are renewals stopped and the lease released, so a standby takes over at its next look."""
         app, self.app = self.app, None
         if app is not None:
             try:
                 app.stop()
             except Exception:
-                log.exception("HA step-down: stopping the engine")
+                log.exception("HA: stopping the engine")
+        self._hold_done.set()
+        renewer.join()
         released = self.lease.release()
         self.role = "standby"
-        log.warning("HA: %s stepped down from %s (lease %s)", self.holder, self.config.instance,
+        log.warning("HA: %s left the primary role of %s (lease %s)", self.holder, self.config.instance,
                     "released" if released else "was no longer ours")
 
     def close(self) -> None:
@@ -283,23 +297,28 @@ class HANode:
 def run_node(config: Config, on_started: Callable[[EngineApp], None] | None = None,
              stop_event: threading.Event | None = None) -> int:
     """`fixoms run` in HA mode, until SIGINT/SIGTERM (`stop_event`). Returns the exit code."""
+    import fixoms.app  # noqa: F401  (the takeover's imports, done while standing by)
+
     node = HANode(config)
     if stop_event is not None:
         node.stop_event = stop_event
     try:
         if not node.stand_by():
             return 0
+        # Renewals start with the lease, not after the start: replaying the log and opening the sessions may
+        # take longer than the lease.
+        renewer = threading.Thread(target=node.hold, name="ha-lease", daemon=True)
+        renewer.start()
         app = node.take_over()
         if on_started is not None:
             on_started(app)
-        outcome = node.hold()
-        if outcome == "step-down":
-            node.leave()
+        # SIGINT/SIGTERM or `ha step-down` set stop_event; a lost lease replaces the process (renewer).
+        while not node.stop_event.wait(0.5):
+            pass
+        node.leave(renewer)
+        if node.step_down_requested.is_set():
+            node.close()
             rejoin_as_standby()
-        if node.app is not None:
-            node.app.stop()
-        if outcome == "stopped":
-            node.lease.release()
         return 0
     finally:
         node.close()

@@ -162,9 +162,12 @@ class MemberReport:
 
 
 def report_member(engine: SAEngine, name: str, holder: str, role: str, seen_batch: int, lag_batches: int,
-                  lag_events: int, lag_s: float) -> None:
-    """Record what this engine last saw (`fixoms ha status` shows it)."""
+                  lag_events: int, lag_s: float, forget_after_s: float = 60.0) -> None:
+    """Record what this engine last saw (`fixoms ha status` shows it), and forget members that have not
+    reported for `forget_after_s` (a killed engine leaves its row behind)."""
     with engine.begin() as conn:
+        conn.execute(text(f"DELETE FROM {ha_members_t.name} WHERE name = :name AND reported < "
+                          "clock_timestamp() - make_interval(secs => :age)"), {"name": name, "age": forget_after_s})
         conn.execute(text(
             f"INSERT INTO {ha_members_t.name} (name, holder, role, seen_batch, lag_batches, lag_events, lag_s, "
             "reported) VALUES (:name, :holder, :role, :seen, :lb, :le, :ls, clock_timestamp()) "

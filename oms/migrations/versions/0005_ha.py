@@ -6,8 +6,13 @@ QuickFIX's C++ (PostgreSQLStore), which knows nothing of leases: the trigger ref
 `sessions` or `messages` from a connection whose application_name (libpq's PGAPPNAME, set by the HA
 engine to its holder id) does not hold a lease. QuickFIX persists every outgoing message before it
 writes it to the socket and drops the send when persisting fails (Session::sendRaw), so a paused old
-primary that wakes up sends nothing on a FIX session either. The lease row is read FOR SHARE: a
-takeover waits for a store write in flight, and the new primary then reads what it wrote.
+primary that wakes up sends nothing on a FIX session either.
+
+Unlike the journal's append (an INSERT and a COMMIT, between which a paused process would hold its
+transaction open), each store write is one autocommit statement: its check and its commit happen inside
+the server, which a pause of the engine cannot stretch, and a new primary reads the store only after its
+own takeover committed and its sessions were built. So the trigger does not lock the lease row: FOR
+SHARE there cost ~100 us a statement (docs/performance.md).
 
 Revision ID: 0005
 Revises: 0004
@@ -26,11 +31,15 @@ depends_on = None
 _FENCE = """
 CREATE OR REPLACE FUNCTION fixoms_fix_store_fence() RETURNS trigger AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM ha_lease WHERE holder <> '' AND holder = current_setting('application_name')
-                   FOR SHARE) THEN
+    IF NOT EXISTS (SELECT 1 FROM ha_lease WHERE holder <> '' AND holder = current_setting('application_name'))
+    THEN
         RAISE EXCEPTION 'fixoms HA fence: % does not hold the lease, FIX store write refused',
             current_setting('application_name');
     END IF;
+    -- QuickFIX commits each store write on its own (two per message sent): waiting for the WAL flush of
+    -- each one cost ~0.9 ms a message here (docs/performance.md). The journal's next append, which is
+    -- synchronous, flushes the WAL past these writes; an engine's death loses none of them either way.
+    SET LOCAL synchronous_commit = off;
     RETURN COALESCE(NEW, OLD);
 END
 $$ LANGUAGE plpgsql
