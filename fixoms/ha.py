@@ -81,10 +81,10 @@ class HAMetrics(Collector):
         yield GaugeMetricFamily("fixoms_ha_lease_renewed_age_seconds",
                                 "seconds since this primary last renewed its lease",
                                 value=time.monotonic() - n.renewed_at if n.role == "primary" else 0.0)
-        yield GaugeMetricFamily("fixoms_ha_standby_lag_batches", "journal batches the standby has not read yet",
-                                value=n.lag_batches)
-        yield GaugeMetricFamily("fixoms_ha_standby_lag_events", "events in those batches", value=n.lag_events)
-        yield GaugeMetricFamily("fixoms_ha_standby_lag_seconds", "age of the oldest batch the standby has not read",
+        yield GaugeMetricFamily("fixoms_ha_standby_lag_batches", "journal batches the standby found unread at its "
+                                "last look", value=n.lag_batches)
+        yield GaugeMetricFamily("fixoms_ha_standby_lag_events", "events in those it read", value=n.lag_events)
+        yield GaugeMetricFamily("fixoms_ha_standby_lag_seconds", "age of the oldest of them at that look",
                                 value=n.lag_s)
 
 
@@ -129,38 +129,35 @@ class HANode:
         self._hold_done = threading.Event()
 
     # --- standby -----------------------------------------------------------------------------------
-    def follow(self) -> None:
-        """Read the journal's log past what this standby has seen; update its lag and report it."""
+    def follow(self) -> int:
+        """One look at the journal's log: read the records past what this standby has seen (at most
+        FOLLOW_BATCH), and report the lag it found (batches and their events behind, and the age of the
+        oldest of them). Returns the batches still unread after the look."""
+        from sqlalchemy import text
+
         with self.db.connect() as conn:
             head = log_head(conn, self.config.instance)
             if head - self.seen_batch > FOLLOW_BATCH * 4:
-                # Far behind (just started, or the log's old rows were trimmed): count, do not read, the gap.
+                # Far behind (just started, or the log's old rows were trimmed): skip, do not read, the gap.
                 self.seen_batch = head - FOLLOW_BATCH
-            from sqlalchemy import text
-
             rows = conn.execute(text("SELECT batch, payload FROM journal_log WHERE instance = :i AND batch > :b "
                                      "ORDER BY batch LIMIT :n"),
                                 {"i": self.config.instance, "b": self.seen_batch, "n": FOLLOW_BATCH}).all()
-        oldest_unread: float | None = None
+        behind = head - self.seen_batch
         events = 0
+        oldest: float | None = None
         for batch, payload in rows:
             record = pickle.loads(payload)
+            if oldest is None:
+                oldest = record.ts.timestamp()
             events += len(record.events)
             self.seen_batch = int(batch)
-        lagging = head - self.seen_batch
-        if lagging > 0:
-            with self.db.connect() as conn:
-                from sqlalchemy import text
-
-                payload = conn.execute(text("SELECT payload FROM journal_log WHERE instance = :i AND batch = :b"),
-                                       {"i": self.config.instance, "b": self.seen_batch + 1}).scalar()
-            if payload is not None:
-                oldest_unread = pickle.loads(payload).now.timestamp()
-        self.lag_batches = lagging
-        self.lag_events = 0 if lagging == 0 else events
-        self.lag_s = 0.0 if oldest_unread is None else max(0.0, time.time() - oldest_unread)
+        self.lag_batches = behind
+        self.lag_events = events
+        self.lag_s = 0.0 if oldest is None else max(0.0, time.time() - oldest)
         report_member(self.db, self.config.instance, self.holder, "standby", self.seen_batch, self.lag_batches,
                       self.lag_events, self.lag_s, forget_after_s=10 * self.lease.lease_s)
+        return max(0, head - self.seen_batch)
 
     def stand_by(self) -> bool:
         """Follow the log until the lease is ours (True) or we are stopped (False)."""
@@ -183,7 +180,8 @@ class HANode:
                     log.warning("HA: standing by for %s (primary %s, epoch %d)", self.config.instance,
                                 row.holder if row else "?", row.epoch if row else 0)
                     announced = True
-                self.follow()
+                if self.follow():
+                    continue  # still behind: look again at once
             except Exception as exc:  # the database away: keep trying, a standby has nothing to lose
                 log.error("HA standby: %s", exc)
             self.stop_event.wait(self.config.ha_poll_s)

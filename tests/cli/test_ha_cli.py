@@ -3,12 +3,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+import pytest
+from sqlalchemy import select
+
+from oms.journal import Journal
+from oms.lease import Lease, members, report_member
+from oms.schema import audit_t, make_engine
+from tests.conftest import _PG_SKIP, PG_URL, ROOT, reset_pg
 
 
 def _fixoms(tmp: Path, *args: str, toml: str = "") -> subprocess.CompletedProcess[str]:
@@ -43,3 +50,99 @@ def test_a_lease_renewed_too_rarely_is_a_config_error(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "renew_s (0.8) must be at most half of lease_s (1)" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.postgres
+def test_ha_status_shows_the_lease_and_the_members_lag_as_a_table_and_json(tmp_path: Path) -> None:
+    if _PG_SKIP:
+        pytest.skip(_PG_SKIP)
+    reset_pg()
+    engine = make_engine(PG_URL)
+    Journal(engine, "OMS1").create_schema()
+    lease = Lease(engine, "OMS1", "host-a:1:aa", lease_s=30)
+    assert lease.try_acquire()
+    report_member(engine, "OMS1", "host-a:1:aa", "primary", 12, 0, 0, 0.0)
+    report_member(engine, "OMS1", "host-b:2:bb", "standby", 10, 2, 7, 0.25)
+    config = tmp_path / "fixoms.toml"
+    config.write_text(f'[engine]\nvar_dir = "var"\n[database]\nurl = "{PG_URL}"\n')
+
+    def fixoms(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "fixoms.cli", "--config", str(config), *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    done = fixoms("ha", "status", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["holder"] == "host-a:1:aa" and data["epoch"] == 1 and data["live"]
+    assert 0 < data["remaining_s"] <= 30
+    standby = next(m for m in data["members"] if m["role"] == "standby")
+    assert (standby["holder"], standby["seen_batch"], standby["lag_batches"], standby["lag_events"],
+            standby["lag_s"]) == ("host-b:2:bb", 10, 2, 7, 0.25)
+    table = fixoms("ha", "status")
+    assert table.returncode == 0, table.stderr
+    first = table.stdout.splitlines()[0]
+    assert first.startswith("OMS1: primary host-a:1:aa, epoch 1, lease live"), first
+    assert "host-b:2:bb" in table.stdout and "standby" in table.stdout
+    # audited, with the caller's OS user
+    with engine.connect() as conn:
+        kinds = [json.loads(r.summary).get("action") for r in conn.execute(select(audit_t))]
+    assert kinds.count("ha.status") == 2
+    # released: nobody is primary
+    lease.release()
+    released = fixoms("ha", "status")
+    assert released.stdout.startswith("OMS1: no primary (lease released, epoch 1)"), released.stdout
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_standby_measures_its_lag_in_batches_events_and_seconds(tmp_path: Path) -> None:
+    """HANode.follow against a journal another engine appends to; the lag is in ha_members and in the
+    standby's Prometheus metrics."""
+    if _PG_SKIP:
+        pytest.skip(_PG_SKIP)
+    from datetime import UTC, datetime
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from fixoms import config as config_mod
+    from fixoms.ha import HANode
+    from oms import events as ev
+
+    reset_pg()
+    engine = make_engine(PG_URL)
+    Journal(engine, "OMS1").create_schema()
+    primary = Journal(engine, "OMS1", projector="off")
+    change = ev.RiskLimitChanged("ACC-1", "max_order_qty", "1", "2", "tests", datetime.now(UTC))
+    for _ in range(3):
+        primary.append([change, change], [])
+    cfg = config_mod.from_dict({"database": {"url": PG_URL}}, tmp_path)
+    node = HANode(cfg, holder="host-b:2:bb")
+    try:
+        assert node.follow() == 0
+        # what that look found behind it: 3 batches of 2 events, the oldest just appended
+        assert (node.seen_batch, node.lag_batches, node.lag_events) == (3, 3, 6)
+        assert 0 <= node.lag_s < 60
+        with engine.connect() as conn:
+            (row,) = members(conn, "OMS1")
+        assert (row.holder, row.role, row.seen_batch, row.lag_batches, row.lag_events) == (
+            "host-b:2:bb", "standby", 3, 3, 6)
+        assert node.follow() == 0 and (node.lag_batches, node.lag_events, node.lag_s) == (0, 0, 0.0)
+        # more than it reads in one look: behind by what is left
+        from fixoms import ha
+
+        ha.FOLLOW_BATCH, saved = 2, ha.FOLLOW_BATCH
+        try:
+            for _ in range(5):
+                primary.append([change], [])
+            assert node.follow() == 3  # read 2 of the 5: 3 left for the next look
+        finally:
+            ha.FOLLOW_BATCH = saved
+        assert (node.seen_batch, node.lag_batches, node.lag_events) == (5, 5, 2)
+        registry = CollectorRegistry()
+        registry.register(node.metrics)
+        text = generate_latest(registry).decode()
+        assert "fixoms_ha_standby_lag_batches 5.0" in text and "fixoms_ha_primary 0.0" in text
+    finally:
+        node.close()
+        primary.close(sent=False)
+        engine.dispose()
