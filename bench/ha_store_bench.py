@@ -6,10 +6,10 @@ thread, with the session's lock held. This times exactly those calls on a store 
 ExecutionReport-sized message: the PostgreSQL one with the lease held and the fencing trigger in place,
 as an HA primary runs it.
 
-    .venv/bin/python bench/ha_store_bench.py [--url postgresql+psycopg://postgres@127.0.0.1:5432/test] [-n 5000]
+    .venv/bin/python bench/ha_store_bench.py [--url URL] [-n 5000]
 
-It resets the HA tables (lease, QuickFIX's sessions/messages) of that database's instance BENCH: use a
-scratch database, never a production journal.
+By default it creates a database of its own and drops it after; --url: a scratch database (it writes
+instance BENCH's lease and QuickFIX rows there), never a production journal.
 """
 
 from __future__ import annotations
@@ -50,10 +50,30 @@ def _time_store(store: object, n: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default=os.environ.get("FIXOMS_BENCH_PG",
-                                                        "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--url", default=os.environ.get("FIXOMS_BENCH_PG"),
+                        help="a scratch database (default: one created for the run on 127.0.0.1 and dropped after)")
     parser.add_argument("-n", type=int, default=5000, help="messages per store")
     args = parser.parse_args()
+    scratch = None
+    if args.url is None:
+        scratch = f"fixoms_bench_ha_{os.getpid()}"
+        _admin(f"CREATE DATABASE {scratch}")
+        args.url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{scratch}"
+    try:
+        run(args)
+    finally:
+        if scratch is not None:
+            _admin(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")
+
+
+def _admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+def run(args: argparse.Namespace) -> None:
 
     from sqlalchemy import text
 

@@ -106,11 +106,12 @@ def test_sigkill_of_the_primary_the_standby_takes_over_with_the_sessions_intact(
     assert a.proc is not None
     a.proc.send_signal(signal.SIGKILL)
     killed = time.monotonic()
+    killed_at = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
     a.proc.wait()
     client.app.logon_event.clear()
     assert client.app.logon_event.wait(30), f"client did not log on to the standby\n{b.log()[-3000:]}"
     took = time.monotonic() - killed
-    print(f"\nfailover: SIGKILL -> first client logon accepted by the standby: {took:.2f}s")
+    print(f"\nfailover: SIGKILL at {killed_at} -> first client logon accepted by the standby: {took:.2f}s")
     _logon_continues(client)
     pair.wait_primary(b)
     # the new primary takes orders, and the orders acknowledged before are still working there
