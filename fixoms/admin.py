@@ -124,8 +124,7 @@ class AdminServer:
 
         self.session_ops = SessionOps(self)
         self._actions.update(self.session_ops.actions())
-        if app.ha is not None:
-            self._actions["ha.step_down"] = lambda who, args: (app.ha.node.step_down(), None)  # type: ignore[union-attr]
+        self._actions["ha.step_down"] = self._ha_step_down
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -326,6 +325,13 @@ class AdminServer:
         return value  # type: ignore[no-any-return]
 
     # --- actions ---------------------------------------------------------------------------------
+    def _ha_step_down(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+        ha = getattr(self.app, "ha", None)  # fixoms.ha: a planned switch-over to the standby
+        if ha is None:
+            raise AdminError("this engine does not run in HA mode (run --standby, or [ha] enabled): no standby "
+                             "to step down to")
+        return ha.node.step_down(), None
+
     def _ping(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
         return {"instance": self.app.config.instance, "pid": os.getpid(), "user": who,
                 "socket": str(self.path)}, None

@@ -146,3 +146,16 @@ def test_a_standby_measures_its_lag_in_batches_events_and_seconds(tmp_path: Path
         node.close()
         primary.close(sent=False)
         engine.dispose()
+
+
+def test_step_down_of_an_engine_without_ha_is_refused_in_one_line(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from fixoms.admin import AdminServer
+
+    audited: list[tuple[str, str, dict[str, object]]] = []
+    app = SimpleNamespace(ha=None, journal=SimpleNamespace(append_audit=lambda *a: audited.append(a) or 1))
+    answer = AdminServer(app, tmp_path / "admin.sock").dispatch("ops", "ha.step_down", {})  # type: ignore[arg-type]
+    assert answer == {"ok": False, "error": "this engine does not run in HA mode (run --standby, or [ha] enabled): "
+                                            "no standby to step down to"}
+    assert audited and audited[0][2]["action"] == "ha.step_down" and audited[0][2]["ok"] is False
