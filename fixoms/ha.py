@@ -100,8 +100,7 @@ class HAContext:
 class HANode:
     """One HA engine process: stands by, takes over, holds the lease, steps down."""
 
-    def __init__(self, config: Config, holder: str | None = None,
-                 make_app: Callable[[Config, HAContext], EngineApp] | None = None) -> None:
+    def __init__(self, config: Config, holder: str | None = None) -> None:
         check_supported(config)
         self.config = config
         self.holder = holder or new_holder_id()
@@ -116,7 +115,6 @@ class HANode:
         self.lease = Lease(self.db, config.instance, self.holder, config.ha_lease_s)
         self.role = "standby"
         self.app: EngineApp | None = None
-        self._make_app = make_app
         self.metrics = HAMetrics(self)
         self._server: Any = None
         self.seen_batch = 0
@@ -171,7 +169,9 @@ class HANode:
         announced = False
         while not self.stop_event.is_set():
             try:
+                acquiring = time.monotonic()
                 if self.lease.try_acquire():
+                    self.renewed_at = acquiring
                     log.warning("HA: %s took the lease of %s, epoch %d: taking over", self.holder,
                                 self.config.instance, self.lease.epoch)
                     return True
@@ -194,42 +194,44 @@ class HANode:
             server.shutdown()
             server.server_close()
         self.role = "primary"
-        self.renewed_at = time.monotonic()
-        ctx = HAContext(self.lease, self.fenced, self)
-        if self._make_app is None:
-            from fixoms.app import EngineApp
+        from fixoms.app import EngineApp
 
-            app = EngineApp(self.config, ha=ctx)
-        else:
-            app = self._make_app(self.config, ctx)
+        app = EngineApp(self.config, ha=HAContext(self.lease, self.fenced, self))
         self.app = app
         app.start()
-        with contextlib.suppress(ValueError):  # registered already (a test's own wiring)
-            app.metrics.registry.register(self.metrics)
+        app.metrics.registry.register(self.metrics)
         report_member(self.db, self.config.instance, self.holder, "primary", 0, 0, 0, 0.0)
         log.warning("HA: %s is the primary of %s (epoch %d), sessions open", self.holder, self.config.instance,
                     self.lease.epoch)
         return app
 
     def hold(self) -> str:
-        """Renew the lease until `release_hold` ("released") or until it is lost ("lost": the process has
-        been replaced by then). It keeps renewing through a step-down's drain and a stop, so that no
-        standby takes over while this engine still decides and sends."""
+        """Renew the lease until `leave` ("released") or until it is lost ("lost": the process has been
+        replaced by then). It keeps renewing through a step-down's drain and a stop, so that no standby
+        takes over while this engine still decides and sends."""
+        watchdog = threading.Thread(target=self._watch, name="ha-watchdog", daemon=True)
+        watchdog.start()
         interval = self.config.ha_renew_s
         while not self._hold_done.wait(interval):
+            started = time.monotonic()
             try:
                 if self.lease.renew():
-                    self.renewed_at = time.monotonic()
+                    self.renewed_at = started
                     self._report_primary()
                     continue
                 self.lost("a renewal found the lease held by another engine")
                 return "lost"
-            except Exception as exc:
-                if time.monotonic() - self.renewed_at > self.lease.lease_s:
-                    self.lost(f"the lease could not be renewed for {self.lease.lease_s:g}s ({exc})")
-                    return "lost"
+            except Exception as exc:  # the watchdog gives up once a whole lease went by without one
                 log.error("HA: lease renewal failed (retrying): %s", exc)
         return "released"
+
+    def _watch(self) -> None:
+        """A renewal that hangs (the database cut off, packets dropped) must not keep this engine primary
+        past its lease: its sessions must close so that clients find the standby."""
+        while not self._hold_done.wait(self.config.ha_renew_s / 2):
+            if time.monotonic() - self.renewed_at > self.lease.lease_s:
+                self.lost(f"no renewal for {self.lease.lease_s:g}s (database out of reach?)", reachable=False)
+                return
 
     def _report_primary(self) -> None:
         app = self.app
@@ -242,19 +244,21 @@ class HANode:
         """The journal refused an append: another engine is the primary now."""
         self.lost(str(exc))
 
-    def lost(self, why: str) -> None:
-        """This engine is no longer the primary: become a standby at once, without sending anything more."""
+    def lost(self, why: str, reachable: bool = True) -> None:
+        """This engine is no longer the primary: become a standby at once, without sending anything more.
+        `reachable`: the database answers (else nothing is asked of it: it could hang)."""
         with self._leaving:
             row = None
-            with contextlib.suppress(Exception):
-                row = self.lease.read()
+            if reachable:
+                with contextlib.suppress(Exception):
+                    row = self.lease.read()
+                with contextlib.suppress(Exception):
+                    forget_member(self.db, self.config.instance, self.holder)
             log.critical("HA: lost the lease of %s (%s; now held by %s, epoch %s): restarting as a standby",
                          self.config.instance, why, row.holder if row else "?", row.epoch if row else "?")
-            with contextlib.suppress(Exception):
-                forget_member(self.db, self.config.instance, self.holder)
             rejoin_as_standby()
 
-    def step_down(self, timeout: float = 30.0) -> dict[str, Any]:
+    def step_down(self) -> dict[str, Any]:
         """A planned switch-over: stop taking messages, let the engine finish what it has, release the
         lease so a standby takes over at its next look, and become a standby ourselves. Returns at once:
         the work runs on the thread that holds the lease (`run`)."""
