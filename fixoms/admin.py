@@ -330,7 +330,12 @@ class AdminServer:
         if ha is None:
             raise AdminError("this engine does not run in HA mode (run --standby, or [ha] enabled): no standby "
                              "to step down to")
-        return ha.node.step_down(), None
+        from fixoms.ha import StepDownRefused
+
+        try:
+            return ha.node.step_down(force=bool(args.get("force"))), None
+        except StepDownRefused as exc:
+            raise AdminError(str(exc)) from None
 
     def _ping(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
         return {"instance": self.app.config.instance, "pid": os.getpid(), "user": who,

@@ -74,7 +74,8 @@ def _status(obj: Ctx) -> dict[str, Any]:
     for m in reports:
         out["members"].append({"holder": m.holder, "role": m.role, "seen_batch": m.seen_batch,
                                "lag_batches": m.lag_batches, "lag_events": m.lag_events, "lag_s": round(m.lag_s, 3),
-                               "reported_s_ago": round((now - m.reported).total_seconds(), 3)})
+                               "reported_s_ago": round(m.reported_age_s if m.reported_age_s is not None
+                                                       else (now - m.reported).total_seconds(), 3)})
     return out
 
 
@@ -110,13 +111,14 @@ def ha_status(obj: Ctx, as_json: bool) -> None:
 
 
 @ha_group.command("step-down")
+@click.option("--force", is_flag=True, help="even if no standby is following (this engine then takes the lease back)")
 @_yes
 @click.pass_obj
-def ha_step_down(obj: Ctx, yes: bool) -> None:
+def ha_step_down(obj: Ctx, force: bool, yes: bool) -> None:
     """Planned switch-over: the primary stops its sessions, finishes its queue, releases the lease (a standby
     takes over at its next look) and becomes a standby."""
     _confirm(yes, f"step the primary of {obj.config.instance} down?")
-    result = obj.call("ha.step_down")
+    result = obj.call("ha.step_down", force=force)
     console.print(f"{result['holder']} (epoch {result['epoch']}) is stepping down: a standby takes over", highlight=False)
 
 

@@ -39,6 +39,7 @@ from oms.lease import (
     LeaseLost,
     forget_member,
     log_head,
+    members,
     new_holder_id,
     report_member,
     require_postgresql,
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 
 # How many log records the standby reads at a time.
 FOLLOW_BATCH = 500
+# A standby counts as following if it reported within this many of its polls (plus a second).
+STANDBY_FRESH_POLLS = 10
 
 
 def check_supported(config: Config) -> None:
@@ -65,6 +68,10 @@ def check_supported(config: Config) -> None:
     if not quickfix_pg_store():
         raise ConfigError("high availability needs QuickFIX built with its PostgreSQL store (libpq headers, "
                           "then `make install`): this build has none")
+
+
+class StepDownRefused(Exception):
+    """A step-down that would leave nobody to take over (or asked of an engine that is not the primary)."""
 
 
 class HAMetrics(Collector):
@@ -258,12 +265,20 @@ class HANode:
                          self.config.instance, why, row.holder if row else "?", row.epoch if row else "?")
             rejoin_as_standby()
 
-    def step_down(self) -> dict[str, Any]:
+    def step_down(self, force: bool = False) -> dict[str, Any]:
         """A planned switch-over: stop taking messages, let the engine finish what it has, release the
         lease so a standby takes over at its next look, and become a standby ourselves. Returns at once:
         the work runs on the thread that holds the lease (`run`)."""
         if self.role != "primary":
-            raise RuntimeError("this engine is not the primary")
+            raise StepDownRefused("this engine is not the primary")
+        if not force:
+            fresh = STANDBY_FRESH_POLLS * self.config.ha_poll_s + 1
+            with self.db.connect() as conn:
+                following = [m for m in members(conn, self.config.instance) if m.role == "standby"
+                             and (m.reported_age_s is None or m.reported_age_s < fresh)]
+            if not following:
+                raise StepDownRefused("no standby is following this primary (fixoms ha status): stepping down would "
+                                      "only restart this engine; --force to do it anyway")
         self.step_down_requested.set()
         self.stop_event.set()
         return {"holder": self.holder, "epoch": self.lease.epoch}

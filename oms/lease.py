@@ -159,6 +159,7 @@ class MemberReport:
     lag_events: int
     lag_s: float
     reported: datetime
+    reported_age_s: float | None = None  # seconds before the read, on the database's clock
 
 
 def report_member(engine: SAEngine, name: str, holder: str, role: str, seen_batch: int, lag_batches: int,
@@ -185,10 +186,11 @@ def forget_member(engine: SAEngine, name: str, holder: str) -> None:
 
 
 def members(conn: Any, name: str) -> list[MemberReport]:
-    rows = conn.execute(text(f"SELECT holder, role, seen_batch, lag_batches, lag_events, lag_s, reported "
+    rows = conn.execute(text(f"SELECT holder, role, seen_batch, lag_batches, lag_events, lag_s, reported, "
+                             "extract(epoch FROM clock_timestamp() - reported) AS age "
                              f"FROM {ha_members_t.name} WHERE name = :name ORDER BY role, holder"), {"name": name})
     return [MemberReport(r.holder, r.role, int(r.seen_batch), int(r.lag_batches), int(r.lag_events),
-                         float(r.lag_s), r.reported) for r in rows]
+                         float(r.lag_s), r.reported, float(r.age)) for r in rows]
 
 
 def log_head(conn: Any, instance: str) -> int:

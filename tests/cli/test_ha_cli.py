@@ -159,3 +159,40 @@ def test_step_down_of_an_engine_without_ha_is_refused_in_one_line(tmp_path: Path
     assert answer == {"ok": False, "error": "this engine does not run in HA mode (run --standby, or [ha] enabled): "
                                             "no standby to step down to"}
     assert audited and audited[0][2]["action"] == "ha.step_down" and audited[0][2]["ok"] is False
+
+
+@pytest.mark.postgres
+def test_step_down_is_refused_while_no_standby_follows_unless_forced(tmp_path: Path) -> None:
+    if _PG_SKIP:
+        pytest.skip(_PG_SKIP)
+    from fixoms import config as config_mod
+    from fixoms.ha import HANode, StepDownRefused
+
+    reset_pg()
+    engine = make_engine(PG_URL)
+    Journal(engine, "OMS1").create_schema()
+    node = HANode(config_mod.from_dict({"database": {"url": PG_URL}}, tmp_path), holder="host-a:1:aa")
+    try:
+        with pytest.raises(StepDownRefused, match="not the primary"):
+            node.step_down()
+        assert node.lease.try_acquire()
+        node.role = "primary"
+        with pytest.raises(StepDownRefused, match="no standby is following"):
+            node.step_down()
+        assert not node.step_down_requested.is_set()
+        # a standby that reported long ago is not following
+        report_member(engine, "OMS1", "host-b:2:bb", "standby", 0, 0, 0, 0.0)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE ha_members SET reported = reported - interval '1 hour'")
+        with pytest.raises(StepDownRefused):
+            node.step_down()
+        report_member(engine, "OMS1", "host-b:2:bb", "standby", 0, 0, 0, 0.0)
+        assert node.step_down() == {"holder": "host-a:1:aa", "epoch": 1}
+        assert node.step_down_requested.is_set() and node.stop_event.is_set()
+        node.step_down_requested.clear()
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM ha_members")
+        assert node.step_down(force=True)["epoch"] == 1
+    finally:
+        node.close()
+        engine.dispose()
