@@ -256,18 +256,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds_tree(pid: int) -> float:
-    """cpu_seconds of a process plus its live children's (the engine's projector process is its work too)."""
-    total = cpu_seconds(pid)
+def cpu_seconds_children(pid: int) -> float:
+    """cpu_seconds of a process's live children (the engine's projector process)."""
     try:
         kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir()
                 for k in (t / "children").read_text().split()]
     except OSError:
         kids = []
-    return total + sum(c for c in map(cpu_seconds, kids) if c == c)
+    return sum(c for c in map(cpu_seconds, kids) if c == c)
+
+
+def cpu_seconds_tree(pid: int) -> float:
+    """cpu_seconds of a process plus its live children's (the engine's projector process is its work too)."""
+    return cpu_seconds(pid) + cpu_seconds_children(pid)
 
 
 MACHINE = "machine"
+PROJECTOR = "engine's projector"
 OTHERS = "rest of the machine"
 
 
@@ -284,7 +289,9 @@ def cpu_shares(before: dict[str, float], after: dict[str, float], seconds: float
     """% of one core each process used over `seconds`, and what the rest of the machine used meanwhile
     (PostgreSQL's server processes, other people's work on a shared machine)."""
     out = {k: 100 * (after[k] - before[k]) / seconds for k in before if k != MACHINE}
-    out[OTHERS] = 100 * (after[MACHINE] - before[MACHINE]) / seconds - sum(v for v in out.values() if v == v)
+    # "engine's projector" is part of "engine": not counted twice
+    out[OTHERS] = (100 * (after[MACHINE] - before[MACHINE]) / seconds
+                   - sum(v for k, v in out.items() if v == v and k != PROJECTOR))
     return out
 
 
@@ -377,6 +384,8 @@ class Generator:
 
     def cpu(self) -> dict[str, float]:
         out = {name: cpu_seconds_tree(p.pid) for name, p in self.procs.items()}
+        if "engine" in self.procs:
+            out[PROJECTOR] = cpu_seconds_children(self.procs["engine"].pid)
         out["load generator"] = cpu_seconds(os.getpid())
         out[MACHINE] = machine_busy_seconds()
         return out
@@ -941,6 +950,7 @@ def table(engine: Result, echo: Result | None, args: argparse.Namespace) -> list
             f"{bc.rejected} / {bc.unanswered}" if bc else "-")
         add("  cpu % of a core: engine | echo", f"{ec.cpu.get('engine', 0):.0f}",
             f"{bc.cpu.get('echo', 0):.0f}" if bc else "-")
+        add("    of it, the projector process", f"{ec.cpu.get(PROJECTOR, 0):.0f}", "")
         add("  cpu % of a core: VENUE-A, VENUE-B", f"{ec.cpu.get('VENUE-A', 0):.0f}, {ec.cpu.get('VENUE-B', 0):.0f}", "")
         add("  cpu % of a core: load generator", f"{ec.cpu.get('load generator', 0):.0f}",
             f"{bc.cpu.get('load generator', 0):.0f}" if bc else "-")
@@ -968,6 +978,7 @@ def table(engine: Result, echo: Result | None, args: argparse.Namespace) -> list
             add("  cpu % of a core: engine | echo", f"{e.cpu.get('engine', 0):.0f}",
                 f"{b.cpu.get('echo', 0):.0f}" if b else "-",
                 times(e.cpu.get('engine', 0), b.cpu.get('echo', 0)) if b else "")
+            add("    of it, the projector process", f"{e.cpu.get(PROJECTOR, 0):.0f}", "", "")
             add("  cpu % of a core: VENUE-A, VENUE-B",
                 f"{e.cpu.get('VENUE-A', 0):.0f}, {e.cpu.get('VENUE-B', 0):.0f}", "", "")
             add("  cpu % of a core: load generator", f"{e.cpu.get('load generator', 0):.0f}",

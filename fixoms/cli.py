@@ -122,7 +122,7 @@ def run(obj: Ctx, log_format: str | None, log_file: str | None, standby: bool) -
 
     from fixoms import logfmt
     from fixoms.admin import SOCKET_ENV
-    from fixoms.app import EngineApp
+    from fixoms.app import EngineApp, quiet_collector
 
     cfg = obj.config
     cfg = replace(cfg, log_format=log_format or cfg.log_format,
@@ -139,6 +139,7 @@ def run(obj: Ctx, log_format: str | None, log_file: str | None, standby: bool) -
         Path(cfg.database_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     app = EngineApp(cfg)
     app.start()
+    quiet_collector()
     console.print(f"fixoms {cfg.instance} running (journal {cfg.database_url}); Ctrl-C to stop")
     if app.admin is None:
         err.print("warning: the admin socket did not start (see the log): operators cannot reach this engine")

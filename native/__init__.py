@@ -65,7 +65,7 @@ from .reference import (
 _NATIVE_NAMES = ("Book", "EventBatch", "OP_DTYPE", "EVENT_DTYPE", "ops_array")
 
 try:
-    from .book import EVENT_DTYPE, OP_DTYPE, Book, EventBatch, ops_array
+    from .book import Book, EventBatch, ops_array
 except ImportError as _exc:  # extension not built yet: keep the pure-Python half usable
     _native_error: ImportError | None = _exc
 else:
@@ -73,6 +73,10 @@ else:
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("OP_DTYPE", "EVENT_DTYPE") and _native_error is None:
+        from . import book  # numpy's record types, made on first use (native.book)
+
+        return getattr(book, name)
     if name in _NATIVE_NAMES and _native_error is not None:
         raise ImportError(
             f"native.{name} needs the compiled extension native._book "

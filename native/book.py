@@ -10,6 +10,7 @@ objects only when asked.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from itertools import starmap
@@ -34,18 +35,24 @@ if os.environ.get("FIXOMS_SANITIZE") == "1":
 else:
     from ._book import ffi, lib
 
-try:
-    import numpy as np
-except ImportError:  # numpy is optional: only the array views need it
-    np = None  # type: ignore[assignment]
-
 if ffi.sizeof("fx_op") != OP_SIZE or ffi.sizeof("fx_event") != EVENT_SIZE:
     raise ImportError("native._book record layout does not match native.reference")
 
-OP_DTYPE: Any = None
-EVENT_DTYPE: Any = None
-if np is not None:
-    OP_DTYPE = np.dtype(
+
+def _numpy() -> Any:
+    """numpy, imported when first needed: only the array views use it (optional), and importing it cost
+    every engine start ~80 ms (bench/restart_bench.py's target is a start in 1 s)."""
+    try:
+        import numpy
+    except ImportError:
+        raise RuntimeError("numpy is not installed") from None
+    return numpy
+
+
+@functools.cache
+def _dtypes() -> tuple[Any, Any]:
+    np = _numpy()
+    op = np.dtype(
         [
             ("type", "u1"),
             ("side", "u1"),
@@ -59,7 +66,7 @@ if np is not None:
             ("owner", "<u8"),
         ]
     )
-    EVENT_DTYPE = np.dtype(
+    event = np.dtype(
         [
             ("kind", "<u4"),
             ("op_index", "<u4"),
@@ -73,7 +80,18 @@ if np is not None:
             ("reserved", "<u4"),
         ]
     )
-    assert OP_DTYPE.itemsize == OP_SIZE and EVENT_DTYPE.itemsize == EVENT_SIZE
+    assert op.itemsize == OP_SIZE and event.itemsize == EVENT_SIZE
+    return op, event
+
+
+def __getattr__(name: str) -> Any:
+    """OP_DTYPE and EVENT_DTYPE (numpy record types of the C layouts), made on first use."""
+    if name == "OP_DTYPE":
+        return _dtypes()[0]
+    if name == "EVENT_DTYPE":
+        return _dtypes()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 FX_OK = lib.FX_OK
 FX_ERR_EVENT_BUFFER = lib.FX_ERR_EVENT_BUFFER
@@ -97,9 +115,7 @@ _SINGLE_CAPACITY = 256
 
 def ops_array(n: int) -> Any:
     """A zeroed numpy array of ``n`` operation records (requires numpy)."""
-    if np is None:
-        raise RuntimeError("numpy is not installed")
-    return np.zeros(n, dtype=OP_DTYPE)
+    return _numpy().zeros(n, dtype=_dtypes()[0])
 
 
 class EventBatch(Sequence[Event]):
@@ -169,9 +185,7 @@ class EventBatch(Sequence[Event]):
 
     def array(self) -> Any:
         """Zero-copy numpy structured array (``EVENT_DTYPE``) over the records."""
-        if np is None:
-            raise RuntimeError("numpy is not installed")
-        return np.frombuffer(self._mem(), dtype=EVENT_DTYPE)
+        return _numpy().frombuffer(self._mem(), dtype=_dtypes()[1])
 
 
 class Book:

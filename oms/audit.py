@@ -284,6 +284,29 @@ def _outbound_who(msg: Any) -> str:
     return str(getattr(msg, "session", None) or getattr(msg, "venue", None) or "?")
 
 
+def business(inbound: Iterable[Any], outbound: Iterable[Any]) -> list[Any]:
+    """The business messages of an engine batch, in the order `batch_entries` rows them: what the journal's
+    record keeps, so that the rows are made by the projector, off the engine thread."""
+    out = [cmd for cmd in inbound if isinstance(cmd, INBOUND_TYPES)]
+    out.extend(msg for msg in outbound if isinstance(msg, OUTBOUND_TYPES))
+    return out
+
+
+def entries_of(items: Iterable[Any]) -> list[Entry]:
+    """The rows of a record's business messages (`business`); a record written before the projector made
+    them holds each row as (who, kind, summary text) already."""
+    entries = []
+    for item in items:
+        if type(item) is tuple:
+            who, kind, text = item
+            entries.append(Entry(who, kind, {}, text))
+        elif isinstance(item, INBOUND_TYPES):
+            entries.append(Entry(_inbound_who(item), "inbound", *summarize_json(item)))
+        else:
+            entries.append(Entry(_outbound_who(item), "outbound", *summarize_json(item)))
+    return entries
+
+
 def batch_entries(inbound: Iterable[Any], outbound: Iterable[Any]) -> list[Entry]:
     """The rows an engine batch adds: its business commands in, then everything it sends out.
 

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from oms import audit
 from oms import events as ev
+from oms.fastinit import fast_init
 from oms.rows import child_row_from_snapshot, order_row_from_snapshot
 from oms.schema import (
     audit_t,
@@ -38,6 +39,7 @@ from oms.sqlprep import Prepared, payload
 
 log = logging.getLogger(__name__)
 
+@fast_init  # pickled and unpickled once a batch: see oms.fastinit
 @dataclass(frozen=True, slots=True)
 class BatchRecord:
     """What one engine batch appends to the log (pickled): enough to derive every other table, and to
@@ -48,7 +50,9 @@ class BatchRecord:
     orders: list[tuple[Any, ...]]  # order_snapshot of each order the batch changed
     children: list[tuple[Any, ...]]  # child_snapshot of each child its events named
     client_messages: list[Any]  # ExecutionReport / CancelReject / MassCancelReport, as sent
-    audit: list[tuple[str, str, str]]  # (who, kind, canonical JSON summary) of its business messages
+    # Its business messages (audit.business), in and out, as objects: the projector makes their audit rows
+    # (records written before that hold (who, kind, canonical JSON summary) per row).
+    audit: list[Any]
 
 
 def _insert_or_skip(table: Any, dialect_name: str) -> Any:
@@ -102,6 +106,12 @@ class Projector:
         instead of failing the pass. The engine never writes such a row (it de-duplicates both in memory);
         a row put there by hand must not stop the projection of everything after it, and the batch is
         already durable in the log and sent."""
+        return self.execute(conn, self.prepare(records, lenient), audit_head)
+
+    def prepare(self, records: Iterable[tuple[int, BatchRecord]], lenient: bool = False) -> Pass:
+        """The Python half of `write`, which needs no connection: every row of the pass, bound as the
+        driver takes it, and the audit entries. On SQLite a pass's transaction holds the write lock the
+        engine's next append waits for, so the journal prepares before it begins (oms.journal)."""
         instance = self.instance
         event_rows: list[dict[str, Any]] = []
         exec_rows: list[dict[str, Any]] = []
@@ -109,7 +119,7 @@ class Projector:
         clord_rows: list[dict[str, Any]] = []
         orders: dict[str, tuple[Any, ...]] = {}
         children: dict[str, tuple[Any, ...]] = {}
-        audit_rows: list[dict[str, Any]] = []
+        entries: list[tuple[datetime, list[audit.Entry]]] = []
         last = 0
         for batch, rec in records:
             last = batch
@@ -136,30 +146,57 @@ class Projector:
             for snap in rec.children:
                 children[snap[0]] = snap
             if rec.audit:
-                entries = [audit.Entry(who, kind, {}, text) for who, kind, text in rec.audit]
-                for r in audit.chain(audit_head, entries, ts):
-                    audit_rows.append({"instance": instance, "seq": r.seq, "ts": r.ts, "who": r.who, "kind": r.kind,
-                                       "summary": r.summary, "prev_hash": r.prev_hash, "hash": r.hash})
-                    audit_head = (r.seq, r.hash)
+                entries.append((ts, audit.entries_of(rec.audit)))
+        st = self._statements
+        bound: list[tuple[Prepared, list[Any]]] = []
+        if event_rows:
+            bound.append((st["events"], st["events"].bind(event_rows)))
+        if orders:
+            rows = [order_row_from_snapshot(s, instance) for s in orders.values()]
+            bound.append((st["orders"], st["orders"].bind(rows)))
+        if children:
+            rows = [child_row_from_snapshot(s) for s in children.values()]
+            bound.append((st["children"], st["children"].bind(rows)))
+        if exec_rows:
+            name = "executions_or_skip" if lenient else "executions"
+            bound.append((st[name], st[name].bind(exec_rows)))
+        return Pass(last, bound, exec_updates, clord_rows, entries, lenient)
+
+    def execute(self, conn: Any, p: Pass, audit_head: tuple[int, str] | None) -> tuple[int, tuple[int, str] | None]:
+        """The database half of `write`: chain the audit entries after `audit_head` and run every
+        statement of the pass in the caller's transaction. Returns (last batch, the chain's new head)."""
+        instance = self.instance
+        audit_rows: list[dict[str, Any]] = []
+        for ts, entries in p.audit:
+            for r in audit.chain(audit_head, entries, ts):
+                audit_rows.append({"instance": instance, "seq": r.seq, "ts": r.ts, "who": r.who, "kind": r.kind,
+                                   "summary": r.summary, "prev_hash": r.prev_hash, "hash": r.hash})
+                audit_head = (r.seq, r.hash)
         st = self._statements
         if audit_rows:
             st["audit"].execute(conn, audit_rows)
-        if event_rows:
-            st["events"].execute(conn, event_rows)
-        if orders:
-            st["orders"].execute(conn, [order_row_from_snapshot(s, instance) for s in orders.values()])
-        if children:
-            st["children"].execute(conn, [child_row_from_snapshot(s) for s in children.values()])
-        if exec_rows:
-            st["executions_or_skip" if lenient else "executions"].execute(conn, exec_rows)
-        if exec_updates:
-            conn.execute(self._exec_update, exec_updates)
-        if clord_rows:
-            st["cl_ord_ids_or_skip" if lenient else "cl_ord_ids"].execute(conn, clord_rows)
-        if last:
+        for statement, rows in p.bound:
+            statement.run(conn, rows)
+        if p.exec_updates:
+            conn.execute(self._exec_update, p.exec_updates)
+        if p.clord_rows:
+            st["cl_ord_ids_or_skip" if p.lenient else "cl_ord_ids"].execute(conn, p.clord_rows)
+        if p.last:
             conn.execute(update(journal_marks_t).where(journal_marks_t.c.instance == instance)
-                         .values(projected=last))
-        return last, audit_head
+                         .values(projected=p.last))
+        return p.last, audit_head
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """A projection pass made ready outside the transaction (Projector.prepare)."""
+
+    last: int  # the last batch it projects
+    bound: list[tuple[Prepared, list[Any]]]  # statement and its rows, bound, in the order they run
+    exec_updates: list[dict[str, Any]]
+    clord_rows: list[dict[str, Any]]
+    audit: list[tuple[datetime, list[audit.Entry]]]  # per record: its time and its audit entries
+    lenient: bool
 
 
 def read_marks(conn: Any, instance: str) -> tuple[int, int]:

@@ -65,6 +65,10 @@ class Prepared:
             raise ValueError("a prepared statement binds at least two columns")
 
     def execute(self, conn: Any, rows: Sequence[dict[str, Any]]) -> None:
+        conn.exec_driver_sql(self.sql, self.bind(rows))
+
+    def bind(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
+        """The rows as the driver takes them (what `execute` runs; `run` runs rows bound earlier)."""
         getter, procs = self.getter, self.procs
         bound: list[Any] = []
         for row in rows:
@@ -74,6 +78,9 @@ class Prepared:
                 for i, proc in procs:
                     values[i] = proc(values[i])
             bound.append(tuple(values) if self.positional else dict(zip(self.names, values, strict=True)))
+        return bound
+
+    def run(self, conn: Any, bound: list[Any]) -> None:
         conn.exec_driver_sql(self.sql, bound)
 
 

@@ -422,3 +422,13 @@ def test_c_constructor_limits() -> None:
         Book(1, 10, 0)
     with pytest.raises(ValueError):
         ReferenceBook(0, 2**31, 10)
+
+
+def test_the_engine_does_not_import_numpy_only_the_array_views_do() -> None:
+    # numpy is optional and only the array views use it; importing it cost every engine start ~80 ms.
+    import subprocess
+    import sys
+
+    code = ("import sys, fixoms.app, native; assert 'numpy' not in sys.modules; "
+            "assert native.OP_DTYPE.itemsize == native.OP_SIZE; assert 'numpy' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -127,6 +127,21 @@ def test_batch_entries_audit_business_messages_only() -> None:
                               "time_in_force": "0"}
 
 
+def test_a_record_keeps_the_messages_and_the_projector_rows_them_as_before() -> None:
+    # The engine stores the batch's business messages (audit.business); the projector makes the rows
+    # (entries_of): the same rows batch_entries made on the engine thread, and a record written by an
+    # older version, holding finished rows, is rowed as it was.
+    inbound = [new_order(), c.MarketPrice("IBM", D(150)),
+               c.VenueReport("VENUE-B", "OMS1-1.1", None, "V1", "X1", ExecType.TRADE, OrdStatus.FILLED, D(100),
+                             D(150))]
+    outbound = [ack(), child()]
+    kept = audit.business(inbound, outbound)
+    assert [type(m).__name__ for m in kept] == ["NewOrder", "VenueReport", "ExecutionReport", "VenueNewOrder"]
+    assert audit.entries_of(kept) == audit.batch_entries(inbound, outbound)
+    old = [(e.who, e.kind, e.text) for e in audit.batch_entries(inbound, outbound)]
+    assert [(e.who, e.kind, e.text) for e in audit.entries_of(old)] == old
+
+
 @pytest.mark.parametrize("message", [
     new_order(), ack(), child(), replace(ack(), text='a "quoted" é', ord_rej_reason=None, tot_num_reports=0,
                                          last_rpt_requested=True, poss_resend=True),

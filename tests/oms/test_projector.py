@@ -4,8 +4,13 @@ tables as a pass per batch."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from decimal import Decimal
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from oms import audit
@@ -15,7 +20,7 @@ from oms.enums import ExecType, OrdStatus, OrdType, Side
 from oms.journal import Journal
 from oms.queries import iter_audit
 from oms.reports import CancelReject, ExecutionReport, MassCancelReport, VenueNewOrder
-from oms.schema import children_t, cl_ord_ids_t, events_t, executions_t, make_engine, orders_t
+from oms.schema import children_t, cl_ord_ids_t, events_t, executions_t, journal_log_t, make_engine, orders_t
 from sor.static import StaticRouter
 
 D = Decimal
@@ -149,3 +154,33 @@ def test_the_projector_process_derives_the_tables_and_is_restarted_if_it_dies(db
     journal.close()  # the last pass, then the process exits
     assert journal._child is None and child.returncode is not None
     assert ("S9", "Z1", "T2-1") in tables(db_url)["cl_ord_ids"]
+
+
+def test_an_append_waits_for_the_sqlite_write_lock_a_pass_holds_and_no_longer_than_the_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The append polls for SQLite's write lock itself (Journal._insert_sqlite): it must still wait for a
+    # writer that holds it (a projection pass, an operator's audit row), commit once it is free, and
+    # fail - storing nothing - when it stays taken past the limit, as SQLite's busy_timeout did.
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    journal = Journal(make_engine(url), "T", projector="off")
+    journal.create_schema()
+    other = sqlite3.connect(tmp_path / "j.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # the write lock, as a pass's transaction holds it
+    threading.Timer(0.3, other.execute, ("COMMIT",)).start()
+    started = time.monotonic()
+    assert journal.append([], [], [], inbound=[_new_order("C1")]) == 1
+    assert time.monotonic() - started >= 0.25  # it waited for the lock, it did not fail at once
+    monkeypatch.setattr("oms.journal.SQLITE_BUSY_WAIT_S", 0.2)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        journal.append([], [], [], inbound=[_new_order("C2")])
+    other.execute("COMMIT")
+    assert journal.append([], [], [], inbound=[_new_order("C3")]) == 2  # the failed batch took no number
+    other.close()
+    with make_engine(url).connect() as conn:
+        assert conn.execute(select(journal_log_t.c.batch).order_by(journal_log_t.c.batch)).scalars().all() == [1, 2]
+    journal.close(sent=False)
+
+
+def _new_order(cl_ord_id: str) -> c.NewOrder:
+    return c.NewOrder("S1", cl_ord_id, "ACC", "IBM", Side.BUY, OrdType.LIMIT, D(100), D("150.00"))
