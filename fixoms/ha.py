@@ -237,7 +237,8 @@ class HANode:
         past its lease: its sessions must close so that clients find the standby."""
         while not self._hold_done.wait(self.config.ha_renew_s / 2):
             if time.monotonic() - self.renewed_at > self.lease.lease_s:
-                self.lost(f"no renewal for {self.lease.lease_s:g}s (database out of reach?)", reachable=False)
+                self.lost(f"no renewal for {self.lease.lease_s:g}s (this process was paused, or the database is out "
+                          "of reach)", reachable=False)
                 return
 
     def _report_primary(self) -> None:
