@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from fix_engine.settings import quickfix_pg_store
 from oms.journal import Journal
 from oms.lease import Lease, members, report_member
 from oms.schema import audit_t, make_engine
@@ -100,6 +101,8 @@ def test_a_standby_measures_its_lag_in_batches_events_and_seconds(tmp_path: Path
     standby's Prometheus metrics."""
     if _PG_SKIP:
         pytest.skip(_PG_SKIP)
+    if not quickfix_pg_store():
+        pytest.skip("QuickFIX was built without its PostgreSQL store: HA refuses to start")
     from datetime import UTC, datetime
 
     from prometheus_client import CollectorRegistry, generate_latest
@@ -165,6 +168,8 @@ def test_step_down_of_an_engine_without_ha_is_refused_in_one_line(tmp_path: Path
 def test_step_down_is_refused_while_no_standby_follows_unless_forced(tmp_path: Path) -> None:
     if _PG_SKIP:
         pytest.skip(_PG_SKIP)
+    if not quickfix_pg_store():
+        pytest.skip("QuickFIX was built without its PostgreSQL store: HA refuses to start")
     from fixoms import config as config_mod
     from fixoms.ha import HANode, StepDownRefused
 

@@ -30,6 +30,7 @@ from sqlalchemy import create_engine, func, select
 
 from fix_engine import codec
 from fix_engine.client import FixClient
+from fix_engine.settings import quickfix_pg_store
 from oms.enums import Side
 from oms.schema import journal_log_t
 from tests.conftest import _PG_SKIP, PG_URL, ROOT
@@ -44,6 +45,8 @@ NEW, FILLED, REJECTED = "0", "2", "8"
 def pair(tmp_path: Path) -> Iterator[Pair]:
     if _PG_SKIP:
         pytest.skip(_PG_SKIP)
+    if not quickfix_pg_store():
+        pytest.skip("QuickFIX was built without its PostgreSQL store (no libpq headers): HA refuses to start")
     p = Pair.create(tmp_path)
     try:
         a, b = p.nodes
