@@ -61,6 +61,8 @@ class FixClient:
         host: str = "127.0.0.1",
         logon_fields: list[tuple[int, str]] | None = None,
         reset_on_logon: bool = False,
+        failover: list[tuple[str, int]] | None = None,
+        heart_bt_int: int = 30,
     ) -> None:
         self.comp_id = comp_id
         self.begin_string = begin_string
@@ -78,11 +80,14 @@ class FixClient:
                     "ConnectionType=initiator",
                     f"SocketConnectHost={host}",
                     f"SocketConnectPort={port}",
+                    # QuickFIX's own failover list: each reconnect tries the next address, then the first again
+                    *[line for i, (alt_host, alt_port) in enumerate(failover or [], start=1)
+                      for line in (f"SocketConnectHost{i}={alt_host}", f"SocketConnectPort{i}={alt_port}")],
                     f"FileStorePath={var_dir / 'store'}",
                     f"FileLogPath={var_dir / 'log'}",
                     "StartTime=00:00:00",
                     "EndTime=00:00:00",
-                    "HeartBtInt=30",
+                    f"HeartBtInt={heart_bt_int}",
                     "ReconnectInterval=1",
                     "UseDataDictionary=Y",
                     f"DataDictionary={settings.resolve_dictionary(dictionary)}",

@@ -185,3 +185,26 @@ def quickfix_native_edge() -> bool:
     deliver messages to the inbox nor log them)."""
     found = re.search(r"\+fixoms(\d+)", quickfix_version())
     return found is not None and int(found.group(1)) >= 2
+
+
+def quickfix_pg_store() -> bool:
+    """Built with QuickFIX's PostgreSQLStore (native/quickfix/build.sh with libpq: HA mode needs it). A build
+    without it still has the class, as a stub that throws ConfigError when used."""
+    try:
+        fix.PostgreSQLQuery("SELECT 1")
+    except Exception:
+        return False
+    return True
+
+
+def pg_store_overrides(overrides: SessionOverrides, database_url: str) -> SessionOverrides:
+    """`overrides` plus the settings of QuickFIX's PostgreSQLStore in the journal's database (HA mode):
+    each session's sequence numbers and sent messages live there, so a standby taking over continues
+    them. RefreshOnLogon: a session reads its numbers from the store again at each logon."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    store = {"PostgreSQLStoreDatabase": url.database or "postgres", "PostgreSQLStoreUser": url.username or "postgres",
+             "PostgreSQLStorePassword": url.password or "", "PostgreSQLStoreHost": url.host or "127.0.0.1",
+             "PostgreSQLStorePort": str(url.port or 5432), "RefreshOnLogon": "Y"}
+    return replace(overrides, extra={**overrides.extra, **store})

@@ -124,6 +124,7 @@ class AdminServer:
 
         self.session_ops = SessionOps(self)
         self._actions.update(self.session_ops.actions())
+        self._actions["ha.step_down"] = self._ha_step_down
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -324,6 +325,18 @@ class AdminServer:
         return value  # type: ignore[no-any-return]
 
     # --- actions ---------------------------------------------------------------------------------
+    def _ha_step_down(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+        ha = getattr(self.app, "ha", None)  # fixoms.ha: a planned switch-over to the standby
+        if ha is None:
+            raise AdminError("this engine does not run in HA mode (run --standby, or [ha] enabled): no standby "
+                             "to step down to")
+        from fixoms.ha import StepDownRefused
+
+        try:
+            return ha.node.step_down(force=bool(args.get("force"))), None
+        except StepDownRefused as exc:
+            raise AdminError(str(exc)) from None
+
     def _ping(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
         return {"instance": self.app.config.instance, "pid": os.getpid(), "user": who,
                 "socket": str(self.path)}, None

@@ -7,7 +7,7 @@ import gc
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fix_engine import settings as fix_settings
 from fix_engine.application import destroy
@@ -30,6 +30,9 @@ from sor.router import SmartRouter
 from sor.tca import order_tca
 from venues.fix_venue import VenueApplication
 from venues.internal import InternalVenue
+
+if TYPE_CHECKING:
+    from fixoms.ha import HAContext
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +64,17 @@ class EngineApp:
     the same sessions can be created at once; and an engine is refused while another with its sessions is
     alive in the process."""
 
-    def __init__(self, config: Config, overrides: fix_settings.SessionOverrides | None = None) -> None:
+    def __init__(self, config: Config, overrides: fix_settings.SessionOverrides | None = None,
+                 ha: HAContext | None = None) -> None:
         self.config = config
+        # HA (fixoms.ha): the journal fenced by the lease, the FIX sessions' store in the journal's database.
+        self.ha = ha
         overrides = overrides or fix_settings.SessionOverrides()
         if overrides.var_dir is None:
             overrides.var_dir = config.var_dir
         Path(overrides.var_dir).mkdir(parents=True, exist_ok=True)
+        if ha is not None:
+            overrides = fix_settings.pg_store_overrides(overrides, config.database_url)
         self._started = False
         self._stopped = False
         self._metrics_server: Any = None
@@ -81,6 +89,9 @@ class EngineApp:
             raise RuntimeError(f"QuickFIX sessions {', '.join(taken)} already exist in this process: an engine "
                                "with them is still alive (stop() it first)")
         self.journal = Journal(make_engine(config.database_url), config.instance, projector=config.projector)
+        if ha is not None:
+            self.journal.lease = ha.lease
+            self.journal.on_fenced = ha.on_fenced
         try:
             self._build(config, overrides)
         except BaseException:
@@ -159,7 +170,8 @@ class EngineApp:
         # backup the rotation job can trigger safely.
         self.client_logs = SessionLogFactory(a, self.gateway, native=native)
         self.venue_logs = SessionLogFactory(i, native=native)
-        self._factories = [fix.FileStoreFactory(a), self.client_logs, fix.FileStoreFactory(i), self.venue_logs]
+        store = fix.FileStoreFactory if self.ha is None else fix.PostgreSQLStoreFactory
+        self._factories = [store(a), self.client_logs, store(i), self.venue_logs]
         # ThreadedSocketAcceptor, not the SocketAcceptor the design prefers: 1.16's SocketAcceptor.stop()
         # races its own thread (SocketServer closed on the caller's thread while the acceptor thread
         # deletes it) and segfaulted at shutdown in our tests. Our callbacks only decode and enqueue,

@@ -113,8 +113,10 @@ def init_db(obj: Ctx, url: str | None) -> None:
               help="text lines, or one JSON object a line (default: [logging] format, else text)")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="log to this file (default: [logging] file, "
               "else stderr); the rotate_logs job rotates it")
+@click.option("--standby", is_flag=True, help="high availability (PostgreSQL): follow the journal and take "
+              "over when the primary's lease lapses; as [ha] enabled, the lease is taken at once if free")
 @click.pass_obj
-def run(obj: Ctx, log_format: str | None, log_file: str | None) -> None:
+def run(obj: Ctx, log_format: str | None, log_file: str | None, standby: bool) -> None:
     """Run the engine: client acceptor, venue initiators, engine thread. Stops on SIGINT/SIGTERM."""
     from dataclasses import replace
 
@@ -124,10 +126,15 @@ def run(obj: Ctx, log_format: str | None, log_file: str | None) -> None:
 
     cfg = obj.config
     cfg = replace(cfg, log_format=log_format or cfg.log_format,
-                  log_file=Path(log_file) if log_file else cfg.log_file)
+                  log_file=Path(log_file) if log_file else cfg.log_file, ha_enabled=cfg.ha_enabled or standby)
     logfmt.setup(obj.log_level, cfg.log_format, cfg.log_file)
     if obj.admin_socket:
         os.environ[SOCKET_ENV] = obj.admin_socket  # this process is the engine: serve where we were told
+    if cfg.ha_enabled:
+        from fixoms.cli_ha import run_ha
+
+        run_ha(cfg)
+        return
     if cfg.database_url.startswith("sqlite:///"):
         Path(cfg.database_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     app = EngineApp(cfg)
@@ -1120,9 +1127,10 @@ def vars_of(obj: Any) -> dict[str, Any]:
 # Run as `python -m fixoms.cli` this file is __main__, not fixoms.cli: the block at the end hands over
 # to the importable module, which is the one cli_sessions attaches to.
 if __name__ != "__main__":
-    from fixoms import cli_sessions
+    from fixoms import cli_ha, cli_sessions
 
     cli_sessions.register(sessions)
+    cli_ha.register(cli)
 
 
 def main() -> None:

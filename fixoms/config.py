@@ -67,6 +67,13 @@ class Config:
     log_format: str = "text"
     log_file: Path | None = None
     source: Path | None = None
+    # [ha] (fixoms.ha; PostgreSQL only): enabled makes `fixoms run` a candidate that takes the primary's
+    # lease or stands by (as `run --standby` does); lease_s is the lease's duration, renewed every
+    # renew_s (at most half of it); a standby looks at the lease and the log every poll_s.
+    ha_enabled: bool = False
+    ha_lease_s: float = 2.0
+    ha_renew_s: float = 0.5
+    ha_poll_s: float = 0.25
 
 
 DEFAULT_SYMBOLS = {"AAPL": "VENUE-A", "MSFT": "VENUE-A", "IBM": "VENUE-B", "TSLA": "VENUE-B"}
@@ -178,6 +185,7 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> C
         raise ConfigError(f"[logging] format must be \"text\" or \"json\", got {cfg.log_format!r}")
     if logging_.get("file"):
         cfg.log_file = rel(str(logging_["file"]))
+    _ha(cfg, data.get("ha", {}))
     for name, spec in data.get("sim_venues", {}).items():
         try:
             cfg.sim_venues.append(SimVenueConfig(
@@ -189,6 +197,23 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> C
             raise ConfigError(f"[sim_venues.{name}] needs an integer port (levels, latency_ms, activity_ms: "
                               "numbers; symbols: a list)") from None
     return cfg
+
+
+def _ha(cfg: Config, ha: Any) -> None:
+    if not isinstance(ha, dict):
+        raise ConfigError("[ha] must be a table (enabled, lease_s, renew_s, poll_s)")
+    enabled = ha.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"[ha] enabled must be true or false, got {enabled!r}")
+    cfg.ha_enabled = enabled
+    for key in ("lease_s", "renew_s", "poll_s"):
+        value = ha.get(key, getattr(cfg, f"ha_{key}"))
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"[ha] {key} must be a positive number of seconds, got {value!r}")
+        setattr(cfg, f"ha_{key}", float(value))
+    if cfg.ha_renew_s * 2 > cfg.ha_lease_s:
+        raise ConfigError(f"[ha] renew_s ({cfg.ha_renew_s:g}) must be at most half of lease_s ({cfg.ha_lease_s:g}): "
+                          "a renewal must land well before the lease expires")
 
 
 def _hh_mm(text: str) -> bool:

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from decimal import Decimal
@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from oms import audit
 from oms import events as ev
 from oms.enums import Side
+from oms.lease import Lease, LeaseLost
 from oms.model import IN_DOUBT, Order
 from oms.ports import LoadedOrder, LoadedState
 from oms.projector import BatchRecord, Projector, read_marks
@@ -104,6 +105,11 @@ class Journal:
         # The engine thread's connection for appends, kept open (see _append_row).
         self._raw: Any = None
         self._append_sql = ""
+        # High availability (oms.lease): with a lease, an append stores nothing unless this engine still
+        # holds the lease's epoch, and `on_fenced` is told before LeaseLost is raised (it stops the process:
+        # an engine that lost the lease must not go on deciding, nor answer its clients).
+        self.lease: Lease | None = None
+        self.on_fenced: Callable[[LeaseLost], None] | None = None
         # Records appended but not yet projected, and the last batch the derived tables hold; guarded
         # by _cv. _project_lock makes one pass at a time (the thread's, a sync's or a catch-up's).
         self._cv = threading.Condition()
@@ -188,6 +194,7 @@ class Journal:
     def _append_row(self, batch: int, payload: bytes) -> None:
         # The driver's own connection and cursor: one INSERT and a COMMIT, nothing of SQLAlchemy's
         # per-statement work on the path every order waits for.
+        lease = self.lease
         if self._raw is None:
             raw = self.engine.raw_connection()
             if self.engine.dialect.name == "sqlite":
@@ -201,16 +208,35 @@ class Journal:
             mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
             self._append_sql = (f"INSERT INTO {journal_log_t.name} (instance, batch, payload) "
                                 f"VALUES ({mark}, {mark}, {mark})")
+            if lease is not None:
+                self._append_sql = lease.fenced_insert(self.engine.dialect.paramstyle)[0]
+                # The fenced insert holds the lease row FOR SHARE until its commit: a primary paused
+                # between the two would block every takeover, so the server ends such a transaction.
+                cur = raw.cursor()
+                cur.execute(f"SET idle_in_transaction_session_timeout = {max(1, int(lease.lease_s * 1000))}")
+                cur.close()
+                raw.commit()
         raw = self._raw
+        params: tuple[Any, ...] = (self.instance, batch, payload)
+        if lease is not None:
+            params += lease.fenced_insert(self.engine.dialect.paramstyle)[1]
         try:
-            if self.engine.dialect.name == "sqlite":
-                self._insert_sqlite(raw, (self.instance, batch, payload))
+            if self.engine.dialect.name == "sqlite":  # never leased: HA needs PostgreSQL (oms.lease)
+                self._insert_sqlite(raw, params)
             else:
                 cur = raw.cursor()
                 try:
-                    cur.execute(self._append_sql, (self.instance, batch, payload))
+                    cur.execute(self._append_sql, params)
+                    stored = cur.rowcount
                 finally:
                     cur.close()
+                if lease is not None and stored != 1:
+                    raw.rollback()
+                    lost = LeaseLost(f"journal append refused: {lease.holder} no longer holds epoch {lease.epoch} "
+                                     f"of the lease of {lease.name}")
+                    if self.on_fenced is not None:
+                        self.on_fenced(lost)
+                    raise lost
                 raw.commit()
         except BaseException:
             self._raw = None

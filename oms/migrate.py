@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine as SAEngine
 
 log = logging.getLogger(__name__)
 
-HEAD = "0004"
+HEAD = "0005"
 BASELINE = "0001"
 _SCRIPTS = Path(__file__).with_name("migrations")
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -202,6 +203,61 @@ cl_ord_ids_t = Table(
     Column("session", String(128), primary_key=True),
     Column("cl_ord_id", String(128), primary_key=True),
     Column("order_id", String(64), nullable=False),
+)
+
+# High availability (oms.lease; PostgreSQL only). One row per instance: who is the primary, until when
+# (the database's clock), and the epoch that grows at each takeover. Every journal append of an HA engine
+# checks holder and epoch in its own transaction (fencing); `holder` is "" once released (step-down).
+ha_lease_t = Table(
+    "ha_lease",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("holder", String(63), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("expires", DateTime(timezone=True), nullable=False),
+    Column("renewed", DateTime(timezone=True)),
+    Column("acquired", DateTime(timezone=True)),
+)
+
+# What each HA engine last reported (the standby's lag, the primary's head), for `fixoms ha status`.
+ha_members_t = Table(
+    "ha_members",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("holder", String(63), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("seen_batch", BigInteger, nullable=False),
+    Column("lag_batches", BigInteger, nullable=False),
+    Column("lag_events", BigInteger, nullable=False),
+    Column("lag_s", Float, nullable=False),
+    Column("reported", DateTime(timezone=True), nullable=False),
+)
+
+# QuickFIX's PostgreSQLStore (C++/PostgreSQLStore.cpp): the FIX sessions' sequence numbers and sent
+# messages, so that a standby continues each session where the primary left it. QuickFIX 1.16 fixes
+# these names and columns; only HA engines use them (a single engine keeps FileStore). On PostgreSQL a
+# trigger refuses writes from a process that does not hold the lease (migration 0005).
+fix_sessions_t = Table(
+    "sessions",
+    metadata,
+    Column("beginstring", String(8), primary_key=True),
+    Column("sendercompid", String(64), primary_key=True),
+    Column("targetcompid", String(64), primary_key=True),
+    Column("session_qualifier", String(64), primary_key=True),
+    Column("creation_time", DateTime, nullable=False),
+    Column("incoming_seqnum", BigInteger, nullable=False),
+    Column("outgoing_seqnum", BigInteger, nullable=False),
+)
+
+fix_messages_t = Table(
+    "messages",
+    metadata,
+    Column("beginstring", String(8), primary_key=True),
+    Column("sendercompid", String(64), primary_key=True),
+    Column("targetcompid", String(64), primary_key=True),
+    Column("session_qualifier", String(64), primary_key=True),
+    Column("msgseqnum", BigInteger, primary_key=True, autoincrement=False),
+    Column("message", Text, nullable=False),
 )
 
 # What a restart reads without scanning the journal: operator risk changes among all events, and a

@@ -21,6 +21,13 @@
 # NativeMessageLog=Y gives the session a C++ FileLog of its own for messages and events (the Python
 # LogFactory's log then sees the events only); CallToApp=N skips the toApp callback we do not use.
 #
+# And, where libpq's headers are there (`pg_config --includedir`), QuickFIX's own PostgreSQLStore
+# (HAVE_POSTGRESQL, linked with -lpq). A departure from design.md section 3 ("no SQL stores"): a hot
+# standby on another host must continue each FIX session's sequence numbers and answer resend requests
+# for what the primary sent, and the journal's PostgreSQL is the one store both can reach. Only HA mode
+# uses it (docs/operations.md, Failover); a single engine keeps FileStore. Without libpq the build goes
+# on without it and `fixoms run --standby` refuses to start (fix_engine/settings.py quickfix_pg_store).
+#
 # Usage: native/quickfix/build.sh PYTHON   -> prints the wheel's path
 set -euo pipefail
 PY=${1:?usage: build.sh PYTHON}
@@ -28,8 +35,18 @@ PY=${1:?usage: build.sh PYTHON}
 case "$PY" in /*) ;; */*) PY="$(pwd)/$PY" ;; *) PY=$(command -v "$PY") ;; esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 VERSION=1.16.0
-# fixoms2: the settings AppInboxFd, NativeMessageLog and CallToApp (fix_engine/settings.py quickfix_native_edge)
-LOCAL=fixoms2
+# fixoms2: the settings AppInboxFd, NativeMessageLog and CallToApp (fix_engine/settings.py quickfix_native_edge);
+# fixoms3: built with the PostgreSQL store where libpq is there (then ".pg" follows: quickfix_pg_store)
+LOCAL=fixoms3
+PG_INCLUDE=$(pg_config --includedir 2>/dev/null || true)
+if [ -n "$PG_INCLUDE" ] && [ -f "$PG_INCLUDE/libpq-fe.h" ]; then
+    LOCAL=$LOCAL.pg
+    # (--include-dirs replaces setup.py's own list: C++ and swig are named again)
+    PG_ARGS=(--define HAVE_POSTGRESQL --include-dirs "C++:swig:$PG_INCLUDE" --libraries pq)
+else
+    echo "libpq headers not found (pg_config --includedir): building QuickFIX without its PostgreSQL store; HA mode will refuse to start" >&2
+    PG_ARGS=()
+fi
 CACHE=${FIXOMS_WHEEL_CACHE:-$HOME/.cache/fixoms/wheels}
 mkdir -p "$CACHE"
 # The patch's hash is part of the name: a changed patch builds a new wheel.
@@ -49,7 +66,7 @@ patch --quiet -p2 -d "$SRC" < "$HERE/guard.patch"
 sed -i "s/^version = $VERSION\$/version = $VERSION+$LOCAL.$TAG/" "$SRC/setup.cfg"
 sed -i "s/^Version: $VERSION\$/Version: $VERSION+$LOCAL.$TAG/" "$SRC/PKG-INFO"
 # Both cores for the compile (setuptools' build_ext -j); no debug info, which only slows it down.
-(cd "$SRC" && CFLAGS="-g0" "$PY" setup.py --quiet build_ext -j 2 1>&2)
+(cd "$SRC" && CFLAGS="-g0" "$PY" setup.py --quiet build_ext -j 2 "${PG_ARGS[@]}" 1>&2)
 "$PY" -m pip wheel --quiet --no-deps --no-build-isolation -w "$CACHE" "$SRC" >&2
 WHEEL=$(ls "$CACHE"/quickfix-"$VERSION+$LOCAL.$TAG"-*.whl | head -1)
 echo "$WHEEL" > "$DONE"
