@@ -33,8 +33,9 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from fixoms.admin_errors import AdminError, brief_session, state_name
 from oms import commands as c
 from oms.queries import load_credentials, set_credential
 
@@ -42,8 +43,11 @@ from oms.queries import load_credentials, set_credential
 # imports this module for AdminClient and socket_path, and its read commands must start quickly.
 if TYPE_CHECKING:
     from fix_engine import settings as fix_settings
-    from fixoms.app import EngineApp
+    from fix_engine.client_gateway import ClientGateway
     from fixoms.config import Config
+    from fixoms.jobs import Jobs
+    from oms.engine import Engine
+    from oms.journal import Journal
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +62,6 @@ T = TypeVar("T")
 # engine's state may be read. Nothing else ever sends this name.
 # Reads that change nothing: not worth an audit row each.
 _NOT_AUDITED = frozenset({"ping", "journal.sync"})
-
-
-class AdminError(Exception):
-    """A request the engine refused or could not do (one line, shown to the operator)."""
 
 
 class EngineNotRunning(AdminError):
@@ -89,8 +89,22 @@ def _dumps(value: Any) -> bytes:
 
 
 # --- server ------------------------------------------------------------------------------------------
+class EngineHost(Protocol):
+    """What the admin server uses of the engine it serves: fixoms.app.EngineApp (named here as a protocol
+    so that this module, which the app imports, does not import the app back)."""
+
+    config: Config
+    engine: Engine
+    gateway: ClientGateway
+    jobs: Jobs
+    journal: Journal
+    risk: Any
+    router: Any
+    settings: Any
+
+
 class AdminServer:
-    def __init__(self, app: EngineApp, path: Path, reply_timeout: float = 10.0) -> None:
+    def __init__(self, app: EngineHost, path: Path, reply_timeout: float = 10.0) -> None:
         self.app = app
         self.path = Path(path)
         self.reply_timeout = reply_timeout
@@ -308,7 +322,7 @@ class AdminServer:
         return None
 
     # --- engine helpers --------------------------------------------------------------------------
-    def _ask(self, make: Callable[[Callable[[Any], None]], Any]) -> Any:
+    def ask(self, make: Callable[[Callable[[Any], None]], Any]) -> Any:
         """Submit an operator command built with a reply callable and wait for the engine's answer."""
         answers: queue.Queue[Any] = queue.Queue()
         self.app.engine.submit(make(answers.put))
@@ -319,7 +333,7 @@ class AdminServer:
 
     def on_engine_thread(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the engine thread once everything submitted before is committed; return its value."""
-        value = self._ask(lambda put: c.EngineCall(fn, put))
+        value = self.ask(lambda put: c.EngineCall(fn, put))
         if isinstance(value, Exception):
             raise value
         return value  # type: ignore[no-any-return]
@@ -330,12 +344,8 @@ class AdminServer:
         if ha is None:
             raise AdminError("this engine does not run in HA mode (run --standby, or [ha] enabled): no standby "
                              "to step down to")
-        from fixoms.ha import StepDownRefused
-
-        try:
-            return ha.node.step_down(force=bool(args.get("force"))), None
-        except StepDownRefused as exc:
-            raise AdminError(str(exc)) from None
+        # a refused step-down raises fixoms.ha.StepDownRefused, an AdminError: the operator's one-line answer
+        return ha.node.step_down(force=bool(args.get("force"))), None
 
     def _ping(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
         return {"instance": self.app.config.instance, "pid": os.getpid(), "user": who,
@@ -353,7 +363,7 @@ class AdminServer:
 
         return {s.key: s for s in fix_settings.sessions(self.app.settings)}
 
-    def _session(self, args: dict[str, Any]) -> tuple[fix_settings.SessionInfo, Any]:
+    def session(self, args: dict[str, Any]) -> tuple[fix_settings.SessionInfo, Any]:
         from fix_engine.quickfix_import import fix
 
         key = str(args.get("id") or "")
@@ -366,7 +376,7 @@ class AdminServer:
             raise AdminError(f"session {key} is configured but not running in this engine")
         return info, session
 
-    def _describe(self, info: fix_settings.SessionInfo, session: Any) -> dict[str, Any]:
+    def describe(self, info: fix_settings.SessionInfo, session: Any) -> dict[str, Any]:
         acceptor = info.connection_type == "acceptor"
         if acceptor:
             remote = self.app.gateway.remote.get(info.key, "")
@@ -405,12 +415,12 @@ class AdminServer:
         for info in self._infos().values():
             session = fix.Session.lookupSession(fix.SessionID(info.begin_string, info.sender, info.target))
             if session is not None:
-                out.append(self._describe(info, session))
+                out.append(self.describe(info, session))
         return self._with_trading(out), None
 
     def _sessions_show(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
-        info, session = self._session(args)
-        out = self._with_trading([self._describe(info, session)])[0]
+        info, session = self.session(args)
+        out = self._with_trading([self.describe(info, session)])[0]
         out["message_log"] = self.session_ops.message_log(info)
         out["recent"] = self.session_ops.recent(info)
         out["settings"] = dict(info.settings)
@@ -423,47 +433,47 @@ class AdminServer:
             out["cancel_on_disconnect"] = info.key in self.app.config.cancel_on_disconnect
         return out, None
 
-    def _wait_state(self, session: Any, logged_on: bool, timeout: float) -> None:
+    def wait_state(self, session: Any, logged_on: bool, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and bool(session.isLoggedOn()) != logged_on:
             time.sleep(0.05)
 
     def _sessions_enable(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
-        info, session = self._session(args)
-        before = self._describe(info, session)
+        info, session = self.session(args)
+        before = self.describe(info, session)
         session.logon()
         if info.connection_type == "initiator":
-            self._wait_state(session, True, float(args.get("wait", 3.0)))
-        after = self._describe(info, session)
-        return {"before": before, "after": after}, {"before": _brief(before), "after": _brief(after)}
+            self.wait_state(session, True, float(args.get("wait", 3.0)))
+        after = self.describe(info, session)
+        return {"before": before, "after": after}, {"before": brief_session(before), "after": brief_session(after)}
 
     def _sessions_disable(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
-        info, session = self._session(args)
+        info, session = self.session(args)
         reason = str(args.get("reason") or f"disabled by {who}")
-        before = self._describe(info, session)
+        before = self.describe(info, session)
         session.logout(reason)
         # QuickFIX sends the Logout on its next timer tick (about a second): wait for the session to drop.
-        self._wait_state(session, False, float(args.get("wait", 5.0)))
-        after = self._describe(info, session)
-        return {"before": before, "after": after, "reason": reason}, {"before": _brief(before),
-                                                                        "after": _brief(after), "reason": reason}
+        self.wait_state(session, False, float(args.get("wait", 5.0)))
+        after = self.describe(info, session)
+        return {"before": before, "after": after, "reason": reason}, {"before": brief_session(before),
+                                                                        "after": brief_session(after), "reason": reason}
 
     def _sessions_reset(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
-        info, session = self._session(args)
-        before = self._describe(info, session)
+        info, session = self.session(args)
+        before = self.describe(info, session)
         session.reset()  # Logout if logged on, disconnect, sequence numbers back to 1/1
-        after = self._describe(info, session)
-        return {"before": before, "after": after}, {"before": _brief(before), "after": _brief(after)}
+        after = self.describe(info, session)
+        return {"before": before, "after": after}, {"before": brief_session(before), "after": brief_session(after)}
 
     def _sessions_seqnum(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
-        info, session = self._session(args)
+        info, session = self.session(args)
         sender, target, force = args.get("sender"), args.get("target"), bool(args.get("force"))
         if sender is None and target is None:
             raise AdminError("give --sender N and/or --target N")
         for name, value in (("sender", sender), ("target", target)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise AdminError(f"{name} sequence number must be an integer >= 1, got {value!r}")
-        before = self._describe(info, session)
+        before = self.describe(info, session)
         if not force:
             if before["state"] == "LOGGED_ON":
                 raise AdminError(f"session {info.key} is logged on: disable it first, or use --force")
@@ -475,8 +485,8 @@ class AdminServer:
             session.setNextSenderMsgSeqNum(int(sender))
         if target is not None:
             session.setNextTargetMsgSeqNum(int(target))
-        after = self._describe(info, session)
-        return {"before": before, "after": after}, {"before": _brief(before), "after": _brief(after)}
+        after = self.describe(info, session)
+        return {"before": before, "after": after}, {"before": brief_session(before), "after": brief_session(after)}
 
     # credentials
     def _credentials_set(self, who: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
@@ -578,7 +588,7 @@ class AdminServer:
         account, name, value = (str(args.get(k) or "") for k in ("account", "name", "value"))
         if not account or not name or not value:
             raise AdminError("risk set needs ACCOUNT NAME VALUE")
-        answer = self._ask(lambda put: c.SetRiskLimit(account, name, value, who, reply=put))
+        answer = self.ask(lambda put: c.SetRiskLimit(account, name, value, who, reply=put))
         if isinstance(answer, str):
             raise AdminError(answer)
         before, after = answer
@@ -590,11 +600,11 @@ class AdminServer:
         cancel_open = bool(args.get("cancel_open"))
         if not reason.strip():
             raise AdminError("a trading state change needs a reason (--reason)")
-        answer = self._ask(lambda put: c.SetTradingState(scope, state, who, reason, cancel_open, reply=put))
+        answer = self.ask(lambda put: c.SetTradingState(scope, state, who, reason, cancel_open, reply=put))
         if isinstance(answer, str):
             raise AdminError(answer)
         before, after, canceled = answer
-        result = {"scope": scope, "before": _state_name(before), "after": _state_name(after), "reason": reason,
+        result = {"scope": scope, "before": state_name(before), "after": state_name(after), "reason": reason,
                   "canceled": canceled}
         return result, result
 
@@ -658,14 +668,6 @@ class AdminServer:
         if detail is not None:
             result["detail"] = detail
         return result, result
-
-
-def _state_name(value: Any) -> str:
-    return str(getattr(value, "value", value))
-
-
-def _brief(session: dict[str, Any]) -> dict[str, Any]:
-    return {k: session[k] for k in ("enabled", "state", "next_sender_seq", "next_target_seq")}
 
 
 def _user_name(uid: int) -> str:

@@ -22,26 +22,45 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from fix_engine import codec
 from fix_engine.logs import SessionLogFactory, message_file, tail
 from fix_engine.quickfix_import import fix
+from fixoms.admin_errors import AdminError, brief_session, state_name
 from oms import commands as c
 from oms.risk import Scope
 
 if TYPE_CHECKING:
     from fix_engine.application import GuardedApplication
     from fix_engine.settings import SessionInfo
-    from fixoms.admin import AdminServer
 
 Result = tuple[Any, dict[str, Any] | None]
+T = TypeVar("T")
 RECENT = 10  # messages `sessions show` lists
 LAST_TIMES_WINDOW = 200  # messages searched for the last of each way (heartbeats keep both in it)
 
 
+class AdminHost(Protocol):
+    """What these operations use of the admin server they extend (fixoms.admin.AdminServer, which imports
+    this module: named here as a protocol so that this one does not import it back)."""
+
+    # the engine it serves (fixoms.app.EngineApp): its session logs, gateway, venue application and risk
+    app: Any
+
+    def ask(self, make: Callable[[Callable[[Any], None]], Any]) -> Any: ...
+
+    def on_engine_thread(self, fn: Callable[[], T]) -> T: ...
+
+    def session(self, args: dict[str, Any]) -> tuple[SessionInfo, Any]: ...
+
+    def describe(self, info: SessionInfo, session: Any) -> dict[str, Any]: ...
+
+    def wait_state(self, session: Any, logged_on: bool, timeout: float) -> None: ...
+
+
 class SessionOps:
-    def __init__(self, server: AdminServer) -> None:
+    def __init__(self, server: AdminHost) -> None:
         self.server = server
         self.app = server.app
 
@@ -85,10 +104,9 @@ class SessionOps:
 
     # --- helpers ---------------------------------------------------------------------------------
     def _live(self, args: dict[str, Any], what: str) -> tuple[SessionInfo, Any, dict[str, Any]]:
-        from fixoms.admin import AdminError
 
-        info, session = self.server._session(args)
-        before = self.server._describe(info, session)
+        info, session = self.server.session(args)
+        before = self.server.describe(info, session)
         if before["state"] != "LOGGED_ON":
             raise AdminError(f"session {info.key} is not logged on: {what} needs a live session")
         return info, session, before
@@ -98,7 +116,6 @@ class SessionOps:
 
     @staticmethod
     def _send(info: SessionInfo, raw: str) -> None:
-        from fixoms.admin import AdminError
 
         sid = fix.SessionID(info.begin_string, info.sender, info.target)
         if not fix.Session.sendToTarget(fix.Message(raw, False), sid):
@@ -106,7 +123,6 @@ class SessionOps:
 
     @staticmethod
     def _seqno(args: dict[str, Any], name: str, minimum: int) -> int:
-        from fixoms.admin import AdminError
 
         value = args.get(name)
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -115,16 +131,14 @@ class SessionOps:
 
     # --- actions ---------------------------------------------------------------------------------
     def disconnect(self, who: str, args: dict[str, Any]) -> Result:
-        from fixoms.admin import _brief
 
         info, session, before = self._live(args, "disconnect")
         session.disconnect()  # no Logout: the TCP connection is just closed, the session stays enabled
-        self.server._wait_state(session, False, float(args.get("wait", 5.0)))
-        after = self.server._describe(info, session)
-        return {"before": before, "after": after}, {"before": _brief(before), "after": _brief(after)}
+        self.server.wait_state(session, False, float(args.get("wait", 5.0)))
+        after = self.server.describe(info, session)
+        return {"before": before, "after": after}, {"before": brief_session(before), "after": brief_session(after)}
 
     def sequence_reset(self, who: str, args: dict[str, Any]) -> Result:
-        from fixoms.admin import AdminError, _brief
 
         new = self._seqno(args, "new_seqno", 1)
         info, session, before = self._live(args, "a SequenceReset")
@@ -141,12 +155,11 @@ class SessionOps:
             return current
 
         sent_at = self.server.on_engine_thread(send)
-        after = self.server._describe(info, session)
+        after = self.server.describe(info, session)
         result = {"id": info.key, "new_seqno": new, "sent_with_seqno": sent_at, "before": before, "after": after}
-        return result, {"new_seqno": new, "before": _brief(before), "after": _brief(after)}
+        return result, {"new_seqno": new, "before": brief_session(before), "after": brief_session(after)}
 
     def resend(self, who: str, args: dict[str, Any]) -> Result:
-        from fixoms.admin import AdminError
 
         begin = self._seqno(args, "begin", 1)
         end = self._seqno(args, "end", 0) if args.get("end") is not None else 0
@@ -163,7 +176,6 @@ class SessionOps:
     def test_request(self, who: str, args: dict[str, Any]) -> Result:
         import queue
 
-        from fixoms.admin import AdminError
 
         timeout = args.get("timeout", 5.0)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 60:
@@ -186,26 +198,23 @@ class SessionOps:
         return result, result
 
     def _session_state(self, args: dict[str, Any], verb: str) -> tuple[SessionInfo, str]:
-        from fixoms.admin import AdminError
 
-        info, _ = self.server._session(args)
+        info, _ = self.server.session(args)
         if info.connection_type != "acceptor":
             raise AdminError(f"{info.key} is a venue session: {verb} applies to client sessions (use `sessions "
                              f"disable` or `risk halt` for a venue)")
         return info, self.trading_states([info.key])[info.key]
 
     def _set_state(self, who: str, info: SessionInfo, state: str, reason: str) -> tuple[str, str]:
-        from fixoms.admin import AdminError, _state_name
 
-        answer = self.server._ask(lambda put: c.SetTradingState(f"session:{info.key}", state, who, reason,
+        answer = self.server.ask(lambda put: c.SetTradingState(f"session:{info.key}", state, who, reason,
                                                                False, reply=put))
         if isinstance(answer, str):
             raise AdminError(answer)
         before, after, _ = answer
-        return _state_name(before), _state_name(after)
+        return state_name(before), state_name(after)
 
     def hold(self, who: str, args: dict[str, Any]) -> Result:
-        from fixoms.admin import AdminError
 
         info, state = self._session_state(args, "hold")
         if state == "HALTED":
@@ -216,7 +225,6 @@ class SessionOps:
         return result, result
 
     def release(self, who: str, args: dict[str, Any]) -> Result:
-        from fixoms.admin import AdminError
 
         info, state = self._session_state(args, "release")
         if state != "HALTED":

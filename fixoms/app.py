@@ -6,8 +6,9 @@ import contextlib
 import gc
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fix_engine import settings as fix_settings
 from fix_engine.application import destroy
@@ -22,6 +23,7 @@ from fixoms.metrics import Metrics
 from oms.access import Authenticator
 from oms.engine import Engine, EngineConfig
 from oms.journal import Journal
+from oms.lease import Lease, LeaseLost
 from oms.ports import VenueConnector
 from oms.queries import load_credentials, make_engine
 from oms.risk import RiskEngine
@@ -30,9 +32,6 @@ from sor.router import SmartRouter
 from sor.tca import order_tca
 from venues.fix_venue import VenueApplication
 from venues.internal import InternalVenue
-
-if TYPE_CHECKING:
-    from fixoms.ha import HAContext
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +55,21 @@ def quiet_collector() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+class HAHooks(Protocol):
+    """What an engine in HA mode is given (fixoms.ha.HAContext, which builds EngineApps: a protocol here so
+    that this module does not import it back): the lease that fences its journal, what to do once it is
+    fenced, and the node the admin socket's step-down acts on."""
+
+    @property
+    def lease(self) -> Lease: ...
+
+    @property
+    def on_fenced(self) -> Callable[[LeaseLost], None]: ...
+
+    @property
+    def node(self) -> Any: ...
+
+
 class EngineApp:
     """One engine: start() once, stop() at the end (any number of times, also after a failed start).
 
@@ -65,7 +79,7 @@ class EngineApp:
     alive in the process."""
 
     def __init__(self, config: Config, overrides: fix_settings.SessionOverrides | None = None,
-                 ha: HAContext | None = None) -> None:
+                 ha: HAHooks | None = None) -> None:
         self.config = config
         # HA (fixoms.ha): the journal fenced by the lease, the FIX sessions' store in the journal's database.
         self.ha = ha

@@ -7,7 +7,6 @@ commands that only need the journal (orders, positions, audit) read the database
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -18,47 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from fixoms import config as config_mod
+from fixoms.cli_common import (
+    SESSION_CHANGE,
+    Ctx,
+    cell,
+    configured_sessions,
+    confirm,
+    console,
+    describe_change,
+    err,
+    journal_db,
+    json_option,
+    print_json,
+    session_summary,
+    table,
+    yes_option,
+)
 from fixoms.watch import watch
-
-# soft_wrap: a line is never broken to fit the terminal (errors stay one line; paths stay greppable).
-# Not a terminal (CI logs, pipes): wide enough that tables keep whole columns instead of ellipses.
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True)
-
-
-class Ctx:
-    def __init__(self, config_path: str | None, admin_socket: str | None = None, log_level: str = "WARNING") -> None:
-        self.config_path = config_path
-        self.admin_socket = admin_socket
-        self.log_level = log_level
-        self._config: config_mod.Config | None = None
-
-    @property
-    def config(self) -> config_mod.Config:
-        if self._config is None:
-            try:
-                self._config = config_mod.load(self.config_path)
-            except config_mod.ConfigError as exc:
-                raise click.ClickException(str(exc)) from None
-        return self._config
-
-    @property
-    def socket(self) -> Path:
-        from fixoms.admin import socket_path
-
-        return Path(self.admin_socket) if self.admin_socket else socket_path(self.config)
-
-    def call(self, action: str, **args: Any) -> Any:
-        """One admin request to the running engine; its refusal becomes a one-line error."""
-        from fixoms.admin import AdminClient, AdminError
-
-        try:
-            return AdminClient(self.socket).call(action, **args)
-        except AdminError as exc:
-            raise click.ClickException(str(exc)) from None
 
 
 def _setup_logging(level: str) -> None:
@@ -198,22 +175,6 @@ def orders() -> None:
     """The blotter: orders as the journal has them."""
 
 
-def _db(obj: Ctx) -> Any:
-    """The journal's database for a read command. If an engine runs, it first projects what it has
-    appended (its tables trail its log by a pass), so a read shows what was just done."""
-    from fixoms.admin import AdminClient, AdminError
-    from oms.queries import make_engine
-
-    if obj.socket.exists():
-        with contextlib.suppress(AdminError, OSError):
-            AdminClient(obj.socket, timeout=10).call("journal.sync")
-    return make_engine(obj.config.database_url)
-
-
-def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
 # `orders list` shows this many orders unless told otherwise (--limit N, --all): a day's blotter can hold
 # tens of thousands, and a table of them all takes seconds to build and nobody reads it.
 ORDERS_LIMIT = 100
@@ -245,7 +206,7 @@ def orders_list(obj: Ctx, open_only: bool, account: str | None, symbol: str | No
     if show_all and limit is not None:
         raise click.UsageError("--limit and --all exclude each other")
     cut = None if show_all else (limit or ORDERS_LIMIT)
-    db = _db(obj)
+    db = journal_db(obj)
     noted = False
 
     def frame() -> tuple[list[dict[str, Any]], Any]:
@@ -267,11 +228,11 @@ def orders_list(obj: Ctx, open_only: bool, account: str | None, symbol: str | No
     if watching:
         watch(console, frame, as_json, interval, count)
         return
-    rows, table = frame()
+    rows, shown = frame()
     if as_json:
-        _print_json(rows)
+        print_json(rows)
     else:
-        console.print(table)
+        console.print(shown)
 
 
 @orders.command("show")
@@ -284,11 +245,11 @@ def orders_show(obj: Ctx, order_id: str, as_json: bool) -> None:
 
     from fixoms.blotter import show_order
 
-    data = show_order(_db(obj), order_id)
+    data = show_order(journal_db(obj), order_id)
     if data is None:
         raise click.ClickException(f"no order {order_id}")
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     for key in ("order_id", "session", "account", "cl_ord_id", "symbol", "side", "order_qty", "price", "status",
                 "cum_qty", "leaves_qty", "avg_px", "text"):
@@ -308,59 +269,14 @@ def orders_show(obj: Ctx, order_id: str, as_json: bool) -> None:
     console.print(t)
 
 
-# --- shared options and helpers -----------------------------------------------------------------------
-def _yes(f: Any) -> Any:
-    return click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation")(f)
-
-
-def _json(f: Any) -> Any:
-    return click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")(f)
-
-
-def _confirm(yes: bool, question: str) -> None:
-    if not yes:
-        click.confirm(question, abort=True)
-
-
-def _table(title: str, columns: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -> Any:
-    from rich.table import Table
-
-    t = Table(title=title, title_justify="left")
-    for col in columns:
-        t.add_column(col)
-    for r in rows:
-        t.add_row(*(_cell(r.get(col)) for col in columns))
-    return t
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-def _change(label: str, before: dict[str, Any], after: dict[str, Any], keys: tuple[str, ...]) -> str:
-    parts = [f"{k} {_cell(before.get(k))} -> {_cell(after.get(k))}" for k in keys]
-    return f"{label}: " + "; ".join(parts)
-
-
 # --- sessions ----------------------------------------------------------------------------------------
-SESSION_COLUMNS = ("id", "role", "enabled", "state", "trading", "next_sender_seq", "next_target_seq", "remote",
-                   "heartbeat", "last_in", "last_out")
-SESSION_CHANGE = ("enabled", "state", "next_sender_seq", "next_target_seq")
-
-
 @cli.group()
 def sessions() -> None:
     """FIX sessions of the running engine: clients (we accept) and venues (we initiate)."""
 
 
 @sessions.command("list")
-@_json
+@json_option
 @click.option("--watch", is_flag=True, help="redraw every --interval seconds until Ctrl-C")
 @click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 3600),
               help="seconds between redraws (--watch)")
@@ -376,20 +292,20 @@ def sessions_list(obj: Ctx, as_json: bool, watch: bool, interval: float, count: 
         return
     rows = obj.call("sessions.list")
     if as_json:
-        _print_json(rows)
+        print_json(rows)
     else:
         console.print(session_rows_table(rows))
 
 
 @sessions.command("show")
 @click.argument("session_id")
-@_json
+@json_option
 @click.pass_obj
 def sessions_show(obj: Ctx, session_id: str, as_json: bool) -> None:
     """One session in detail: its settings and, for a client, its credential (never the password)."""
     data = obj.call("sessions.show", id=session_id)
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     for key, value in data.items():
         if key in ("settings", "recent"):
@@ -397,7 +313,7 @@ def sessions_show(obj: Ctx, session_id: str, as_json: bool) -> None:
         if key == "credential":
             value = ("none" if value is None else
                      f"username {value['username']}, addresses {','.join(value['allowed_addresses']) or 'any'}")
-        console.print(f"{key:>20}: {_cell(value)}", highlight=False)
+        console.print(f"{key:>20}: {cell(value)}", highlight=False)
     for key, value in sorted(data.get("settings", {}).items()):
         console.print(f"{key:>20}: {value}", highlight=False)
     from fixoms.cli_sessions import print_messages
@@ -408,18 +324,12 @@ def sessions_show(obj: Ctx, session_id: str, as_json: bool) -> None:
     print_messages(recent)
 
 
-def _session_summary(obj: Ctx, session_id: str) -> str:
-    s = obj.call("sessions.show", id=session_id)
-    return (f"{s['id']} ({s['role']}, {'enabled' if s['enabled'] else 'disabled'}, {s['state']}, "
-            f"next seq {s['next_sender_seq']}/{s['next_target_seq']})")
-
-
 def _chosen_sessions(obj: Ctx, session_id: str | None, all_: bool, verb: str) -> tuple[list[str], str]:
     """The sessions an enable/disable acts on, and how to ask about them."""
     if all_ == bool(session_id):
         raise click.UsageError(f"{verb} needs a SESSION_ID or --all (not both)")
     if session_id:
-        return [session_id], f"session {_session_summary(obj, session_id)}"
+        return [session_id], f"session {session_summary(obj, session_id)}"
     ids = [s["id"] for s in obj.call("sessions.list")]
     return ids, f"all {len(ids)} sessions ({', '.join(ids)})"
 
@@ -427,47 +337,47 @@ def _chosen_sessions(obj: Ctx, session_id: str | None, all_: bool, verb: str) ->
 @sessions.command("enable")
 @click.argument("session_id", required=False)
 @click.option("--all", "all_", is_flag=True, help="every session (clients, drop copies and venues)")
-@_yes
+@yes_option
 @click.pass_obj
 def sessions_enable(obj: Ctx, session_id: str | None, all_: bool, yes: bool) -> None:
     """Allow a session to log on again (a venue session reconnects)."""
     ids, what = _chosen_sessions(obj, session_id, all_, "enable")
     if not yes:
-        _confirm(yes, f"enable {what}?")
+        confirm(yes, f"enable {what}?")
     for sid in ids:
         r = obj.call("sessions.enable", id=sid)
-        console.print(_change(f"session {sid}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
+        console.print(describe_change(f"session {sid}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
 
 
 @sessions.command("disable")
 @click.argument("session_id", required=False)
 @click.option("--all", "all_", is_flag=True, help="every session (clients, drop copies and venues)")
 @click.option("--reason", default="disabled by operator", show_default=True, help="Text(58) of the Logout")
-@_yes
+@yes_option
 @click.pass_obj
 def sessions_disable(obj: Ctx, session_id: str | None, all_: bool, reason: str, yes: bool) -> None:
     """Log a session out with a reason; it stays down (logons refused) until `sessions enable`."""
     ids, what = _chosen_sessions(obj, session_id, all_, "disable")
     if not yes:
-        _confirm(yes, f"log out and disable {what}?")
+        confirm(yes, f"log out and disable {what}?")
     for sid in ids:
         r = obj.call("sessions.disable", id=sid, reason=reason)
-        console.print(_change(f"session {sid}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
+        console.print(describe_change(f"session {sid}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
     again = "--all" if all_ else ids[0]
     console.print(f"down until `fixoms sessions enable {again}` (or an engine restart)")
 
 
 @sessions.command("reset")
 @click.argument("session_id")
-@_yes
+@yes_option
 @click.pass_obj
 def sessions_reset(obj: Ctx, session_id: str, yes: bool) -> None:
     """Reset a session's sequence numbers to 1/1 (logs it out; the counterparty must reset too)."""
     if not yes:
-        _confirm(yes, f"reset {_session_summary(obj, session_id)} to sequence numbers 1/1? It is logged out "
+        confirm(yes, f"reset {session_summary(obj, session_id)} to sequence numbers 1/1? It is logged out "
                       f"and the counterparty must reset as well")
     r = obj.call("sessions.reset", id=session_id)
-    console.print(_change(f"session {session_id}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
+    console.print(describe_change(f"session {session_id}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
 
 
 @sessions.command("seqnum")
@@ -476,7 +386,7 @@ def sessions_reset(obj: Ctx, session_id: str, yes: bool) -> None:
 @click.option("--target", type=click.IntRange(min=1), help="next MsgSeqNum we expect")
 @click.option("--force", is_flag=True, help="allow lowering the target and changing a logged-on session")
 @click.option("--offline", is_flag=True, help="the engine is stopped: edit its FIX store (var_dir/store) directly")
-@_yes
+@yes_option
 @click.pass_obj
 def sessions_seqnum(obj: Ctx, session_id: str, sender: int | None, target: int | None, force: bool,
                     offline: bool, yes: bool) -> None:
@@ -488,9 +398,9 @@ def sessions_seqnum(obj: Ctx, session_id: str, sender: int | None, target: int |
         return
     if not yes:
         want = ", ".join(f"{k} {v}" for k, v in (("sender", sender), ("target", target)) if v is not None)
-        _confirm(yes, f"set {_session_summary(obj, session_id)} to {want}?")
+        confirm(yes, f"set {session_summary(obj, session_id)} to {want}?")
     r = obj.call("sessions.seqnum", id=session_id, sender=sender, target=target, force=force)
-    console.print(_change(f"session {session_id}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
+    console.print(describe_change(f"session {session_id}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
 
 
 def _seqnum_offline(obj: Ctx, session_id: str, sender: int | None, target: int | None, force: bool,
@@ -512,7 +422,7 @@ def _seqnum_offline(obj: Ctx, session_id: str, sender: int | None, target: int |
     else:
         raise click.ClickException("the engine is running: use `sessions seqnum` without --offline")
     cfg = obj.config
-    known = _configured_sessions(cfg)
+    known = configured_sessions(cfg)
     info = known.get(session_id)
     if info is None:
         raise click.ClickException(f"no session {session_id!r} in {cfg.sessions_file} (known: {', '.join(sorted(known))})")
@@ -530,7 +440,7 @@ def _seqnum_offline(obj: Ctx, session_id: str, sender: int | None, target: int |
     if after["next_target_seq"] < before["next_target_seq"] and not force:
         raise click.ClickException(f"lowering the target ({before['next_target_seq']} -> {after['next_target_seq']}) "
                                    "makes us take messages again: add --force if that is what you want")
-    _confirm(yes, f"set session {session_id} (engine stopped) to sender {after['next_sender_seq']}, "
+    confirm(yes, f"set session {session_id} (engine stopped) to sender {after['next_sender_seq']}, "
                   f"target {after['next_target_seq']}?")
     path.write_text(f"{after['next_sender_seq']:020d} : {after['next_target_seq']:020d}")
     db = make_engine(cfg.database_url)
@@ -539,19 +449,8 @@ def _seqnum_offline(obj: Ctx, session_id: str, sender: int | None, target: int |
                      {"action": "sessions.seqnum", "offline": True, "id": session_id, "before": before, "after": after})
     finally:
         db.dispose()
-    console.print(_change(f"session {session_id} (offline)", before, after, ("next_sender_seq", "next_target_seq")),
+    console.print(describe_change(f"session {session_id} (offline)", before, after, ("next_sender_seq", "next_target_seq")),
                   highlight=False)
-
-
-def _configured_sessions(cfg: config_mod.Config) -> dict[str, Any]:
-    """sessions.cfg's sessions by CompID, read without touching the configured var folder."""
-    import tempfile
-
-    from fix_engine import settings as fix_settings
-
-    with tempfile.TemporaryDirectory() as tmp:
-        loaded = fix_settings.load(cfg.sessions_file, fix_settings.SessionOverrides(var_dir=Path(tmp)))
-        return {s.key: s for s in fix_settings.sessions(loaded)}
 
 
 @sessions.command("password")
@@ -560,7 +459,7 @@ def _configured_sessions(cfg: config_mod.Config) -> dict[str, Any]:
 @click.option("--address", "addresses", default="", help="allowed source addresses, comma-separated "
               "(required for FIX 4.2 sessions; empty: any address)")
 @click.option("--password-stdin", is_flag=True, help="read the password from the first line of stdin")
-@_yes
+@yes_option
 @click.pass_obj
 def sessions_password(obj: Ctx, comp_id: str, username: str | None, addresses: str, password_stdin: bool,
                       yes: bool) -> None:
@@ -574,7 +473,7 @@ def sessions_password(obj: Ctx, comp_id: str, username: str | None, addresses: s
     cfg = obj.config
     allowed = sorted({a.strip() for a in addresses.split(",") if a.strip()})
     try:
-        known = _configured_sessions(cfg)
+        known = configured_sessions(cfg)
     except Exception as exc:
         err.print(f"warning: cannot read {cfg.sessions_file} to check {comp_id}: {exc}", highlight=False)
         known = {}
@@ -593,7 +492,7 @@ def sessions_password(obj: Ctx, comp_id: str, username: str | None, addresses: s
         password = click.prompt(f"password for {comp_id}", hide_input=True, confirmation_prompt=True)
     if not password:
         raise click.ClickException("the password is empty")
-    _confirm(yes, f"set the credential of {comp_id} (username {username or comp_id}, addresses "
+    confirm(yes, f"set the credential of {comp_id} (username {username or comp_id}, addresses "
                   f"{','.join(allowed) or 'any'})?")
     user_name = username or comp_id
     try:
@@ -605,7 +504,7 @@ def sessions_password(obj: Ctx, comp_id: str, username: str | None, addresses: s
     except AdminError as exc:
         raise click.ClickException(str(exc)) from None
     if not running:
-        db = _db(obj)
+        db = journal_db(obj)
         create_schema(db)
         replaced = comp_id in load_credentials(db)
         set_credential(db, comp_id, user_name, password, frozenset(allowed), current_user())
@@ -621,12 +520,12 @@ def sessions_password(obj: Ctx, comp_id: str, username: str | None, addresses: s
 
 
 @sessions.command("reload-credentials")
-@_yes
+@yes_option
 @click.pass_obj
 def sessions_reload_credentials(obj: Ctx, yes: bool) -> None:
     """Make the running engine use the credentials now in the journal (for the next logons)."""
     obj.call("ping")
-    _confirm(yes, "reload logon credentials from the journal?")
+    confirm(yes, "reload logon credentials from the journal?")
     r = obj.call("credentials.reload")
     console.print(f"credentials: {r['before']} -> {r['after']} (added {','.join(r['added']) or 'none'}; "
                   f"changed {','.join(r['changed']) or 'none'}; removed {','.join(r['removed']) or 'none'})",
@@ -637,7 +536,7 @@ def sessions_reload_credentials(obj: Ctx, yes: bool) -> None:
 @orders.command("cancel")
 @click.argument("order_id")
 @click.option("--reason", default="canceled by operator", show_default=True)
-@_yes
+@yes_option
 @click.pass_obj
 def orders_cancel(obj: Ctx, order_id: str, reason: str, yes: bool) -> None:
     """Cancel one order as if its client had asked (the client gets the cancel, with the reason)."""
@@ -645,10 +544,10 @@ def orders_cancel(obj: Ctx, order_id: str, reason: str, yes: bool) -> None:
 
     if not yes:
         obj.call("ping")
-        o = show_order(_db(obj), order_id)
+        o = show_order(journal_db(obj), order_id)
         if o is None:
             raise click.ClickException(f"no order {order_id}")
-        _confirm(yes, f"cancel {order_id} ({o['session']} {o['account']} {o['side']} {o['order_qty']} {o['symbol']}"
+        confirm(yes, f"cancel {order_id} ({o['session']} {o['account']} {o['side']} {o['order_qty']} {o['symbol']}"
                       f"{' @ ' + o['price'] if o['price'] else ''}, {o['status']}, filled {o['cum_qty']})?")
     r = obj.call("orders.cancel", order_id=order_id, reason=reason)
     console.print(f"order {order_id}: {r['before']} -> {r['after']} ({reason})", highlight=False)
@@ -660,7 +559,7 @@ def orders_cancel(obj: Ctx, order_id: str, reason: str, yes: bool) -> None:
 @click.option("--session")
 @click.option("--venue", help="orders with a child working at this venue")
 @click.option("--reason", default="canceled by operator", show_default=True)
-@_yes
+@yes_option
 @click.pass_obj
 def orders_cancel_all(obj: Ctx, account: str | None, symbol: str | None, session: str | None, venue: str | None,
                       reason: str, yes: bool) -> None:
@@ -674,11 +573,11 @@ def orders_cancel_all(obj: Ctx, account: str | None, symbol: str | None, session
                                                  ("venue", venue)) if v)
     if not yes:
         obj.call("ping")
-        n = count_orders(_db(obj), open_only=True, account=account, symbol=symbol, session=session, venue=venue)
-        _confirm(yes, f"cancel the {n} open orders of {scope}?")
+        n = count_orders(journal_db(obj), open_only=True, account=account, symbol=symbol, session=session, venue=venue)
+        confirm(yes, f"cancel the {n} open orders of {scope}?")
     r = obj.call("orders.cancel_all", account=account, symbol=symbol, session=session, venue=venue, reason=reason)
     if r["orders"]:
-        console.print(_table(f"{r['count']} orders of {scope}", ("order_id", "before", "after"), r["orders"]))
+        console.print(table(f"{r['count']} orders of {scope}", ("order_id", "before", "after"), r["orders"]))
     console.print(f"{r['count']} open orders of {scope}: cancel requested ({reason})", highlight=False)
 
 
@@ -689,26 +588,26 @@ def risk() -> None:
 
 
 @risk.command("show")
-@_json
+@json_option
 @click.pass_obj
 def risk_show(obj: Ctx, as_json: bool) -> None:
     """Trading states, limits and exposure per account."""
     snap = obj.call("risk.show")
     if as_json:
-        _print_json(snap)
+        print_json(snap)
         return
     firm = snap["firm"]
     console.print(f"firm: {firm['state']}; restricted {','.join(firm['restricted']) or 'none'}; submit rate "
                   f"{firm['session_submit_rate']}/s, modify rate {firm['session_modify_rate']}/s, duplicate "
                   f"window {firm['duplicate_window']}s", highlight=False)
     if snap["states"]:
-        console.print(_table("trading states (not ACTIVE)", ("scope", "state", "who", "reason"), snap["states"]))
+        console.print(table("trading states (not ACTIVE)", ("scope", "state", "who", "reason"), snap["states"]))
     limit_cols = ("max_order_qty", "max_order_notional", "credit_limit", "max_position", "max_open_orders",
                   "price_collar")
     rows = [{"account": "(defaults)", "state": "", **snap["defaults"]}]
     for name, acct in snap["accounts"].items():
         rows.append({"account": name, "state": acct["state"], **acct["limits"], **acct["exposure"]})
-    console.print(_table("accounts", ("account", "state", *limit_cols, "open_notional", "filled_notional",
+    console.print(table("accounts", ("account", "state", *limit_cols, "open_notional", "filled_notional",
                                       "gross_position"), rows))
 
 
@@ -716,13 +615,13 @@ def risk_show(obj: Ctx, as_json: bool) -> None:
 @click.argument("account")
 @click.argument("name")
 @click.argument("value")
-@_yes
+@yes_option
 @click.pass_obj
 def risk_set(obj: Ctx, account: str, name: str, value: str, yes: bool) -> None:
     """Change one limit of ACCOUNT ('*' for the firm / defaults), e.g. `risk set ACC-1 max_order_qty 5000`."""
     if not yes:
         obj.call("ping")
-        _confirm(yes, f"set {name} of {account} to {value}?")
+        confirm(yes, f"set {name} of {account} to {value}?")
     r = obj.call("risk.set", account=account, name=name, value=value)
     console.print(f"{account} {name}: {r['before']} -> {r['after']}", highlight=False)
 
@@ -731,7 +630,7 @@ def _trading_state(obj: Ctx, state: str, scope: str, reason: str, cancel_open: b
     if not yes:
         obj.call("ping")
         extra = " and cancel its open orders" if cancel_open else ""
-        _confirm(yes, f"set {scope} to {state}{extra} (reason: {reason})?")
+        confirm(yes, f"set {scope} to {state}{extra} (reason: {reason})?")
     r = obj.call("risk.state", scope=scope, state=state, reason=reason, cancel_open=cancel_open)
     tail = f"; {r['canceled']} open orders canceled" if cancel_open else ""
     console.print(f"{r['scope']}: {r['before']} -> {r['after']} ({reason}){tail}", highlight=False)
@@ -744,7 +643,7 @@ _SCOPE_HELP = "firm, account:ACCOUNT or session:COMPID"
 @click.option("--scope", required=True, help=_SCOPE_HELP)
 @click.option("--reason", required=True)
 @click.option("--cancel-open", is_flag=True, help="also cancel the scope's open orders")
-@_yes
+@yes_option
 @click.pass_obj
 def risk_halt(obj: Ctx, scope: str, reason: str, cancel_open: bool, yes: bool) -> None:
     """Kill switch: refuse new orders and risk-adding replaces in the scope (cancels still pass)."""
@@ -754,7 +653,7 @@ def risk_halt(obj: Ctx, scope: str, reason: str, cancel_open: bool, yes: bool) -
 @risk.command("reduce")
 @click.option("--scope", required=True, help=_SCOPE_HELP)
 @click.option("--reason", required=True)
-@_yes
+@yes_option
 @click.pass_obj
 def risk_reduce(obj: Ctx, scope: str, reason: str, yes: bool) -> None:
     """Reduce-only: accept only orders that bring positions towards flat."""
@@ -764,7 +663,7 @@ def risk_reduce(obj: Ctx, scope: str, reason: str, yes: bool) -> None:
 @risk.command("resume")
 @click.option("--scope", required=True, help=_SCOPE_HELP)
 @click.option("--reason", required=True)
-@_yes
+@yes_option
 @click.pass_obj
 def risk_resume(obj: Ctx, scope: str, reason: str, yes: bool) -> None:
     """Back to ACTIVE."""
@@ -813,7 +712,7 @@ POSITION_COLUMNS = ("account", "symbol", "qty", "avg_cost", "mark", "realized", 
 @click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]),
               help="date for the unsettled quantity (default: today in [schedule] timezone)")
 @click.option("--trades", "show_trades", is_flag=True, help="also list each trade with its settlement date")
-@_json
+@json_option
 @click.pass_obj
 def positions(obj: Ctx, account: str | None, symbol: str | None, mark_values: tuple[str, ...], as_of: Any,
               show_trades: bool, as_json: bool) -> None:
@@ -827,7 +726,7 @@ def positions(obj: Ctx, account: str | None, symbol: str | None, mark_values: tu
     cfg = obj.config
     tz = ZoneInfo(cfg.timezone)
     day = as_of.date() if as_of is not None else datetime.now(tz).date()
-    book = positions_report(_db(obj), account=account, symbol=symbol, marks=_marks(mark_values),
+    book = positions_report(journal_db(obj), account=account, symbol=symbol, marks=_marks(mark_values),
                             calendar=_settlement(cfg), tz=tz, as_of=day)
     rows = [p.as_dict() for p in book.positions]
     totals = {k: fmt_money(v) for k, v in book.totals().items()}
@@ -835,12 +734,12 @@ def positions(obj: Ctx, account: str | None, symbol: str | None, mark_values: tu
         data: dict[str, Any] = {"as_of": day.isoformat(), "positions": rows, "totals": totals}
         if show_trades:
             data["trades"] = [trade_dict(t) for t in book.trades]
-        _print_json(data)
+        print_json(data)
         return
-    console.print(_table(f"positions as of {day.isoformat()}", POSITION_COLUMNS, rows))
+    console.print(table(f"positions as of {day.isoformat()}", POSITION_COLUMNS, rows))
     console.print(f"realized {totals['realized']}, unrealized {totals['unrealized']}", highlight=False)
     if show_trades:
-        console.print(_table("trades", ("exec_id", "account", "symbol", "side", "qty", "px", "trade_date",
+        console.print(table("trades", ("exec_id", "account", "symbol", "side", "qty", "px", "trade_date",
                                         "settle_date", "status"), [trade_dict(t) for t in book.trades]))
 
 
@@ -856,7 +755,7 @@ def venues() -> None:
 
 
 @venues.command("list")
-@_json
+@json_option
 @click.pass_obj
 def venues_list(obj: Ctx, as_json: bool) -> None:
     """Status (up, down, or suspect: logged on but not answering), measured ack time (median of the last
@@ -864,34 +763,34 @@ def venues_list(obj: Ctx, as_json: bool) -> None:
     configured latency per venue."""
     rows = obj.call("venues.list")
     if as_json:
-        _print_json(rows)
+        print_json(rows)
     else:
-        console.print(_table(f"{len(rows)} venues", ("venue", "status", "ack_ms", "open_children", "in_doubt",
+        console.print(table(f"{len(rows)} venues", ("venue", "status", "ack_ms", "open_children", "in_doubt",
                                                      "fills_today", "taker_fee", "maker_rebate", "latency_ms",
                                                      "symbols_quoted"), rows))
 
 
 @jobs.command("list")
-@_json
+@json_option
 @click.pass_obj
 def jobs_list(obj: Ctx, as_json: bool) -> None:
     """Jobs with their next run time and trigger."""
     rows = obj.call("jobs.list")
     if as_json:
-        _print_json(rows)
+        print_json(rows)
     else:
-        console.print(_table(f"{len(rows)} jobs", ("id", "name", "next_run", "trigger"), rows))
+        console.print(table(f"{len(rows)} jobs", ("id", "name", "next_run", "trigger"), rows))
 
 
 @jobs.command("run")
 @click.argument("name")
-@_yes
+@yes_option
 @click.pass_obj
 def jobs_run(obj: Ctx, name: str, yes: bool) -> None:
     """Run a job now (expire_day expires every working DAY order)."""
     if not yes:
         obj.call("ping")
-        _confirm(yes, f"run job {name} now?")
+        confirm(yes, f"run job {name} now?")
     r = obj.call("jobs.run", name=name)
     console.print(f"job {name} ran: open orders {r['open_orders_before']} -> {r['open_orders_after']}",
                   highlight=False)
@@ -907,7 +806,7 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.option("--instance", help="one engine instance (default: every instance in the journal)")
-@_json
+@json_option
 @click.pass_obj
 def audit_verify(obj: Ctx, instance: str | None, as_json: bool) -> None:
     """Recompute the hash chain; report the first broken link (exit 1) or that it is intact."""
@@ -922,9 +821,9 @@ def audit_verify(obj: Ctx, instance: str | None, as_json: bool) -> None:
             task = bar.add_task(f"verifying {name}", total=rows)
             return lambda: bar.advance(task)
 
-        results = verify_audit(_db(obj), instance, progress)
+        results = verify_audit(journal_db(obj), instance, progress)
     if as_json:
-        _print_json([{"instance": name, "rows": v.rows, "intact": v.intact, "last_seq": v.last_seq,
+        print_json([{"instance": name, "rows": v.rows, "intact": v.intact, "last_seq": v.last_seq,
                       "last_hash": v.last_hash,
                       "broken": {"seq": v.broken.seq, "reason": v.broken.reason} if v.broken else None}
                      for name, v in results.items()])
@@ -946,20 +845,20 @@ def audit_verify(obj: Ctx, instance: str | None, as_json: bool) -> None:
 @click.option("--instance", help="engine instance (default: [engine] instance)")
 @click.option("--kind", type=click.Choice(["inbound", "outbound", "admin"]))
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100_000))
-@_json
+@json_option
 @click.pass_obj
 def audit_list(obj: Ctx, instance: str | None, kind: str | None, limit: int, as_json: bool) -> None:
     """The last audit rows, oldest first."""
     from fixoms.blotter import audit_rows
 
-    rows = audit_rows(_db(obj), instance or obj.config.instance, limit, kind)
+    rows = audit_rows(journal_db(obj), instance or obj.config.instance, limit, kind)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     for r in rows:
         r["summary"] = json.dumps(r["summary"], separators=(",", ":"))
         r["hash"] = r["hash"][:12]
-    console.print(_table(f"last {len(rows)} audit rows", ("seq", "ts", "who", "kind", "summary", "hash"), rows))
+    console.print(table(f"last {len(rows)} audit rows", ("seq", "ts", "who", "kind", "summary", "hash"), rows))
 
 
 # --- config ----------------------------------------------------------------------------------------------
@@ -970,15 +869,15 @@ def config_group() -> None:
 
 @config_group.command("check")
 @click.option("--connect", is_flag=True, help="also connect to the database")
-@_json
+@json_option
 @click.pass_obj
 def config_check(obj: Ctx, connect: bool, as_json: bool) -> None:
     """Validate fixoms.toml and sessions.cfg without starting anything (exit 1 on an error)."""
     checks = _config_checks(obj, connect)
     if as_json:
-        _print_json(checks)
+        print_json(checks)
     else:
-        console.print(_table("config check", ("check", "result", "detail"), checks))
+        console.print(table("config check", ("check", "result", "detail"), checks))
     failed = [c for c in checks if c["result"] == "FAIL"]
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(checks)} checks failed: "
@@ -1025,7 +924,7 @@ def _config_checks(obj: Ctx, connect: bool) -> list[dict[str, str]]:
     add("admin socket", len(os.fsencode(sock)) <= MAX_SOCKET_PATH,
         f"{sock}" if len(os.fsencode(sock)) <= MAX_SOCKET_PATH else f"{sock} is longer than {MAX_SOCKET_PATH} bytes")
     try:
-        known = _configured_sessions(cfg)
+        known = configured_sessions(cfg)
     except Exception as exc:
         add("sessions.cfg", False, f"{cfg.sessions_file}: {exc}")
         return out
@@ -1069,12 +968,12 @@ def report_eod(obj: Ctx, day: Any, out_dir: str | None, as_json: bool) -> None:
     cfg = obj.config
     tz = ZoneInfo(cfg.timezone)
     when = day.date() if day is not None else datetime.now(tz).date()
-    summary = write_eod(_db(obj), when, Path(out_dir) if out_dir else cfg.var_dir / "reports", tz, _settlement(cfg))
+    summary = write_eod(journal_db(obj), when, Path(out_dir) if out_dir else cfg.var_dir / "reports", tz, _settlement(cfg))
     if as_json:
-        _print_json(summary)
+        print_json(summary)
         return
     rows = [{"account": k, **v} for k, v in summary["accounts"].items()]
-    console.print(_table(f"end of day {summary['date']}", ("account", "orders", "fills", "filled_qty", "realized",
+    console.print(table(f"end of day {summary['date']}", ("account", "orders", "fills", "filled_qty", "realized",
                                                            "unrealized"), rows))
     for name, path in summary["files"].items():
         console.print(f"{name}: {path}", highlight=False)
@@ -1093,12 +992,12 @@ def report_tca(obj: Ctx, symbol: str | None, limit: int, as_json: bool) -> None:
     from oms.queries import tca_figures
     from sor.tca import ParentTCA, aggregate
 
-    tcas = [ParentTCA.from_dict(figures) for figures in tca_figures(_db(obj))]
+    tcas = [ParentTCA.from_dict(figures) for figures in tca_figures(journal_db(obj))]
     if symbol:
         tcas = [t for t in tcas if t.symbol == symbol]
     summary = aggregate(tcas)
     if as_json:
-        _print_json({"orders": [t.as_dict() for t in tcas], "summary": {
+        print_json({"orders": [t.as_dict() for t in tcas], "summary": {
             k: (str(v) if v is not None and not isinstance(v, int | dict) else v)
             for k, v in vars_of(summary).items()}})
         return

@@ -11,7 +11,15 @@ from typing import Any
 
 import click
 
-from fixoms.cli import Ctx, _confirm, _json, _print_json, _table, _yes, console
+from fixoms.cli_common import (
+    Ctx,
+    confirm,
+    console,
+    json_option,
+    print_json,
+    table,
+    yes_option,
+)
 from fixoms.config import Config, ConfigError
 
 
@@ -91,13 +99,13 @@ def ha_group() -> None:
 
 
 @ha_group.command("status")
-@_json
+@json_option
 @click.pass_obj
 def ha_status(obj: Ctx, as_json: bool) -> None:
     """Who holds the lease (holder, epoch, expiry) and each member's last report (standby lag)."""
     data = _status(obj)
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     if data["holder"]:
         state = "live" if data["live"] else "EXPIRED"
@@ -106,18 +114,18 @@ def ha_status(obj: Ctx, as_json: bool) -> None:
     else:
         console.print(f"{data['instance']}: no primary (lease {'released' if data['epoch'] else 'never taken'}, "
                       f"epoch {data['epoch']}), log head {data['log_head']}", highlight=False)
-    console.print(_table("members", ("holder", "role", "seen_batch", "lag_batches", "lag_events", "lag_s",
+    console.print(table("members", ("holder", "role", "seen_batch", "lag_batches", "lag_events", "lag_s",
                                      "reported_s_ago"), data["members"]))
 
 
 @ha_group.command("step-down")
 @click.option("--force", is_flag=True, help="even if no standby is following (this engine then takes the lease back)")
-@_yes
+@yes_option
 @click.pass_obj
 def ha_step_down(obj: Ctx, force: bool, yes: bool) -> None:
     """Planned switch-over: the primary stops its sessions, finishes its queue, releases the lease (a standby
     takes over at its next look) and becomes a standby."""
-    _confirm(yes, f"step the primary of {obj.config.instance} down?")
+    confirm(yes, f"step the primary of {obj.config.instance} down?")
     result = obj.call("ha.step_down", force=force)
     console.print(f"{result['holder']} (epoch {result['epoch']}) is stepping down: a standby takes over", highlight=False)
 

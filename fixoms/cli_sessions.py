@@ -11,18 +11,19 @@ from typing import Any
 
 import click
 
-from fixoms.cli import (
+from fixoms.cli_common import (
     SESSION_CHANGE,
     SESSION_COLUMNS,
     Ctx,
-    _change,
-    _confirm,
-    _json,
-    _print_json,
-    _session_summary,
-    _table,
-    _yes,
+    configured_sessions,
+    confirm,
     console,
+    describe_change,
+    json_option,
+    print_json,
+    session_summary,
+    table,
+    yes_option,
 )
 
 
@@ -34,7 +35,7 @@ def _clock(ts: str | None) -> str:
 
 def session_rows_table(rows: list[dict[str, Any]], title: str | None = None) -> Any:
     shown = [{**r, "last_in": _clock(r.get("last_in")), "last_out": _clock(r.get("last_out"))} for r in rows]
-    return _table(title or f"{len(rows)} sessions", SESSION_COLUMNS, shown)
+    return table(title or f"{len(rows)} sessions", SESSION_COLUMNS, shown)
 
 
 def watch_sessions(obj: Ctx, as_json: bool, interval: float, count: int | None) -> None:
@@ -53,7 +54,7 @@ def watch_sessions(obj: Ctx, as_json: bool, interval: float, count: int | None) 
 # --- connection and sequence numbers -----------------------------------------------------------------
 @click.command("disconnect")
 @click.argument("session_id")
-@_yes
+@yes_option
 @click.pass_obj
 def disconnect(obj: Ctx, session_id: str, yes: bool) -> None:
     """Drop the TCP connection (no Logout) without disabling: a venue session reconnects by itself, a client
@@ -61,9 +62,9 @@ def disconnect(obj: Ctx, session_id: str, yes: bool) -> None:
     if not yes:
         s = obj.call("sessions.show", id=session_id)
         cod = " Its working orders are canceled (cancel-on-disconnect)." if s.get("cancel_on_disconnect") else ""
-        _confirm(yes, f"drop the connection of {_session_summary(obj, session_id)}?{cod}")
+        confirm(yes, f"drop the connection of {session_summary(obj, session_id)}?{cod}")
     r = obj.call("sessions.disconnect", id=session_id)
-    console.print(_change(f"session {session_id}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
+    console.print(describe_change(f"session {session_id}", r["before"], r["after"], SESSION_CHANGE), highlight=False)
     console.print("still enabled: " + ("we reconnect by ourselves" if r["after"]["role"] == "venue"
                                        else "the client may log on again"), highlight=False)
 
@@ -72,15 +73,15 @@ def disconnect(obj: Ctx, session_id: str, yes: bool) -> None:
 @click.argument("session_id")
 @click.option("--new-seqno", required=True, type=click.IntRange(min=1),
               help="NewSeqNo(36): the next MsgSeqNum we send (never below the current one)")
-@_yes
+@yes_option
 @click.pass_obj
 def sequence_reset(obj: Ctx, session_id: str, new_seqno: int, yes: bool) -> None:
     """Send a SequenceReset (35=4, Reset mode, GapFillFlag=N) to a logged-on session: the counterparty
     expects NewSeqNo next, and so do we."""
     if not yes:
-        _confirm(yes, f"send SequenceReset NewSeqNo={new_seqno} on {_session_summary(obj, session_id)}?")
+        confirm(yes, f"send SequenceReset NewSeqNo={new_seqno} on {session_summary(obj, session_id)}?")
     r = obj.call("sessions.sequence_reset", id=session_id, new_seqno=new_seqno)
-    console.print(_change(f"session {session_id}", r["before"], r["after"], ("next_sender_seq",))
+    console.print(describe_change(f"session {session_id}", r["before"], r["after"], ("next_sender_seq",))
                   + f" (SequenceReset sent as MsgSeqNum {r['sent_with_seqno']})", highlight=False)
 
 
@@ -89,7 +90,7 @@ def sequence_reset(obj: Ctx, session_id: str, new_seqno: int, yes: bool) -> None
 @click.option("--from", "begin", required=True, type=click.IntRange(min=1), help="BeginSeqNo(7)")
 @click.option("--to", "end", default=0, show_default=True, type=click.IntRange(min=0),
               help="EndSeqNo(16); 0: through the last message")
-@_yes
+@yes_option
 @click.pass_obj
 def resend(obj: Ctx, session_id: str, begin: int, end: int, yes: bool) -> None:
     """Ask the counterparty to resend messages (ResendRequest, 35=2). Messages we already processed come
@@ -98,7 +99,7 @@ def resend(obj: Ctx, session_id: str, begin: int, end: int, yes: bool) -> None:
         raise click.BadParameter(f"--to {end} is before --from {begin}", param_hint="--to")
     span = f"{begin}..{end or 'last'}"
     if not yes:
-        _confirm(yes, f"ask {_session_summary(obj, session_id)} to resend {span}?")
+        confirm(yes, f"ask {session_summary(obj, session_id)} to resend {span}?")
     r = obj.call("sessions.resend", id=session_id, begin=begin, end=end)
     console.print(f"session {session_id}: ResendRequest {span} sent (BeginSeqNo {r['begin']}, EndSeqNo {r['end']}); "
                   f"next expected from it {r['next_target_seq']}", highlight=False)
@@ -108,13 +109,13 @@ def resend(obj: Ctx, session_id: str, begin: int, end: int, yes: bool) -> None:
 @click.argument("session_id")
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0, 60, min_open=True),
               help="seconds to wait for the Heartbeat")
-@_json
+@json_option
 @click.pass_obj
 def test_request(obj: Ctx, session_id: str, timeout: float, as_json: bool) -> None:
     """Send a TestRequest (35=1) and time the Heartbeat that answers it (round trip in ms)."""
     r = obj.call("sessions.test_request", id=session_id, timeout=timeout)
     if as_json:
-        _print_json(r)
+        print_json(r)
         return
     console.print(f"session {session_id}: Heartbeat for TestRequest {r['test_req_id']} in "
                   f"{r['round_trip_ms']:.3f} ms", highlight=False)
@@ -124,7 +125,7 @@ def test_request(obj: Ctx, session_id: str, timeout: float, as_json: bool) -> No
 def _trading(obj: Ctx, action: str, session_id: str, reason: str | None, yes: bool, question: str) -> None:
     if not yes:
         obj.call("sessions.show", id=session_id)  # unknown session: say so before asking
-        _confirm(yes, question)
+        confirm(yes, question)
     r = obj.call(action, id=session_id, reason=reason)
     console.print(f"session {session_id}: trading {r['before']} -> {r['after']} ({r['reason']})", highlight=False)
 
@@ -132,7 +133,7 @@ def _trading(obj: Ctx, action: str, session_id: str, reason: str | None, yes: bo
 @click.command("hold")
 @click.argument("session_id")
 @click.option("--reason", help="why (journaled; default: held by USER)")
-@_yes
+@yes_option
 @click.pass_obj
 def hold(obj: Ctx, session_id: str, reason: str | None, yes: bool) -> None:
     """Keep a client session logged on but refuse its new orders and risk-adding replaces (ExecutionReport
@@ -144,7 +145,7 @@ def hold(obj: Ctx, session_id: str, reason: str | None, yes: bool) -> None:
 @click.command("release")
 @click.argument("session_id")
 @click.option("--reason", help="why (journaled; default: released by USER)")
-@_yes
+@yes_option
 @click.pass_obj
 def release(obj: Ctx, session_id: str, reason: str | None, yes: bool) -> None:
     """Undo `sessions hold`: the session's trading state back to ACTIVE."""
@@ -164,7 +165,6 @@ def _message_log(obj: Ctx, session_id: str) -> tuple[Path, str]:
     config (`[engine] var_dir`/log, as `fixoms run` sets FileLogPath)."""
     from fix_engine.logs import message_file
     from fixoms.admin import AdminClient, AdminError, EngineNotRunning
-    from fixoms.cli import _configured_sessions
 
     try:
         data = AdminClient(obj.socket).call("sessions.show", id=session_id)
@@ -175,7 +175,7 @@ def _message_log(obj: Ctx, session_id: str) -> tuple[Path, str]:
         raise click.ClickException(str(exc)) from None
     cfg = obj.config
     try:
-        known = _configured_sessions(cfg)
+        known = configured_sessions(cfg)
     except Exception as exc:
         raise click.ClickException(f"cannot read {cfg.sessions_file}: {exc}") from None
     info = known.get(session_id)
@@ -191,7 +191,7 @@ def _message_log(obj: Ctx, session_id: str) -> tuple[Path, str]:
 @click.option("--follow", "-f", is_flag=True, help="then print new messages as they come, until Ctrl-C")
 @click.option("--count", type=click.IntRange(min=1), help="--follow: stop after N new messages")
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), help="--follow: stop after S seconds")
-@_json
+@json_option
 @click.pass_obj
 def messages(obj: Ctx, session_id: str, types: str, limit: int, follow: bool, count: int | None,
              timeout: float | None, as_json: bool) -> None:
@@ -209,7 +209,7 @@ def messages(obj: Ctx, session_id: str, types: str, limit: int, follow: bool, co
         raise click.ClickException(f"no message log for {session_id} at {path}")
     last, offset = tail(path, ours, wanted, limit)
     if as_json and not follow:
-        _print_json([m.as_dict() for m in last])
+        print_json([m.as_dict() for m in last])
         return
     emit = (lambda m: click.echo(json.dumps(m))) if as_json else (lambda m: print_messages([m]))
     for m in last:

@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from fixoms.admin_errors import AdminError
 from fixoms.config import Config, ConfigError
 from oms.lease import (
     HAUnsupported,
@@ -70,7 +71,7 @@ def check_supported(config: Config) -> None:
                           "then `make install`): this build has none")
 
 
-class StepDownRefused(Exception):
+class StepDownRefused(AdminError):
     """A step-down that would leave nobody to take over (or asked of an engine that is not the primary)."""
 
 
