@@ -237,7 +237,7 @@ def test_the_database_does_the_limit_and_the_count(journal: Journal, monkeypatch
     statements: list[str] = []
     engine = make_engine(journal.url)
     event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_a: statements.append(sql.lower()))
-    monkeypatch.setattr(cli_module, "_db", lambda _obj: engine)
+    monkeypatch.setattr(cli_module, "journal_db", lambda _obj: engine)
     try:
         ok(fixoms(journal, "orders", "list", "--open"))
         reads = [s for s in statements if "from orders" in s]
