@@ -128,10 +128,11 @@ class Pair:
             assert time.monotonic() < deadline, f"{node.name} did not stand by\n{node.log()[-3000:]}"
             time.sleep(0.05)
 
-    def client(self, comp_id: str = "CLIENT1", first: Node | None = None, **kw: Any) -> FixClient:
+    def client(self, comp_id: str = "CLIENT1", first: Node | None = None, begin: str = codec.FIX44,
+               **kw: Any) -> FixClient:
         first = first or self.nodes[0]
         others = [("127.0.0.1", n.port) for n in self.nodes if n is not first]
-        c = FixClient(comp_id, first.port, self.tmp, codec.FIX44, logon_fields=logon_fields(comp_id),
+        c = FixClient(comp_id, first.port, self.tmp, begin, logon_fields=logon_fields(comp_id),
                       failover=others, heart_bt_int=1, **kw).start(wait=20)
         self.clients.append(c)
         return c
@@ -159,32 +160,39 @@ class Pair:
             sim.stop()
 
     # --- what the journal holds ----------------------------------------------------------------------
-    def check_journal(self, acked: set[str], client: FixClient, venue: str = "VENUE-B") -> Decimal:
-        """No acknowledged order lost, every fill once (journal = venue, child by child), no overfill, and
-        the client's fills add up to the journal's. Returns the total filled."""
+    def check_journal(self, acked: set[tuple[str, str]], clients: list[FixClient],
+                      venue: str = "VENUE-B") -> Decimal:
+        """No acknowledged order lost (`acked`: (CompID, ClOrdID)), every fill once (journal = venue, child
+        by child), no overfill, and each client's fills add up to the journal's. Returns the total filled."""
         db = create_engine(PG_URL)
         try:
             with db.connect() as conn:
-                orders = {r.cl_ord_id: r for r in conn.execute(select(orders_t))}
+                orders = {(r.session, r.cl_ord_id): r for r in conn.execute(select(orders_t))}
                 children = list(conn.execute(select(children_t)))
         finally:
             db.dispose()
         assert acked <= set(orders), f"acknowledged orders lost: {sorted(acked - set(orders))}"
+        by_comp_id = {c.comp_id: c for c in clients}
         sim = self.sims[venue].app
         for ch in children:
             vid = sim.by_cl_ord_id.get(("FIXOMS", ch.child_id))
             venue_cum = sim.orders[vid].cum if vid is not None else 0
             assert ch.cum_qty == venue_cum, ch.child_id
         total = Decimal(0)
-        for cl, row in orders.items():
+        for (session, cl), row in orders.items():
             assert row.cum_qty <= row.order_qty, f"{cl} overfilled"
             child_cum = sum((ch.cum_qty for ch in children if ch.order_id == row.order_id), Decimal(0))
             assert row.cum_qty == child_cum, cl
             total += row.cum_qty
+            client = by_comp_id[session]
+            # a fill's ExecType: Trade (F) in FIX 4.4; Partial fill (1) or Fill (2) in FIX 4.2, which has no F
+            # and answers a status request with ExecTransType Status (3) and the order's state as ExecType
+            fill_types = ("F",) if client.begin_string == codec.FIX44 else ("1", "2")
             fills = {m[codec.EXEC_ID]: m for m in client.received
                      if m.get(codec.MSG_TYPE) == codec.EXECUTION_REPORT and m.get(codec.CL_ORD_ID) == cl
-                     and m.get(codec.EXEC_TYPE) == "F"}
-            assert sum(Decimal(m[codec.LAST_QTY]) for m in fills.values()) == row.cum_qty, cl
+                     and m.get(codec.EXEC_TYPE) in fill_types and m.get(codec.EXEC_TRANS_TYPE) != "3"}
+            got = sum(Decimal(m[codec.LAST_QTY]) for m in fills.values())
+            assert got == row.cum_qty, f"{session} {cl}: the client's fills add up to {got}, the journal's {row.cum_qty}"
         return total
 
 

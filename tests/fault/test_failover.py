@@ -1,8 +1,8 @@
 """High availability over real processes and sessions (fixoms.ha): two `fixoms run --standby` engines on
 one PostgreSQL journal, venue simulators, a client whose QuickFIX failover list names both engines.
 
-- SIGKILL of the primary while orders rest and fills arrive: the standby takes the lease, the client logs
-  on to it with its sequence numbers continuing (no reset), nothing acknowledged is lost, no fill counts
+- SIGKILL of the primary while two clients' orders (FIX 4.4 and 4.2) rest and fills arrive: the standby
+  takes the lease, each client logs on to it with its sequence numbers continuing (no reset), nothing acknowledged is lost, no fill counts
   twice, nothing overfills; the killed engine restarted comes back as a standby.
 - Split brain: the primary SIGSTOPped past its lease, the standby takes over, the old primary SIGCONTed:
   it commits nothing, sends nothing, and replaces itself with a standby.
@@ -94,44 +94,53 @@ def _logon_continues(client: FixClient) -> dict[int, str]:
 
 
 def test_sigkill_of_the_primary_the_standby_takes_over_with_the_sessions_intact(pair: Pair) -> None:
+    # Two clients, FIX 4.4 (Username/Password) and FIX 4.2 (CompID + address), each with resting bids
+    # and bids the feeder fills while the primary dies.
     a, b = pair.nodes
-    client = pair.client("CLIENT1")
+    clients = [pair.client("CLIENT1"), pair.client("CLIENT2", begin=codec.FIX42)]
     feeder = Feeder(pair)
-    acked: set[str] = set()
-    resting = [client.new_order("IBM", "1", 100 + i, price="149.00") for i in range(5)]
-    filling = [client.new_order("IBM", "1", 200 + i, price="150.00") for i in range(10)]
-    for cl in resting + filling:
-        client.wait_report(cl, status=NEW, timeout=20)
-        acked.add(cl)
+    acked: set[tuple[str, str]] = set()
+    for k, client in enumerate(clients):
+        resting = [client.new_order("IBM", "1", 100 + 10 * k + i, price="149.00") for i in range(5)]
+        filling = [client.new_order("IBM", "1", 200 + 10 * k + i, price="150.00") for i in range(10)]
+        for cl in resting + filling:
+            client.wait_report(cl, status=NEW, timeout=20)
+            acked.add((client.comp_id, cl))
     feeder.start()
     time.sleep(0.5)
-    while not client.app.admin.empty():
-        client.app.admin.get_nowait()
+    for client in clients:
+        while not client.app.admin.empty():
+            client.app.admin.get_nowait()
+        client.app.logon_event.clear()
     assert a.proc is not None
     a.proc.send_signal(signal.SIGKILL)
     killed = time.monotonic()
     killed_at = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
     a.proc.wait()
-    client.app.logon_event.clear()
-    assert client.app.logon_event.wait(30), f"client did not log on to the standby\n{b.log()[-3000:]}"
-    took = time.monotonic() - killed
-    print(f"\nfailover: SIGKILL at {killed_at} -> first client logon accepted by the standby: {took:.2f}s")
-    _logon_continues(client)
+    for client in clients:
+        assert client.app.logon_event.wait(30), \
+            f"{client.comp_id} did not log on to the standby\n{b.log()[-3000:]}"
+        took = time.monotonic() - killed
+        print(f"\nfailover: SIGKILL at {killed_at} -> {client.comp_id} logged on to the standby: {took:.2f}s")
+        _logon_continues(client)
     pair.wait_primary(b)
     # the new primary takes orders, and the orders acknowledged before are still working there
-    after = [client.new_order("IBM", "1", 300 + i, price="150.00") for i in range(5)]
-    for cl in after:
-        client.wait_report(cl, status=NEW, timeout=20)
-        acked.add(cl)
+    for k, client in enumerate(clients):
+        after = [client.new_order("IBM", "1", 300 + 10 * k + i, price="150.00") for i in range(5)]
+        for cl in after:
+            client.wait_report(cl, status=NEW, timeout=20)
+            acked.add((client.comp_id, cl))
     feeder.stop_event.set()
     feeder.join()
     time.sleep(1.0)
-    for cl in acked:
-        client.status(cl, "IBM", "1")
-    client.drain(1.5)
-    total = pair.check_journal(acked, client)
+    for comp_id, cl in acked:
+        next(c for c in clients if c.comp_id == comp_id).status(cl, "IBM", "1")
+    for client in clients:
+        client.drain(1.5)
+    total = pair.check_journal(acked, clients)
     assert total > 0, "the feeder produced no fills: the test proved nothing"
-    _no_rejects(client)
+    for client in clients:
+        _no_rejects(client)
     # the killed engine, started again, stands by behind the new primary
     pair.start(a)
     pair.wait_standby(a)
