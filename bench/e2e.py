@@ -713,6 +713,19 @@ def pg_admin(sql: str) -> None:
         conn.execute(sql)  # type: ignore[arg-type]
 
 
+@contextmanager
+def scratch_pg(name: str) -> Iterator[str]:
+    """A PostgreSQL database of a benchmark's own on 127.0.0.1 (the shared `test` one is the tests'): made
+    afresh, its URL yielded, dropped afterwards."""
+    pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    pg_admin(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with suppress(Exception):
+            pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def pg_reachable() -> str | None:
     try:
         pg_admin("SELECT 1")

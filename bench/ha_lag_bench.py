@@ -25,6 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from e2e import scratch_pg  # noqa: E402  (bench/: the folder of the script)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,23 +36,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--poll", type=float, default=0.25, help="the standby's poll_s")
     args = parser.parse_args()
-    scratch = None
-    if args.url is None:
-        scratch = f"fixoms_bench_ha_{os.getpid()}"
-        _admin(f"CREATE DATABASE {scratch}")
-        args.url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{scratch}"
-    try:
+    if args.url is not None:
         run(args)
-    finally:
-        if scratch is not None:
-            _admin(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")
-
-
-def _admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
+        return
+    with scratch_pg(f"fixoms_bench_ha_{os.getpid()}") as args.url:
+        run(args)
 
 
 def run(args: argparse.Namespace) -> None:

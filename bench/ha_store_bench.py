@@ -24,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from e2e import scratch_pg  # noqa: E402  (bench/: the folder of the script)
+
 MESSAGE = ("8=FIX.4.4\x019=300\x0135=8\x0134={seq}\x0149=FIXOMS\x0152=20250101-12:00:00.000\x0156=CLIENT1\x01"
            "6=150.00\x0111=C1\x0114=100\x0117=OMS1-E-1\x0131=150.00\x0132=100\x0137=OMS1-1\x0138=100\x01"
            "39=2\x0154=1\x0155=IBM\x0160=20250101-12:00:00.000\x01150=F\x01151=0\x011=ACC-1\x0110=000\x01")
@@ -54,23 +56,11 @@ def main() -> None:
                         help="a scratch database (default: one created for the run on 127.0.0.1 and dropped after)")
     parser.add_argument("-n", type=int, default=5000, help="messages per store")
     args = parser.parse_args()
-    scratch = None
-    if args.url is None:
-        scratch = f"fixoms_bench_ha_{os.getpid()}"
-        _admin(f"CREATE DATABASE {scratch}")
-        args.url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{scratch}"
-    try:
+    if args.url is not None:
         run(args)
-    finally:
-        if scratch is not None:
-            _admin(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")
-
-
-def _admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
+        return
+    with scratch_pg(f"fixoms_bench_ha_{os.getpid()}") as args.url:
+        run(args)
 
 
 def run(args: argparse.Namespace) -> None:

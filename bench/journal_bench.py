@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from e2e import scratch_pg  # noqa: E402  (bench/: the folder of the script)
+
 from oms import commands as c  # noqa: E402
 from oms import events as ev  # noqa: E402
 from oms.enums import ExecType, OrdType, Side, TimeInForce  # noqa: E402
@@ -39,8 +41,6 @@ from oms.journal import Journal  # noqa: E402
 from oms.model import Order  # noqa: E402
 from oms.reports import report, venue_new  # noqa: E402
 from oms.schema import make_engine  # noqa: E402
-
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def children_cpu() -> float:
@@ -101,20 +101,10 @@ def main() -> None:
         for db in args.db.split(","):
             for mode in ("off", "process"):
                 if db == "sqlite":
-                    url = f"sqlite:///{tmp}/{mode}.db"
+                    r = run(f"sqlite:///{tmp}/{mode}.db", mode, args.rate, args.batches)
                 else:
-                    from sqlalchemy import text
-                    name = f"fixoms_jbench_{os.getpid()}_{mode}"
-                    admin = make_engine(PG_ADMIN).execution_options(isolation_level="AUTOCOMMIT")
-                    with admin.connect() as conn:
-                        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-                        conn.execute(text(f"CREATE DATABASE {name}"))
-                    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-                r = run(url, mode, args.rate, args.batches)
-                if db != "sqlite":
-                    with admin.connect() as conn:
-                        conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
-                    admin.dispose()
+                    with scratch_pg(f"fixoms_jbench_{os.getpid()}_{mode}") as url:
+                        r = run(url, mode, args.rate, args.batches)
                 print(f"{db:<11}{mode:<10}{r['p50']:>8.3f}{r['p99']:>8.3f}{r['p99.9']:>8.3f}{r['max']:>8.1f}"
                       f"   {r['cpu_us']:>7.0f} us{r['projector_us']:>14.0f} us", flush=True)
     print("latencies in ms; cpu/batch: this process (building the batch and appending it)")

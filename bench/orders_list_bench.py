@@ -40,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from e2e import pg_admin, pg_reachable  # noqa: E402  (bench/: the folder of the script)
 from sqlalchemy import insert  # noqa: E402
 
 from oms import events as ev  # noqa: E402
@@ -48,7 +49,6 @@ from oms.model import Order  # noqa: E402
 from oms.rows import child_row, order_row  # noqa: E402
 from oms.schema import children_t, create_schema, make_engine, orders_t  # noqa: E402
 
-ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 # `fixoms ...` as a subprocess: imported as fixoms.cli (not run as __main__), like the console script.
@@ -160,19 +160,6 @@ def bench_db(db: str, url: str, tmp: Path, still_open: int, finished: int, runs:
     return out
 
 
-def pg_admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
-
-
-def pg_reachable() -> str | None:
-    try:
-        pg_admin("SELECT 1")
-        return None
-    except Exception as exc:
-        return str(exc).splitlines()[0]
 
 
 def main() -> int:
