@@ -310,12 +310,9 @@ def entries_of(items: Iterable[Any]) -> list[Entry]:
 def batch_entries(inbound: Iterable[Any], outbound: Iterable[Any]) -> list[Entry]:
     """The rows an engine batch adds: its business commands in, then everything it sends out.
 
-    `who` of an inbound row is the session or venue it came from; of an outbound row, the one it goes to."""
-    entries = [Entry(_inbound_who(cmd), "inbound", *summarize_json(cmd)) for cmd in inbound
-               if isinstance(cmd, INBOUND_TYPES)]
-    entries.extend(Entry(_outbound_who(msg), "outbound", *summarize_json(msg)) for msg in outbound
-                   if isinstance(msg, OUTBOUND_TYPES))
-    return entries
+    `who` of an inbound row is the session or venue it came from; of an outbound row, the one it goes to.
+    (The engine keeps `business` in its journal record and the projector makes these with `entries_of`.)"""
+    return entries_of(business(inbound, outbound))
 
 
 # --- hashing -----------------------------------------------------------------------------------------

@@ -352,7 +352,7 @@ class Journal:
         already (the mark says so) are skipped.
 
         If the pass conflicts with rows already there, it is tried once more leniently (see
-        Projector.write) and the conflict is logged."""
+        Projector.prepare) and the conflict is logged."""
         projector = self._projector_for(self.engine.dialect)
         for lenient in (False, True):
             # Rows are made before the transaction, which on SQLite holds the lock appends wait for.

@@ -83,7 +83,7 @@ class Projector:
             "executions": Prepared(insert(executions_t), None, dialect),
             "cl_ord_ids": Prepared(insert(cl_ord_ids_t), None, dialect),
             "audit": Prepared(insert(audit_t), None, dialect),
-            # A lenient pass (see write): rows that conflict with what the tables hold are skipped.
+            # A lenient pass (see prepare): rows that conflict with what the tables hold are skipped.
             "executions_or_skip": Prepared(_insert_or_skip(executions_t, name), None, dialect),
             "cl_ord_ids_or_skip": Prepared(_insert_or_skip(cl_ord_ids_t, name), None, dialect),
         }
@@ -97,21 +97,16 @@ class Projector:
     def statement(self, name: str) -> Prepared:
         return self._statements[name]
 
-    def write(self, conn: Any, records: Iterable[tuple[int, BatchRecord]], audit_head: tuple[int, str] | None,
-              lenient: bool = False) -> tuple[int, tuple[int, str] | None]:
-        """Project `records` (batch number, record), in order, inside the caller's transaction on `conn`.
-        Returns the last batch projected and the audit chain's new head.
+    def prepare(self, records: Iterable[tuple[int, BatchRecord]], lenient: bool = False) -> Pass:
+        """The Python half of a pass over `records` (batch number, record), in order, which needs no
+        connection: every row, bound as the driver takes it, and the audit entries. On SQLite a pass's
+        transaction holds the write lock the engine's next append waits for, so the journal prepares
+        before it begins (oms.journal), then runs `execute` in it.
 
         `lenient`: an execution or ClOrdID row that conflicts with one the tables already hold is skipped
         instead of failing the pass. The engine never writes such a row (it de-duplicates both in memory);
         a row put there by hand must not stop the projection of everything after it, and the batch is
         already durable in the log and sent."""
-        return self.execute(conn, self.prepare(records, lenient), audit_head)
-
-    def prepare(self, records: Iterable[tuple[int, BatchRecord]], lenient: bool = False) -> Pass:
-        """The Python half of `write`, which needs no connection: every row of the pass, bound as the
-        driver takes it, and the audit entries. On SQLite a pass's transaction holds the write lock the
-        engine's next append waits for, so the journal prepares before it begins (oms.journal)."""
         instance = self.instance
         event_rows: list[dict[str, Any]] = []
         exec_rows: list[dict[str, Any]] = []
@@ -163,7 +158,7 @@ class Projector:
         return Pass(last, bound, exec_updates, clord_rows, entries, lenient)
 
     def execute(self, conn: Any, p: Pass, audit_head: tuple[int, str] | None) -> tuple[int, tuple[int, str] | None]:
-        """The database half of `write`: chain the audit entries after `audit_head` and run every
+        """The database half of a pass: chain the audit entries after `audit_head` and run every
         statement of the pass in the caller's transaction. Returns (last batch, the chain's new head)."""
         instance = self.instance
         audit_rows: list[dict[str, Any]] = []
