@@ -45,7 +45,9 @@ the simulators do not know them and the engine cancels them back.)
 The load generator is a QuickFIX SocketInitiator in this process (it shares the 2 cores with the target);
 the echo's closed loop is usually bounded by it, so its figure is a floor of the echo's ceiling.
 
---profile samples the engine with py-spy (pip install py-spy into .venv) during its closed loop run.
+--profile samples the engine with py-spy (pip install py-spy into .venv) during its closed loop run
+(--profile open: during its first open loop run instead; --profile-all: every thread, not only the one
+holding the GIL, with native frames, so QuickFIX's C++ threads and the time in C show too).
 --nagle runs the engine a second time with SocketNodelay=N in its sessions.cfg [DEFAULT].
 
 Run: .venv/bin/python bench/e2e.py [--db sqlite,postgresql] [--rate 500,1000] [--flow both|filling|resting]
@@ -748,8 +750,8 @@ def log_problems(log: Path | None, tail: int = 15) -> list[str]:
 class Profiler:
     """py-spy record on a pid for the duration of a `with` block; the top functions afterwards."""
 
-    def __init__(self, pid: int, out: Path, seconds: float) -> None:
-        self.pid, self.out, self.seconds = pid, out, seconds
+    def __init__(self, pid: int, out: Path, seconds: float, every_thread: bool = False) -> None:
+        self.pid, self.out, self.seconds, self.every_thread = pid, out, seconds, every_thread
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Profiler:
@@ -757,9 +759,11 @@ class Profiler:
         if exe is None:
             print("  (py-spy not found: pip install py-spy into .venv for --profile)")
             return self
-        # --gil: only the thread holding the GIL is sampled, i.e. where the engine's Python time goes
+        # --gil: only the thread holding the GIL is sampled, i.e. where the engine's Python time goes;
+        # every_thread: all threads that are not idle, with their C/C++ frames
+        mode = ["--native"] if self.every_thread else ["--gil"]
         self.proc = subprocess.Popen([exe, "record", "--pid", str(self.pid), "--duration", str(int(self.seconds)),
-                                      "--rate", "200", "--format", "raw", "--threads", "--gil", "--output",
+                                      "--rate", "200", "--format", "raw", "--threads", *mode, "--output",
                                       str(self.out)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
         time.sleep(0.5)
@@ -894,7 +898,7 @@ def measure(target: Target, args: argparse.Namespace, tmp: Path, preload_resting
                 pre.note = "placing the preloaded resting orders"
                 res.runs.append(pre)
             preloaded = gen.last_recs
-        profiler = profile() if profile else None
+        profiler = profile() if profile and args.profile == "closed" else None
         if profiler is not None:
             with profiler:
                 closed = gen.closed_loop(args.seconds, args.window)
@@ -906,7 +910,13 @@ def measure(target: Target, args: argparse.Namespace, tmp: Path, preload_resting
         for flow in args.flows:
             for rate in args.rates:
                 time.sleep(0.5)
-                run, recs = gen.open_loop(rate, args.seconds, flow)
+                profiler = profile() if profile and args.profile == "open" and res.profiler is None else None
+                if profiler is not None:
+                    res.profiler = profiler
+                    with profiler:
+                        run, recs = gen.open_loop(rate, args.seconds, flow)
+                else:
+                    run, recs = gen.open_loop(rate, args.seconds, flow)
                 if flow == "resting" and target.kind == "engine":
                     canceled, left = gen.mass_cancel(recs)
                     run.note = f"afterwards, OrderMassCancelRequest: {canceled} canceled" + \
@@ -1100,7 +1110,10 @@ def main() -> int:
     parser.add_argument("--preload", default="", metavar="N_FINISHED,N_RESTING",
                         help="journal the engine starts with (filled orders) and resting orders placed before the runs")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2.5 s runs, 3 s grace")
-    parser.add_argument("--profile", action="store_true", help="py-spy the engine during its closed loop run")
+    parser.add_argument("--profile", nargs="?", const="closed", choices=("closed", "open"), default=None,
+                        help="py-spy the engine during its closed loop run (open: its first open loop run)")
+    parser.add_argument("--profile-all", action="store_true",
+                        help="with --profile: every busy thread with native frames, not only the GIL's holder")
     parser.add_argument("--no-echo", action="store_true")
     parser.add_argument("--switch-interval", type=float, default=None, metavar="MS",
                         help="run the engine with sys.setswitchinterval(MS/1000) (default 5 ms) - an experiment")
@@ -1139,7 +1152,8 @@ def main() -> int:
             for nagle in (False, True) if args.nagle else (False,):
                 with engine_target(tmp, args.sessions, db, nagle, args.switch_interval, finished, bool(resting)) as t:
                     pid = t.procs["engine"].pid
-                    prof = (lambda pid=pid, db=db: Profiler(pid, tmp / f"profile-{db}.txt", args.seconds)) \
+                    prof = (lambda pid=pid, db=db: Profiler(pid, tmp / f"profile-{db}.txt", args.seconds,
+                                                               args.profile_all)) \
                         if args.profile and not nagle else None
                     r = measure(t, args, tmp, resting, prof)
                     results.append(r)

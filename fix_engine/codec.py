@@ -209,6 +209,7 @@ def decode_client(raw: str, session: str) -> c.Command:
             symbol=fields.get(SYMBOL, ""),
             side=fields.get(SIDE, ""),
             order_id=fields.get(ORDER_ID) or None,
+            poss_resend=maybe_sent_before(fields),
         )
     if msg_type == REPLACE_REQUEST:
         return decode_replace(fields, session)
@@ -246,7 +247,15 @@ def decode_replace(fields: dict[int, str], session: str) -> c.Command:
         price=_dec(fields, PRICE, "Price"),
         time_in_force=tif,
         order_id=fields.get(ORDER_ID) or None,
+        poss_resend=maybe_sent_before(fields),
     )
+
+
+def maybe_sent_before(fields: dict[int, str]) -> bool:
+    """PossResend(97)=Y (sent before under another MsgSeqNum) or PossDupFlag(43)=Y (this MsgSeqNum sent
+    again, e.g. in answer to our ResendRequest after a takeover): either way a ClOrdID we already have is
+    a repeat, not a duplicate."""
+    return fields.get(POSS_RESEND) == "Y" or fields.get(POSS_DUP) == "Y"
 
 
 def parse_utc(value: str) -> datetime:
@@ -316,7 +325,7 @@ def decode_new_order(fields: dict[int, str], session: str) -> c.Command:
         expire_time=expire_time,
         ex_destination=fields.get(EX_DESTINATION) or None,
         target_strategy=fields.get(ROUTING_STRATEGY) or TARGET_STRATEGIES.get(fields.get(TARGET_STRATEGY, "")),
-        poss_resend=fields.get(POSS_RESEND) == "Y",
+        poss_resend=maybe_sent_before(fields),
     )
 
 

@@ -32,6 +32,8 @@ class NewOrder:
     ex_destination: str | None = None
     expire_date: str | None = None
     target_strategy: str | None = None
+    # PossResend(97)=Y or PossDupFlag(43)=Y: the client may have sent this request before (a resend after a
+    # reconnect or a takeover); one whose ClOrdID we already have is answered with its order's status
     poss_resend: bool = False
 
 
@@ -56,6 +58,7 @@ class CancelOrder:
     symbol: str = ""
     side: str = ""
     order_id: str | None = None
+    poss_resend: bool = False  # as NewOrder's
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,7 @@ class ReplaceOrder:
     price: Decimal | None = None
     time_in_force: TimeInForce | None = None
     order_id: str | None = None
+    poss_resend: bool = False  # as NewOrder's
 
 
 @dataclass(frozen=True, slots=True)

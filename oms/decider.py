@@ -312,10 +312,16 @@ class Decider:
 
     def _check_request(
         self, session: str, cl_ord_id: str, orig_cl_ord_id: str, order_id: str | None,
-        response_to: CxlRejResponseTo, msg_type: str, b: Decision,
+        response_to: CxlRejResponseTo, msg_type: str, b: Decision, poss_resend: bool = False,
     ) -> Order | None:
         """The checks a cancel and a replace share; answers OrderCancelReject and returns None on failure."""
         order = self._find_client_order(session, orig_cl_ord_id, order_id)
+        if poss_resend and (session, cl_ord_id) in self.by_cl_ord_id:
+            # A request we already took, sent again (PossResend or PossDup): its order's status, no reject.
+            repeated = self._find_client_order(session, cl_ord_id, None)
+            if repeated is not None:
+                b.outbound.append(report(repeated, ExecType.ORDER_STATUS, cl_ord_id=cl_ord_id))
+                return None
         if order is None:
             reason, text, status = CxlRejReason.UNKNOWN_ORDER, f"unknown order {orig_cl_ord_id!r}", OrdStatus.REJECTED
         elif (session, cl_ord_id) in self.by_cl_ord_id:
@@ -341,7 +347,7 @@ class Decider:
 
     def _on_cancel(self, cmd: c.CancelOrder, b: Decision) -> None:
         order = self._check_request(cmd.session, cmd.cl_ord_id, cmd.orig_cl_ord_id, cmd.order_id,
-                                    CxlRejResponseTo.CANCEL, "F", b)
+                                    CxlRejResponseTo.CANCEL, "F", b, cmd.poss_resend)
         if order is None:
             return
         orig = order.cl_ord_id
@@ -353,7 +359,7 @@ class Decider:
 
     def _on_replace(self, cmd: c.ReplaceOrder, b: Decision) -> None:
         order = self._check_request(cmd.session, cmd.cl_ord_id, cmd.orig_cl_ord_id, cmd.order_id,
-                                    CxlRejResponseTo.REPLACE, "G", b)
+                                    CxlRejResponseTo.REPLACE, "G", b, cmd.poss_resend)
         if order is None:
             return
         refusal = validate_replace(order, cmd)

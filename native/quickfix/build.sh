@@ -27,6 +27,9 @@
 # for what the primary sent, and the journal's PostgreSQL is the one store both can reach. Only HA mode
 # uses it (docs/operations.md, Failover); a single engine keeps FileStore. Without libpq the build goes
 # on without it and `fixoms run --standby` refuses to start (fix_engine/settings.py quickfix_pg_store).
+# The store is patched to write a message sent and the next sender number in one statement (upstream: two
+# round trips), and the next number received lazily (at most every 100 ms, and with every send): stored
+# too low, it only makes a standby that takes over ask for a resend (C++/PostgreSQLStore.cpp).
 #
 # Usage: native/quickfix/build.sh PYTHON   -> prints the wheel's path
 set -euo pipefail

@@ -458,3 +458,36 @@ def test_a_reconnected_venue_naming_the_amends_cl_ord_id_in_its_status_completes
     assert row(done) == (ExecType.REPLACED, OrdStatus.NEW, D(800), D(0), D(800), D(0))
     # a status still naming the old ClOrdID would have left the replace pending
     assert decider.orders["T-1"].children[child].venue_id == amend.amend_id
+
+
+def test_a_request_sent_again_with_possdup_or_possresend_is_answered_with_its_status_not_rejected(
+        decider: Decider) -> None:
+    """After a takeover the standby may expect a lower MsgSeqNum than the client sends (the FIX store
+    writes numbers received lazily) and asks for a resend: what the old primary had already taken comes
+    back with PossDupFlag=Y. Such a repeat gets its order's status; the same ClOrdID without the flag is
+    still a duplicate."""
+    working(decider)
+    b = decider.decide([c.CancelOrder("S1", "C2", "C1")])
+    assert kinds(b.events) == ["CancelRequested", "ChildCancelRequested"]
+    for repeat in (c.NewOrder("S1", "C1", "ACC", "IBM", Side.BUY, OrdType.LIMIT, D(1000), D(150), poss_resend=True),
+                   c.CancelOrder("S1", "C2", "C1", poss_resend=True),
+                   c.ReplaceOrder("S1", "C2", "C1", "IBM", Side.BUY, OrdType.LIMIT, D(900), D(150),
+                                  poss_resend=True)):
+        b = decider.decide([repeat])
+        (status,) = b.outbound
+        assert not b.events
+        assert isinstance(status, ExecutionReport)
+        assert (status.exec_type, status.ord_status, status.cl_ord_id) == (
+            ExecType.ORDER_STATUS, OrdStatus.PENDING_CANCEL, repeat.cl_ord_id)
+    b = decider.decide([c.CancelOrder("S1", "C2", "C1")])
+    (reject,) = b.outbound
+    assert isinstance(reject, CancelReject) and reject.reason is CxlRejReason.DUPLICATE_CL_ORD_ID
+
+
+def test_the_codec_marks_possdup_and_possresend_requests_as_maybe_sent_before() -> None:
+    from fix_engine import codec
+    base = "8=FIX.4.4\x019=0\x0135=F\x0149=C\x0156=O\x0134=5\x0111=C2\x0141=C1\x0155=IBM\x0154=1\x01"
+    assert not codec.decode_client(base + "10=000\x01", "S1").poss_resend  # type: ignore[union-attr]
+    for flag in ("43=Y", "97=Y"):
+        cmd = codec.decode_client(base + flag + "\x0110=000\x01", "S1")
+        assert isinstance(cmd, c.CancelOrder) and cmd.poss_resend

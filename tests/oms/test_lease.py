@@ -139,3 +139,66 @@ def test_sqlite_has_no_lease(tmp_path: Path) -> None:
     with pytest.raises(HAUnsupported, match="PostgreSQL"):
         Lease(engine, "OMS1", "me")
     engine.dispose()
+
+
+def test_the_fix_store_writes_a_send_in_one_statement_and_numbers_received_lazily(
+        pg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The patched PostgreSQLStore (native/quickfix/guard.patch): a message sent and the next sender number
+    are written together; the next number received is written at most every 100 ms and with every send,
+    never ahead of the truth (too low only makes a standby ask for a resend); a refresh and the store's
+    destruction write what is pending first."""
+    from fix_engine.quickfix_import import fix
+    from fix_engine.settings import SessionOverrides, pg_store_overrides, quickfix_pg_store
+
+    if not quickfix_pg_store():
+        pytest.skip("this QuickFIX has no PostgreSQL store")
+    engine = make_engine(pg)
+    lease = Lease(engine, "OMS1", "host-a:1:aa", lease_s=30)
+    assert lease.try_acquire()
+    monkeypatch.setenv("PGAPPNAME", lease.holder)  # the fence lets the holder's connections write
+    store_settings = "".join(f"{k}={v}\n" for k, v in pg_store_overrides(SessionOverrides(), pg).extra.items())
+    cfg = tmp_path / "store.cfg"
+    cfg.write_text(f"[DEFAULT]\nConnectionType=initiator\nStartTime=00:00:00\nEndTime=00:00:00\nHeartBtInt=30\n"
+                   f"SocketConnectHost=127.0.0.1\nSocketConnectPort=1\n{store_settings}"
+                   "[SESSION]\nBeginString=FIX.4.4\nSenderCompID=FIXOMS\nTargetCompID=CLIENT1\n")
+    factory = fix.PostgreSQLStoreFactory(fix.SessionSettings(str(cfg)))
+    sid = fix.SessionID("FIX.4.4", "FIXOMS", "CLIENT1")
+    dsn = pg.replace("postgresql+psycopg", "postgresql")
+
+    def stored() -> tuple[int, int, list[int]]:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            incoming, outgoing = conn.execute("SELECT incoming_seqnum, outgoing_seqnum FROM sessions "
+                                              "WHERE targetcompid = 'CLIENT1'").fetchone()  # type: ignore[misc]
+            seqs = [r[0] for r in conn.execute("SELECT msgseqnum FROM messages WHERE targetcompid = 'CLIENT1' "
+                                               "ORDER BY msgseqnum")]
+        return int(incoming), int(outgoing), seqs
+
+    store = factory.create(fix.UtcTimeStamp(), sid)
+    assert stored() == (1, 1, [])
+    store.incrNextTargetMsgSeqNum()  # the first one is written (nothing written for 100 ms)
+    for _ in range(4):
+        store.incrNextTargetMsgSeqNum()  # these are not, yet
+    assert store.getNextTargetMsgSeqNum() == 6
+    incoming, _, _ = stored()
+    assert 2 <= incoming < 6, "received numbers were written one by one"
+    store.set(1, "8=FIX.4.4\x0135=8\x0134=1\x01")
+    store.incrNextSenderMsgSeqNum()
+    assert stored() == (6, 2, [1]), "a send writes its message, the next sender number and the received one"
+    store.set(1, "8=FIX.4.4\x0135=8\x0134=1\x0158=again\x01")  # written again under the same number
+    store.incrNextSenderMsgSeqNum()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        (message,) = conn.execute("SELECT message FROM messages WHERE targetcompid = 'CLIENT1'").fetchone()  # type: ignore[misc]
+    assert message == "8=FIX.4.4\x0135=8\x0134=1\x0158=again\x01"
+    store.incrNextTargetMsgSeqNum()
+    factory.destroy(store)
+    assert stored() == (7, 3, [1]), "the store's destruction wrote the number received last"
+    # a new store (a standby taking over) continues from the table
+    store = factory.create(fix.UtcTimeStamp(), sid)
+    assert (store.getNextTargetMsgSeqNum(), store.getNextSenderMsgSeqNum()) == (7, 3)
+    store.incrNextTargetMsgSeqNum()
+    store.incrNextTargetMsgSeqNum()
+    store.refresh()
+    assert store.getNextTargetMsgSeqNum() == 9, "a refresh lost what this process had received"
+    factory.destroy(store)
+    lease.release()
+    engine.dispose()
