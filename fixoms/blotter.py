@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine as SAEngine
 
 from oms.audit import Verification, verify
 from oms.enums import TERMINAL, reported_status
-from oms.positions import Book, Fill, SettlementCalendar, Trade, compute, fmt_price, fmt_qty
+from oms.positions import Fill, PositionBook, SettlementCalendar, Trade, compute, fmt_price, fmt_qty
 from oms.queries import (
     OrderRow,
     audit_count,
@@ -113,7 +113,7 @@ def show_order(engine: SAEngine, order_id: str) -> dict[str, Any] | None:
 # --- positions and P&L -----------------------------------------------------------------------------------
 def positions_report(engine: SAEngine, *, account: str | None = None, symbol: str | None = None,
                      marks: dict[str, Decimal] | None = None, calendar: SettlementCalendar | None = None,
-                     tz: tzinfo = UTC, as_of: date | None = None) -> Book:
+                     tz: tzinfo = UTC, as_of: date | None = None) -> PositionBook:
     """Positions per account and symbol from the journal's executions (see oms.positions)."""
     fills = [Fill(r.exec_id, r.account, r.symbol, r.side, r.last_qty, r.last_px, r.ts, r.status)
              for r in executions(engine, account=account, symbol=symbol)]

@@ -189,7 +189,9 @@ class Position:
 
 
 @dataclass
-class Book:
+class PositionBook:
+    """An account's positions, trades and marks for the blotter (the order book is native.Book)."""
+
     positions: list[Position] = field(default_factory=list)
     trades: list[Trade] = field(default_factory=list)
     marks: dict[str, Decimal] = field(default_factory=dict)
@@ -209,7 +211,7 @@ def compute(
     calendar: SettlementCalendar | None = None,
     tz: tzinfo = UTC,
     as_of: date | None = None,
-) -> Book:
+) -> PositionBook:
     """Positions per (account, symbol), oldest fill first, and each counted trade with its settlement
     date. `as_of` (a date in `tz`) fills in each position's unsettled quantity."""
     calendar = calendar or SettlementCalendar()
@@ -235,7 +237,7 @@ def compute(
     for pos in positions.values():
         pos.mark = all_marks.get(pos.symbol)
     ordered = [positions[k] for k in sorted(positions)]
-    return Book(ordered, trades, all_marks)
+    return PositionBook(ordered, trades, all_marks)
 
 
 def _plain(d: Decimal) -> str:

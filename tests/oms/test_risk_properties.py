@@ -211,7 +211,7 @@ TestExposureBookkeeping.settings = settings(max_examples=200, stateful_step_coun
 
 # --- checks never move exposure; what passes respects the limits ---------------------------------------
 @dataclass(frozen=True)
-class Book:
+class StartingOrders:
     """A random starting point: orders accepted, some partly or fully filled."""
 
     orders: list[tuple[str, Side, Decimal, Decimal, Decimal]]  # symbol, side, qty, price, filled
@@ -221,7 +221,7 @@ books = st.lists(
     st.tuples(st.sampled_from(SYMBOLS), st.sampled_from(SIDES), qtys, prices, st.integers(0, 100)).map(
         lambda t: (t[0], t[1], t[2], t[3], (t[2] * t[4] / 100).to_integral_value())),
     max_size=12,
-).map(Book)
+).map(StartingOrders)
 
 limit_sets = st.builds(
     RiskLimits,
@@ -239,7 +239,7 @@ limit_sets = st.builds(
 )
 
 
-def _build(book: Book, limits: RiskLimits) -> RiskEngine:
+def _build(book: StartingOrders, limits: RiskLimits) -> RiskEngine:
     risk = RiskEngine(RiskConfig(accounts={"A1": limits}), clock=lambda: 0.0)
     for i, (symbol, side, qty, price, filled) in enumerate(book.orders):
         v = OrderView(f"B{i}", "S0", "A1", symbol, side, OrdType.LIMIT, qty, price)
@@ -263,7 +263,7 @@ states = st.sampled_from(list(TradingState))
 
 @settings(max_examples=300, deadline=None)
 @given(book=books, limits=limit_sets, order=new_orders, reference=st.one_of(st.none(), prices), state=states)
-def test_a_check_never_changes_exposure(book: Book, limits: RiskLimits, order: OrderView,
+def test_a_check_never_changes_exposure(book: StartingOrders, limits: RiskLimits, order: OrderView,
                                         reference: Decimal | None, state: TradingState) -> None:
     risk = _build(book, limits)
     risk.set_state(Scope("account", "A1"), state, "test", "")
@@ -280,7 +280,7 @@ def test_a_check_never_changes_exposure(book: Book, limits: RiskLimits, order: O
 
 @settings(max_examples=500, deadline=None)
 @given(book=books, limits=limit_sets, order=new_orders, reference=st.one_of(st.none(), prices))
-def test_an_order_that_passes_keeps_the_account_within_its_limits(book: Book, limits: RiskLimits,
+def test_an_order_that_passes_keeps_the_account_within_its_limits(book: StartingOrders, limits: RiskLimits,
                                                                   order: OrderView,
                                                                   reference: Decimal | None) -> None:
     risk = _build(book, limits)
@@ -314,7 +314,7 @@ def test_an_order_that_passes_keeps_the_account_within_its_limits(book: Book, li
 
 @settings(max_examples=300, deadline=None)
 @given(book=books, order=new_orders)
-def test_reducing_lets_through_only_what_brings_the_position_towards_flat(book: Book, order: OrderView) -> None:
+def test_reducing_lets_through_only_what_brings_the_position_towards_flat(book: StartingOrders, order: OrderView) -> None:
     risk = _build(book, RiskLimits(max_order_qty=None, max_order_notional=None, price_collar=None,
                                    max_open_orders=None))
     risk.set_state(Scope("firm"), TradingState.REDUCING, "test", "")
