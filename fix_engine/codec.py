@@ -147,10 +147,28 @@ def utc_timestamp(ts: datetime | None = None) -> str:
     return f"{cached[1]}{ns // 1_000_000:03d}"
 
 
+# The numbers a session sends repeat (prices near the touch, round quantities): each text checked once
+# (Decimals are immutable, so one may be shared), and each value formatted once. Cleared when full.
+_NUMBERS: dict[str, Decimal] = {}
+_TEXTS: dict[Decimal, str] = {}
+_CACHED_MAX = 50_000
+
+
 def _dec(fields: dict[int, str], tag: int, name: str) -> Decimal | None:
     raw = fields.get(tag)
     if raw is None or raw == "":
         return None
+    known = _NUMBERS.get(raw)
+    if known is not None:
+        return known
+    value = _checked_number(raw, tag, name)
+    if len(_NUMBERS) >= _CACHED_MAX:
+        _NUMBERS.clear()
+    _NUMBERS[raw] = value
+    return value
+
+
+def _checked_number(raw: str, tag: int, name: str) -> Decimal:
     try:
         value = Decimal(raw)
     except InvalidOperation:
@@ -182,7 +200,16 @@ def _required(fields: dict[int, str], tag: int, name: str) -> str:
 def _fmt(value: Decimal | None) -> str:
     if value is None:
         return ""
-    text = format(value.normalize(), "f")
+    # Equal Decimals share a key whatever their exponent (150.0 == 150.00), and normalize() makes the
+    # same text of both: caching by value is exact - but for zero, whose sign equality ignores.
+    if not value:
+        return format(value.normalize(), "f")
+    text = _TEXTS.get(value)
+    if text is None:
+        text = format(value.normalize(), "f")
+        if len(_TEXTS) >= _CACHED_MAX:
+            _TEXTS.clear()
+        _TEXTS[value] = text
     return text
 
 
