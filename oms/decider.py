@@ -682,10 +682,22 @@ class Decider:
             return
         fill = self.fills.get((r.venue, r.exec_ref_id))
         if fill is None:
-            log.error("venue %s: %s refers to unknown execution %r", r.venue, r.exec_type.name, r.exec_ref_id)
+            if (r.venue, r.exec_ref_id) in self.venue_exec_ids:
+                # The execution was busted before (a bust's own ExecID is not kept across a restart):
+                # the venue repeats itself, e.g. in answer to our resend request after a takeover.
+                log.info("venue %s: %s %s of execution %r already busted: ignored", r.venue, r.exec_type.name,
+                         r.exec_id, r.exec_ref_id)
+            else:
+                log.error("venue %s: %s refers to unknown execution %r", r.venue, r.exec_type.name, r.exec_ref_id)
             return
         self.venue_exec_ids.add(key)
         _, child_id, ref_exec_id, qty, px = fill
+        if r.exec_type is ExecType.TRADE_CORRECT and (r.last_qty, r.last_px) == (qty, px):
+            # Nothing to correct: the execution stands as this says (a correction repeated after a restart,
+            # which does not keep the correction's own ExecID); no report for a change that is none.
+            log.info("venue %s: correction %s of execution %r changes nothing: ignored", r.venue, r.exec_id,
+                     r.exec_ref_id)
+            return
         exec_id = order.next_exec_id()
         if r.exec_type is ExecType.TRADE_CANCEL:
             b.emit(order, ev.FillBusted(order.order_id, child_id, r.venue, r.exec_ref_id, exec_id, ref_exec_id, qty,

@@ -217,3 +217,20 @@ def test_risk_after_restart_matches_risk_before(eng: Restartable) -> None:
     # A failed commit rebuilds risk again: nothing may count twice.
     eng.engine.recover()
     assert eng.risk.snapshot()["accounts"] == before
+
+
+def test_a_correction_repeated_after_a_restart_reports_nothing(eng: Restartable) -> None:
+    """A restart keeps executions, not a correction's own ExecID; the venue repeating the correction (e.g.
+    answering our resend request after a takeover) changes nothing and reports nothing."""
+    done, child = filled_order(eng, "C1", "E1", qty=100)
+    correction = c.VenueReport("V", child, None, "VO", "K1", ExecType.TRADE_CORRECT, OrdStatus.FILLED,
+                               Decimal(100), Decimal("9.90"), exec_ref_id="E1")
+    eng.run(correction)
+    (report,) = [r for r in eng.client.reports if r.exec_type is ExecType.TRADE_CORRECT]
+    assert (report.exec_type, report.last_px, report.avg_px) == (ExecType.TRADE_CORRECT, Decimal("9.90"),
+                                                                 Decimal("9.90"))
+    eng.restart()
+    eng.run(correction)
+    assert eng.client.reports == []
+    order = eng.engine.orders[done]
+    assert (order.cum_qty, order.avg_px) == (Decimal(100), Decimal("9.90"))
