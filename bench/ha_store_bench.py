@@ -2,7 +2,8 @@
 
 QuickFIX persists every message it sends before writing it to the socket (store.set, then the next
 sender number), and moves the next target number for every message it receives: on the session's own
-thread, with the session's lock held. This times exactly those calls on a store of each kind, for one
+thread, with the session's lock held. (Our patched PostgreSQLStore writes the first two in one statement
+and the third at most every 100 ms: native/quickfix/build.sh.) This times exactly those calls on a store of each kind, for one
 ExecutionReport-sized message: the PostgreSQL one with the lease held and the fencing trigger in place,
 as an HA primary runs it.
 
