@@ -7,6 +7,7 @@ logged and turned into the nearest FIX answer by the subclass.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -122,6 +123,12 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         # Application messages QuickFIX handed to `fromApp` on its own thread (all of them without an
         # inbox; with one, only those it could not queue)
         self.callback_deliveries = 0
+        # HA (the sessions' store in the database, patched: native/quickfix/build.sh): after each journal
+        # append, tell each session's store how far what was pumped is kept (`journaled`), so that the
+        # number received it stores never passes a message the engine has not journaled yet.
+        self.durable_marks = False
+        self._pumped: dict[str, int] = {}
+        self._mark_failed = False
 
     # --- QuickFIX callbacks (guarded) --------------------------------------------------------
     def onCreate(self, sid: Any) -> None:
@@ -174,13 +181,44 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         for frame in self.fix_inbox.read():
             event = session_event(frame)
             if event is None:
+                key = codec.field(frame, codec.SENDER_COMP_ID)
+                if self.durable_marks:
+                    with contextlib.suppress(ValueError):
+                        self._pumped[key] = int(codec.field(frame, codec.MSG_SEQ_NUM))
                 try:
-                    self._receive(frame, codec.field(frame, codec.SENDER_COMP_ID))
+                    self._receive(frame, key)
                 except QF_EXCEPTIONS as exc:  # there is no QuickFIX callback to answer it for us
                     log.error("message refused after QuickFIX took it: %r", exc)
             else:
                 what, key = event
                 self._guard(what, self.on_logon if what == LOGON else self.on_logout, key)
+
+    def journaled(self) -> None:
+        """Everything pumped so far is journaled (or answered): each session's store may say so (HA only,
+        `durable_marks`). A store told nothing keeps storing the number QuickFIX received, as before."""
+        if not self._pumped:
+            return
+        pumped, self._pumped = self._pumped, {}
+        with self._gate:
+            if self._closed:
+                return
+            self._sending += 1
+        try:
+            for key, seq in pumped.items():
+                sid = self.session_ids.get(key)
+                session = fix.Session.lookupSession(sid) if sid is not None else None
+                if session is not None:
+                    # number 0 is no message: the patched PostgreSQLStore takes it as the durable mark
+                    session.getStore().set(0, str(seq + 1))
+        except Exception:  # never the engine's stop: a store told nothing new stores less, which is safe
+            if not self._mark_failed:
+                log.exception("telling the FIX store what the journal holds failed (logged once)")
+            self._mark_failed = True
+        finally:
+            with self._gate:
+                self._sending -= 1
+                if not self._sending:
+                    self._gate.notify_all()
 
     def _guard(self, name: str, fn: Callable[..., None], *args: Any) -> None:
         try:

@@ -132,6 +132,8 @@ class EngineApp:
         self.gateway = ClientGateway(submit=lambda cmd: None, authenticator=authenticator,
                                      drop_copy=dict(config.drop_copy))
         self.venue_app = VenueApplication(submit=lambda cmd: None, symbols=sorted(config.symbols))
+        if self.ha is not None:  # the sessions' store is in the database: it learns what the journal keeps
+            self.gateway.durable_marks = self.venue_app.durable_marks = True
         try:
             self.router = SmartRouter.from_config(dict(config.symbols), config.sor, config.venue_profiles)
         except ValueError as exc:

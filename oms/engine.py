@@ -74,6 +74,9 @@ class Engine(Decider):
         self._wake: tuple[socket.socket, socket.socket] | None = None
         self._owner = 0  # the engine thread's ident
         self._resend: list[Outbound] = []
+        # The last batch taken held everything queued (not cut at MAX_BATCH): once it is journaled, so
+        # is everything the sources pumped before it (InboundSource.journaled).
+        self._drained = False
         self._ticker_stop = threading.Event()
         # True after a failed commit until the journal could be read again: memory then holds the
         # failed batch's changes, so nothing may be decided on it (see _commit_failed).
@@ -255,10 +258,12 @@ class Engine(Decider):
                 with contextlib.suppress(OSError):  # BlockingIOError: all read
                     while self._wake[0].recv(4096):
                         pass
+        self._drained = False
         while len(batch) < MAX_BATCH:
             try:
                 batch.append(self.inbox.get_nowait())
             except queue.Empty:
+                self._drained = True
                 break
         return batch
 
@@ -278,6 +283,9 @@ class Engine(Decider):
                 retry = self.process(work)
                 if retry:
                     time.sleep(self.config.retry_delay)
+                elif self._drained:
+                    for source in self.sources:
+                        source.journaled()
             if stopping and not retry:
                 return
 

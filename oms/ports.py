@@ -105,6 +105,9 @@ class InboundSource(Protocol):
 
     def pump(self) -> None: ...
 
+    def journaled(self) -> None:
+        """Called after a journal append that took everything pumped before it: all of it is kept."""
+
 
 class RiskGate(Protocol):
     """Pre-trade risk as the engine sees it. Called only from the engine thread; pure and fast (no I/O).

@@ -28,8 +28,10 @@
 # uses it (docs/operations.md, Failover); a single engine keeps FileStore. Without libpq the build goes
 # on without it and `fixoms run --standby` refuses to start (fix_engine/settings.py quickfix_pg_store).
 # The store is patched to write a message sent and the next sender number in one statement (upstream: two
-# round trips), and the next number received lazily (at most every 100 ms, and with every send): stored
-# too low, it only makes a standby that takes over ask for a resend (C++/PostgreSQLStore.cpp).
+# round trips), and the next number received lazily (at most every 100 ms, and with every send) and never
+# past what the engine says its journal holds (set(0, N)): stored too low, it only makes a standby that
+# takes over ask for a resend, which brings back what the old primary received but had not journaled
+# (C++/PostgreSQLStore.cpp). Session::getStore returns a MessageStore proxy (QuickfixPython.cpp).
 #
 # Usage: native/quickfix/build.sh PYTHON   -> prints the wheel's path
 set -euo pipefail

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, func, select
 
@@ -148,6 +149,40 @@ def test_sigkill_of_the_primary_the_standby_takes_over_with_the_sessions_intact(
     assert status["holder"] and status["live"] and status["epoch"] == 2
     roles = {m["role"] for m in status["members"]}
     assert roles == {"primary", "standby"}, status
+
+
+def test_orders_the_primary_received_but_had_not_journaled_are_asked_for_again_by_the_standby(pair: Pair) -> None:
+    """The FIX store's number received never passes what the journal holds (the engine tells the store
+    after each append). Orders that reached the primary's QuickFIX while its appends were blocked (a lock
+    on the journal's log) were never acknowledged; the primary dies; the standby expects them again,
+    asks the client for a resend and acknowledges every one (they come back PossDupFlag=Y, ClOrdIDs it
+    does not know). With the number received stored as QuickFIX counted it, they were lost."""
+    a, b = pair.nodes
+    client = pair.client("CLIENT1")
+    for cl in [client.new_order("IBM", "1", 100 + i, price="149.00") for i in range(2)]:
+        client.wait_report(cl, status=NEW, timeout=20)
+    blocker = psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql"))
+    try:
+        blocker.execute("LOCK TABLE journal_log IN EXCLUSIVE MODE")  # appends wait; reads go on
+        blocked = []
+        for i in range(4):
+            blocked.append(client.new_order("IBM", "1", 200 + i, price="149.00"))
+            time.sleep(0.3)  # farther apart than the store's lazy writes (100 ms)
+        client.drain(0.5)
+        assert not [m for m in client.received if m.get(codec.CL_ORD_ID) in blocked], \
+            "an order was acknowledged while the journal could not append it"
+        client.app.logon_event.clear()
+        assert a.proc is not None
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait()
+    finally:
+        blocker.close()  # the dead primary's append, never committed, is rolled back
+    assert client.app.logon_event.wait(30), f"the client did not log on to the standby\n{b.log()[-3000:]}"
+    pair.wait_primary(b)
+    for cl in blocked:
+        first = client.wait_report(cl, timeout=30)
+        assert first.get(codec.ORD_STATUS) == NEW, (cl, first.get(58))
+    _no_rejects(client)
 
 
 def test_split_brain_the_paused_primary_commits_nothing_sends_nothing_and_steps_down(pair: Pair) -> None:

@@ -141,12 +141,12 @@ def test_sqlite_has_no_lease(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_the_fix_store_writes_a_send_in_one_statement_and_numbers_received_lazily(
+def test_the_fix_store_writes_a_send_in_one_statement_and_numbers_received_lazily_up_to_the_journal(
         pg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The patched PostgreSQLStore (native/quickfix/guard.patch): a message sent and the next sender number
     are written together; the next number received is written at most every 100 ms and with every send,
-    never ahead of the truth (too low only makes a standby ask for a resend); a refresh and the store's
-    destruction write what is pending first."""
+    never ahead of the truth (too low only makes a standby ask for a resend) nor of what the engine says
+    it has journaled; a refresh and the store's destruction write what is pending first."""
     from fix_engine.quickfix_import import fix
     from fix_engine.settings import SessionOverrides, pg_store_overrides, quickfix_pg_store
 
@@ -199,6 +199,27 @@ def test_the_fix_store_writes_a_send_in_one_statement_and_numbers_received_lazil
     store.incrNextTargetMsgSeqNum()
     store.refresh()
     assert store.getNextTargetMsgSeqNum() == 9, "a refresh lost what this process had received"
+    # The engine says how far what it received is journaled (set(0, N)): the number stored never passes it,
+    # while QuickFIX's own count goes on; a refresh keeps this process's count.
+    assert store.set(0, "8")
+    store.incrNextTargetMsgSeqNum()
+    store.set(3, "8=FIX.4.4\x0135=8\x0134=3\x01")
+    store.incrNextSenderMsgSeqNum()
+    assert store.getNextTargetMsgSeqNum() == 10
+    assert stored()[:2] == (8, 4), "the number stored passed what the engine had journaled"
+    store.refresh()
+    assert (store.getNextTargetMsgSeqNum(), store.getNextSenderMsgSeqNum()) == (10, 4)
+    assert store.set(0, "10")
+    factory.destroy(store)
+    assert stored()[:2] == (10, 4)
+    # a standby taking over starts from the stored numbers: it asks for what was not journaled again
+    store = factory.create(fix.UtcTimeStamp(), sid)
+    assert store.set(0, "7")  # an explicit set forgets the mark
+    store.setNextTargetMsgSeqNum(12)
+    store.incrNextTargetMsgSeqNum()
+    store.set(4, "8=FIX.4.4\x0135=8\x0134=4\x01")
+    store.incrNextSenderMsgSeqNum()
+    assert stored()[:2] == (13, 5)
     factory.destroy(store)
     lease.release()
     engine.dispose()

@@ -330,6 +330,9 @@ class _QuietSource:
     def pump(self) -> None:
         pass
 
+    def journaled(self) -> None:
+        pass
+
 
 def test_the_clock_reaches_an_engine_waiting_on_its_sources(tmp_path: Path) -> None:
     """Nothing else arrives after the order: the venue's silence is noticed through the ticker alone."""
