@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fix_engine import codec
@@ -199,26 +199,20 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         if not self._pumped:
             return
         pumped, self._pumped = self._pumped, {}
-        with self._gate:
-            if self._closed:
+        with self._sessions_in_use() as usable:
+            if not usable:
                 return
-            self._sending += 1
-        try:
-            for key, seq in pumped.items():
-                sid = self.session_ids.get(key)
-                session = fix.Session.lookupSession(sid) if sid is not None else None
-                if session is not None:
-                    # number 0 is no message: the patched PostgreSQLStore takes it as the durable mark
-                    session.getStore().set(0, str(seq + 1))
-        except Exception:  # never the engine's stop: a store told nothing new stores less, which is safe
-            if not self._mark_failed:
-                log.exception("telling the FIX store what the journal holds failed (logged once)")
-            self._mark_failed = True
-        finally:
-            with self._gate:
-                self._sending -= 1
-                if not self._sending:
-                    self._gate.notify_all()
+            try:
+                for key, seq in pumped.items():
+                    sid = self.session_ids.get(key)
+                    session = fix.Session.lookupSession(sid) if sid is not None else None
+                    if session is not None:
+                        # number 0 is no message: the patched PostgreSQLStore takes it as the durable mark
+                        session.getStore().set(0, str(seq + 1))
+            except Exception:  # never the engine's stop: a store told nothing new stores less, which is safe
+                if not self._mark_failed:
+                    log.exception("telling the FIX store what the journal holds failed (logged once)")
+                self._mark_failed = True
 
     def _guard(self, name: str, fn: Callable[..., None], *args: Any) -> None:
         try:
@@ -283,13 +277,25 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
             message = fix.Message(raw, dictionary(self.begin_strings.get(key, "FIX.4.4")), False)
         else:
             message = fix.Message(raw, False)
-        with self._gate:
-            if self._closed:
+        with self._sessions_in_use() as usable:
+            if not usable:
                 log.warning("send to %s after its sessions were closed dropped", key)
                 return False
-            self._sending += 1
-        try:
             return bool(fix.Session.sendToTarget(message, sid))
+
+    @contextlib.contextmanager
+    def _sessions_in_use(self) -> Iterator[bool]:
+        """Counts a use of QuickFIX's sessions from this thread for `close` to wait for; yields False (and
+        counts nothing) once they are closed."""
+        with self._gate:
+            closed = self._closed
+            if not closed:
+                self._sending += 1
+        if closed:
+            yield False
+            return
+        try:
+            yield True
         finally:
             with self._gate:
                 self._sending -= 1

@@ -219,9 +219,7 @@ class Decider:
     def _on_new(self, cmd: c.NewOrder, b: Decision) -> None:
         known = self.by_cl_ord_id.get((cmd.session, cmd.cl_ord_id))
         if known is not None:
-            if cmd.poss_resend:
-                # A resent order we already have is not a new order: answer with its status.
-                b.outbound.append(report(self.orders[known], ExecType.ORDER_STATUS, cl_ord_id=cmd.cl_ord_id))
+            if cmd.poss_resend and self._answer_repeat(cmd.session, cmd.cl_ord_id, b):
                 return
             text = f"duplicate ClOrdID {cmd.cl_ord_id!r}"
             b.events.append(ev.RequestRefused(known, cmd.session, cmd.cl_ord_id, "D", text))
@@ -310,18 +308,24 @@ class Decider:
             return None
         return order
 
+    def _answer_repeat(self, session: str, cl_ord_id: str, b: Decision) -> bool:
+        """A request sent again (PossResend or PossDupFlag) whose ClOrdID we already took - a new order, a
+        cancel or a replace - is answered with its order's status, not refused as a duplicate. False if
+        the ClOrdID is not one of this session's."""
+        order = self._find_client_order(session, cl_ord_id, None)
+        if order is None:
+            return False
+        b.outbound.append(report(order, ExecType.ORDER_STATUS, cl_ord_id=cl_ord_id))
+        return True
+
     def _check_request(
         self, session: str, cl_ord_id: str, orig_cl_ord_id: str, order_id: str | None,
         response_to: CxlRejResponseTo, msg_type: str, b: Decision, poss_resend: bool = False,
     ) -> Order | None:
         """The checks a cancel and a replace share; answers OrderCancelReject and returns None on failure."""
+        if poss_resend and self._answer_repeat(session, cl_ord_id, b):
+            return None
         order = self._find_client_order(session, orig_cl_ord_id, order_id)
-        if poss_resend and (session, cl_ord_id) in self.by_cl_ord_id:
-            # A request we already took, sent again (PossResend or PossDup): its order's status, no reject.
-            repeated = self._find_client_order(session, cl_ord_id, None)
-            if repeated is not None:
-                b.outbound.append(report(repeated, ExecType.ORDER_STATUS, cl_ord_id=cl_ord_id))
-                return None
         if order is None:
             reason, text, status = CxlRejReason.UNKNOWN_ORDER, f"unknown order {orig_cl_ord_id!r}", OrdStatus.REJECTED
         elif (session, cl_ord_id) in self.by_cl_ord_id:

@@ -74,9 +74,6 @@ class Engine(Decider):
         self._wake: tuple[socket.socket, socket.socket] | None = None
         self._owner = 0  # the engine thread's ident
         self._resend: list[Outbound] = []
-        # The last batch taken held everything queued (not cut at MAX_BATCH): once it is journaled, so
-        # is everything the sources pumped before it (InboundSource.journaled).
-        self._drained = False
         self._ticker_stop = threading.Event()
         # True after a failed commit until the journal could be read again: memory then holds the
         # failed batch's changes, so nothing may be decided on it (see _commit_failed).
@@ -235,9 +232,11 @@ class Engine(Decider):
         with contextlib.suppress(OSError):
             wake[1].send(b"\0")
 
-    def _take(self, batch: list[Any]) -> list[Any]:
+    def _take(self, batch: list[Any]) -> tuple[list[Any], bool]:
         """The next batch, waiting for one unless `batch` (a retry) is one already: what the sources have
-        (handed to `submit`, so it queues in order with the rest), then the queue."""
+        (handed to `submit`, so it queues in order with the rest), then the queue. And whether it holds
+        everything queued (not cut at MAX_BATCH): once it is journaled, so is everything the sources
+        pumped before it (InboundSource.journaled)."""
         if batch:
             for source in self.sources:
                 source.pump()
@@ -258,14 +257,12 @@ class Engine(Decider):
                 with contextlib.suppress(OSError):  # BlockingIOError: all read
                     while self._wake[0].recv(4096):
                         pass
-        self._drained = False
         while len(batch) < MAX_BATCH:
             try:
                 batch.append(self.inbox.get_nowait())
             except queue.Empty:
-                self._drained = True
-                break
-        return batch
+                return batch, True
+        return batch, False
 
     def _run(self) -> None:
         self._owner = threading.get_ident()
@@ -275,7 +272,7 @@ class Engine(Decider):
             self._resend = []
         retry: list[Any] = []
         while True:
-            batch = self._take(retry)
+            batch, drained = self._take(retry)
             retry = []
             stopping = any(item is _STOP for item in batch)
             work = [item for item in batch if item is not _STOP]
@@ -283,7 +280,7 @@ class Engine(Decider):
                 retry = self.process(work)
                 if retry:
                     time.sleep(self.config.retry_delay)
-                elif self._drained:
+                elif drained:
                     for source in self.sources:
                         source.journaled()
             if stopping and not retry:
