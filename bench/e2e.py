@@ -48,7 +48,9 @@ the echo's closed loop is usually bounded by it, so its figure is a floor of the
 --profile samples the engine with py-spy (pip install py-spy into .venv) during its closed loop run
 (--profile open: during its first open loop run instead; --profile-all: every thread, not only the one
 holding the GIL, with native frames, so QuickFIX's C++ threads and the time in C show too).
---nagle runs the engine a second time with SocketNodelay=N in its sessions.cfg [DEFAULT].
+--nagle runs the engine a second time with SocketNodelay=N in its sessions.cfg [DEFAULT]. --outbox-ab runs
+it first with FIXOMS_FIX_OUTBOX=off: the engine thread sends each message itself (sendToTarget), as before
+the sessions' outboxes (fix_engine/outbox.py), so both are measured in the same run.
 
 Run: .venv/bin/python bench/e2e.py [--db sqlite,postgresql] [--rate 500,1000] [--flow both|filling|resting]
                                     [--seconds 10] [--sessions 4] [--window 50] [--grace 5]
@@ -546,10 +548,11 @@ def _die_with_parent() -> None:
     _LIBC.prctl(1, signal.SIGTERM)
 
 
-def spawn(cmd: list[str], log: Path, cwd: Path | None = None, stdout_to_log: bool = True) -> subprocess.Popen[bytes]:
+def spawn(cmd: list[str], log: Path, cwd: Path | None = None, stdout_to_log: bool = True,
+          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(cmd, cwd=cwd, stdout=out if stdout_to_log else subprocess.DEVNULL, stderr=out,
-                                env=ENV, preexec_fn=_die_with_parent)
+                                env={**ENV, **(env or {})}, preexec_fn=_die_with_parent)
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
@@ -653,9 +656,9 @@ def _journal_api() -> tuple[Callable[..., Any], Callable[..., Any], Callable[...
 
 @contextmanager
 def engine_target(tmp: Path, sessions: int, db: str, nagle: bool = False, switch_interval: float | None = None,
-                  preload_finished: int = 0, preload_resting: bool = False) -> Iterator[Target]:
+                  preload_finished: int = 0, preload_resting: bool = False, outbox: bool = True) -> Iterator[Target]:
     make_engine, create_schema, set_credential = _journal_api()
-    var = tmp / f"engine-{db}{'-nagle' if nagle else ''}"
+    var = tmp / f"engine-{db}{'-nagle' if nagle else ''}{'' if outbox else '-no-outbox'}"
     var.mkdir(parents=True, exist_ok=True)
     pg_db = f"fixoms_bench_{os.getpid()}"
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -694,10 +697,11 @@ def engine_target(tmp: Path, sessions: int, db: str, nagle: bool = False, switch
                   if switch_interval else CLI)
         log = var / "engine.log"
         procs["engine"] = spawn([*launch, "--config", str(config), "--log-level", "WARNING", "run"], log, cwd=var,
-                                stdout_to_log=False)
+                                stdout_to_log=False, env=None if outbox else {"FIXOMS_FIX_OUTBOX": "off"})
         wait_listening(port, procs["engine"], log, timeout=120)
         time.sleep(1.0)  # the venues log on and send their books
-        extra = (", SocketNodelay=N" if nagle else "") + (f", switch {switch_interval} ms" if switch_interval else "")
+        extra = ((", SocketNodelay=N" if nagle else "") + (f", switch {switch_interval} ms" if switch_interval else "")
+                 + ("" if outbox else ", no outbox"))
         yield Target(f"engine ({db}{extra})", "engine", procs, port, passwords, log, notes)
     finally:
         for name in ("engine", "VENUE-A", "VENUE-B"):
@@ -1117,6 +1121,8 @@ def main() -> int:
     parser.add_argument("--no-echo", action="store_true")
     parser.add_argument("--switch-interval", type=float, default=None, metavar="MS",
                         help="run the engine with sys.setswitchinterval(MS/1000) (default 5 ms) - an experiment")
+    parser.add_argument("--outbox-ab", action="store_true",
+                        help="run each engine first with FIXOMS_FIX_OUTBOX=off (its thread sends each message itself)")
     parser.add_argument("--nagle", action="store_true",
                         help="also run the engine with SocketNodelay=N (Nagle on) in its sessions.cfg [DEFAULT]")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -1149,12 +1155,16 @@ def main() -> int:
             if db == "postgresql" and (why := pg_reachable()):
                 print(f"\n== engine (postgresql): skipped, {why}")
                 continue
-            for nagle in (False, True) if args.nagle else (False,):
-                with engine_target(tmp, args.sessions, db, nagle, args.switch_interval, finished, bool(resting)) as t:
+            variants = [(False, True)] + ([(True, True)] if args.nagle else [])
+            if args.outbox_ab:  # the engine thread sending each message itself first, as before the outbox
+                variants.insert(0, (False, False))
+            for nagle, outbox in variants:
+                with engine_target(tmp, args.sessions, db, nagle, args.switch_interval, finished, bool(resting),
+                                   outbox) as t:
                     pid = t.procs["engine"].pid
                     prof = (lambda pid=pid, db=db: Profiler(pid, tmp / f"profile-{db}.txt", args.seconds,
                                                                args.profile_all)) \
-                        if args.profile and not nagle else None
+                        if args.profile and not nagle and outbox else None
                     r = measure(t, args, tmp, resting, prof)
                     results.append(r)
                     if r.profiler is not None:

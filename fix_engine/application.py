@@ -17,6 +17,7 @@ from typing import Any
 
 from fix_engine import codec
 from fix_engine.inbox import LOGON, Inbox, session_event
+from fix_engine.outbox import Outbox
 from fix_engine.quickfix_import import fix
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,11 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         self.durable_marks = False
         self._pumped: dict[str, int] = {}
         self._mark_failed = False
+        # Set (before QuickFIX's sessions are created, with the session setting AppOutboxFd) to hand the
+        # engine thread's messages to a thread of each session (`post`, `flush`, `wait_sent`) instead of
+        # sending them on the engine thread (fix_engine.outbox). The engine thread is the one that pumps.
+        self.outboxes: dict[str, Outbox] = {}
+        self._engine_thread = 0
 
     # --- QuickFIX callbacks (guarded) --------------------------------------------------------
     def onCreate(self, sid: Any) -> None:
@@ -178,6 +184,7 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         blocks. Runs on the engine thread, so the hooks' `submit` reaches the engine queue in order."""
         if self.fix_inbox is None or self.fix_inbox.closed:
             return
+        self._engine_thread = threading.get_ident()
         for frame in self.fix_inbox.read():
             event = session_event(frame)
             if event is None:
@@ -264,11 +271,41 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         pass
 
     # --- sending -----------------------------------------------------------------------------
+    def post(self, key: str, raw: str) -> None:
+        """Send a message built as a string, without repeating groups: from the engine thread, through the
+        session's outbox (it goes at the batch's `flush`); from any other thread, or without an outbox,
+        at once (`send_raw`)."""
+        box = self.outboxes.get(key)
+        if box is None or box.broken or threading.get_ident() != self._engine_thread:
+            self.send_raw(key, raw)
+        else:
+            box.queue(raw)
+
+    def flush(self) -> None:
+        """Hand what the engine thread posted to the sessions' threads (end of a batch's sends)."""
+        for box in self.outboxes.values():
+            try:
+                box.flush()
+            except OSError as exc:  # its session is gone: what it had is the restart's to resend
+                log.error("handing messages to session %s failed: %s", box.key, exc)
+                box.broken = True
+
+    def wait_sent(self) -> None:
+        """Block until the sessions have sent everything flushed (before the next journal append)."""
+        for box in self.outboxes.values():
+            if box.posted != box.sent:
+                box.wait()
+
     def send_raw(self, key: str, raw: str, groups: bool = False) -> bool:
         """Send a message built as a string (see codec). Thread-safe; the GIL is released inside.
 
         A message with repeating groups must be parsed with the data dictionary, or QuickFIX would
-        reorder the group's repeated tags."""
+        reorder the group's repeated tags. On the engine thread, what it posted to the session before
+        goes first."""
+        box = self.outboxes.get(key)
+        if box is not None and not box.broken and threading.get_ident() == self._engine_thread and box.pending():
+            box.flush()
+            box.wait()
         sid = self.session_ids.get(key)
         if sid is None:
             log.error("send to unknown session %s dropped", key)
@@ -310,6 +347,12 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
 
         Only counted, not serialized: a callback on a QuickFIX thread holds its session's lock and may
         send (a reject) while another thread waits for that lock inside sendToTarget."""
+        deadline = time.monotonic() + timeout
+        for box in self.outboxes.values():
+            # What the engine thread handed over before it stopped goes out before the sessions are deleted
+            # (they are stopped by now: a session not logged on stores the message for a resend).
+            if box.posted != box.sent and not box.broken:
+                box.wait(deadline)
         with self._gate:
             self._closed = True
-            return self._gate.wait_for(lambda: not self._sending, timeout)
+            return self._gate.wait_for(lambda: not self._sending, max(0.0, deadline - time.monotonic()))

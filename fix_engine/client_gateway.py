@@ -117,19 +117,19 @@ class ClientGateway(GuardedApplication):
     # --- ClientGateway port ------------------------------------------------------------------
     def send_report(self, report: ExecutionReport) -> None:
         begin = self.begin_strings.get(report.session, codec.FIX44)
-        self.send_raw(report.session, codec.encode_report(report, begin))
+        self.post(report.session, codec.encode_report(report, begin))
         if self._received:
             started = self._received.pop((report.session, report.cl_ord_id), None)
             if started is not None and self.on_ack_latency is not None:
                 self.on_ack_latency(time.perf_counter() - started)
         for key, accounts in self.drop_copy.items():
             if report.account in accounts or "*" in accounts:
-                self.send_raw(key, codec.encode_report(report, self.begin_strings.get(key, codec.FIX44), copy=True))
+                self.post(key, codec.encode_report(report, self.begin_strings.get(key, codec.FIX44), copy=True))
 
     def send_cancel_reject(self, reject: CancelReject) -> None:
         begin = self.begin_strings.get(reject.session, codec.FIX44)
-        self.send_raw(reject.session, codec.encode_cancel_reject(reject, begin))
+        self.post(reject.session, codec.encode_cancel_reject(reject, begin))
 
     def send_mass_cancel_report(self, report: MassCancelReport) -> None:
         begin = self.begin_strings.get(report.session, codec.FIX44)
-        self.send_raw(report.session, codec.encode_mass_cancel_report(report, begin))
+        self.post(report.session, codec.encode_mass_cancel_report(report, begin))

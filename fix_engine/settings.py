@@ -53,6 +53,8 @@ class SessionOverrides:
     venue_ports: dict[str, int] = field(default_factory=dict)
     venue_host: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # counterparty CompID -> the descriptor of its session's outbox (AppOutboxFd, fix_engine.outbox)
+    outbox_fds: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def load(
         target = sid.getTargetCompID().getValue()
         if d.getString("ConnectionType") == "acceptor" and overrides.acceptor_port is not None:
             d.setInt("SocketAcceptPort", overrides.acceptor_port)
+        if target in overrides.outbox_fds:
+            d.setInt("AppOutboxFd", overrides.outbox_fds[target])
         if d.getString("ConnectionType") == "initiator":
             if target in overrides.venue_ports:
                 d.setInt("SocketConnectPort", overrides.venue_ports[target])
@@ -185,6 +189,16 @@ def quickfix_native_edge() -> bool:
     deliver messages to the inbox nor log them)."""
     found = re.search(r"\+fixoms(\d+)", quickfix_version())
     return found is not None and int(found.group(1)) >= 2
+
+
+def quickfix_outbox() -> bool:
+    """Built with the fourth guard.patch (local version fixoms4 or later): the session setting AppOutboxFd
+    exists (fix_engine.outbox). Diagnostics and benchmarks can switch the outbox off with the environment
+    variable FIXOMS_FIX_OUTBOX=off: the engine thread then sends each message itself, as before."""
+    if os.environ.get("FIXOMS_FIX_OUTBOX", "").lower() in ("off", "0", "no"):
+        return False
+    found = re.search(r"\+fixoms(\d+)", quickfix_version())
+    return found is not None and int(found.group(1)) >= 4
 
 
 def quickfix_pg_store() -> bool:

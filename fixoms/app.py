@@ -7,6 +7,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,6 +16,7 @@ from fix_engine.application import destroy
 from fix_engine.client_gateway import ClientGateway
 from fix_engine.inbox import Inbox
 from fix_engine.logs import SessionLogFactory
+from fix_engine.outbox import Outbox
 from fix_engine.quickfix_import import fix
 from fixoms.admin import AdminError, AdminServer, socket_path
 from fixoms.config import Config, ConfigError
@@ -97,6 +99,7 @@ class EngineApp:
         self.initiator: Any = None
         self._factories: list[Any] = []
         self._inboxes: list[Inbox] = []
+        self._outboxes: dict[str, Outbox] = {}
         self.settings = fix_settings.load(config.sessions_file, overrides)
         taken = fix_settings.registered(self.settings)
         if taken:
@@ -124,6 +127,12 @@ class EngineApp:
             self._inboxes = [Inbox(), Inbox()]
             acceptor_overrides = fix_settings.inbox_overrides(overrides, self._inboxes[0].writer_fd)
             initiator_overrides = fix_settings.inbox_overrides(overrides, self._inboxes[1].writer_fd)
+            if fix_settings.quickfix_outbox():
+                # and the engine thread's sends on a thread of each session's (fix_engine.outbox)
+                self._outboxes = {s.key: Outbox(s.key) for s in fix_settings.sessions(self.settings)}
+                fds = {key: box.quickfix_fd for key, box in self._outboxes.items()}
+                acceptor_overrides = replace(acceptor_overrides, outbox_fds=fds)
+                initiator_overrides = replace(initiator_overrides, outbox_fds=fds)
         self.acceptor_settings = fix_settings.load(config.sessions_file, acceptor_overrides, "acceptor")
         self.initiator_settings = fix_settings.load(config.sessions_file, initiator_overrides, "initiator")
         infos = fix_settings.sessions(self.settings)
@@ -180,7 +189,10 @@ class EngineApp:
                          session_start=config.session_start)
         if native:
             self.gateway.fix_inbox, self.venue_app.fix_inbox = self._inboxes
-            self.engine.sources = [self.gateway, self.venue_app]
+            kind = {s.key: s.connection_type for s in infos}
+            self.gateway.outboxes = {k: box for k, box in self._outboxes.items() if kind[k] == "acceptor"}
+            self.venue_app.outboxes = {k: box for k, box in self._outboxes.items() if kind[k] == "initiator"}
+            self.engine.edges = [self.gateway, self.venue_app]
         a, i = self.acceptor_settings, self.initiator_settings
         # Our LogFactory on both sides: the events QuickFIX tells before a logon (fix_engine.logs), and a
         # backup the rotation job can trigger safely.
@@ -214,11 +226,14 @@ class EngineApp:
                       "them can run in this process any more", ", ".join(left))
             # and their inboxes: the sessions' pumps still write to those descriptors
             _STRANDED.append((getattr(self, "gateway", None), getattr(self, "venue_app", None), list(self._factories),
-                              list(self._inboxes)))
+                              list(self._inboxes), dict(self._outboxes)))
         else:
             for inbox in self._inboxes:
                 inbox.close()
+            for outbox in self._outboxes.values():
+                outbox.close()
         self._inboxes.clear()
+        self._outboxes = {}
         self._factories.clear()
         return not left
 

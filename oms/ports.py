@@ -95,11 +95,13 @@ class ClientGateway(Protocol):
     def send_mass_cancel_report(self, report: MassCancelReport) -> None: ...
 
 
-class InboundSource(Protocol):
-    """Where messages wait for the engine thread to read them (the FIX edge's inbox): the runner waits
-    on `fileno()` with select and calls `pump()`, which hands what has arrived to the engine's `submit`,
-    in order, and never blocks. Reading on the engine thread is what lets the FIX threads run without
-    Python at each message."""
+class FixEdge(Protocol):
+    """The FIX sessions' side of the engine thread (fix_engine.application): an inbox where messages wait
+    for the engine thread to read them, and an outbox that sends what it posted on the sessions' own
+    threads. The runner waits on `fileno()` with select and calls `pump()`, which hands what has arrived to
+    the engine's `submit`, in order, and never blocks. Reading and handing over on the engine thread is
+    what lets the FIX threads run without Python at each message, and the engine thread without
+    QuickFIX's send work."""
 
     def fileno(self) -> int: ...
 
@@ -107,6 +109,13 @@ class InboundSource(Protocol):
 
     def journaled(self) -> None:
         """Called after a journal append that took everything pumped before it: all of it is kept."""
+
+    def flush(self) -> None:
+        """Called after a batch's sends: what they posted goes to the sessions' threads now."""
+
+    def wait_sent(self) -> None:
+        """Called before the next journal append: blocks until everything flushed was sent, so only the
+        last batch appended can be unsent when the process dies."""
 
 
 class RiskGate(Protocol):

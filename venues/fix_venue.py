@@ -103,17 +103,21 @@ class FixVenue:
         return self.app.begin_strings.get(self.name, codec.FIX44)
 
     def send_new(self, msg: VenueNewOrder) -> None:
-        if not self.app.send_raw(self.name, codec.encode_venue_new(msg, self._begin())):
+        self.app.post(self.name, codec.encode_venue_new(msg, self._begin()))
+        if not self.up:
             log.warning("venue %s: order %s not sent (session down); stored for resend", self.name, msg.child_id)
 
     def send_cancel(self, msg: VenueCancel) -> None:
-        if not self.app.send_raw(self.name, codec.encode_venue_cancel(msg, self._begin())):
+        self.app.post(self.name, codec.encode_venue_cancel(msg, self._begin()))
+        if not self.up:
             log.warning("venue %s: cancel %s not sent (session down)", self.name, msg.cancel_id)
 
     def send_replace(self, msg: VenueReplace) -> None:
-        if not self.app.send_raw(self.name, codec.encode_venue_replace(msg, self._begin())):
+        self.app.post(self.name, codec.encode_venue_replace(msg, self._begin()))
+        if not self.up:
             log.warning("venue %s: amend %s not sent (session down)", self.name, msg.amend_id)
 
     def send_status_request(self, msg: VenueStatusRequest) -> None:
-        if not self.app.send_raw(self.name, codec.encode_venue_status(msg, self._begin())):
+        self.app.post(self.name, codec.encode_venue_status(msg, self._begin()))
+        if not self.up:
             log.warning("venue %s: status request for %s not sent (session down)", self.name, msg.child_id)

@@ -18,6 +18,9 @@
 # with_inbox): AppInboxFd=N queues each validated application message, and each logon and logout, for a
 # thread of the session's that writes them to descriptor N (C++/AppInbox.h), where the engine thread
 # reads them, instead of calling fromApp, which had to take the GIL with the session's lock held;
+# AppOutboxFd=N is the other direction: the engine thread writes a batch's messages to descriptor N in
+# one system call and a thread of the session's sends them (C++/AppOutbox.h), so QuickFIX's send work -
+# parsing, the store (for PostgreSQL a round trip each), the log, the socket - is off the engine thread;
 # NativeMessageLog=Y gives the session a C++ FileLog of its own for messages and events (the Python
 # LogFactory's log then sees the events only); CallToApp=N skips the toApp callback we do not use.
 #
@@ -42,7 +45,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 VERSION=1.16.0
 # fixoms2: the settings AppInboxFd, NativeMessageLog and CallToApp (fix_engine/settings.py quickfix_native_edge);
 # fixoms3: built with the PostgreSQL store where libpq is there (then ".pg" follows: quickfix_pg_store)
-LOCAL=fixoms3
+# fixoms4: the session setting AppOutboxFd (fix_engine/settings.py quickfix_outbox)
+LOCAL=fixoms4
 PG_INCLUDE=$(pg_config --includedir 2>/dev/null || true)
 if [ -n "$PG_INCLUDE" ] && [ -f "$PG_INCLUDE/libpq-fe.h" ]; then
     LOCAL=$LOCAL.pg

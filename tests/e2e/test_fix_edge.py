@@ -15,7 +15,7 @@ import pytest
 from fix_engine import codec
 from fix_engine.inbox import Inbox, session_event
 from fix_engine.logs import message_file, tail
-from fix_engine.settings import quickfix_native_edge
+from fix_engine.settings import quickfix_native_edge, quickfix_outbox
 from oms import commands as c
 from tests.conftest import Stack, run_stack
 
@@ -102,6 +102,35 @@ def test_operator_sees_the_last_messages_from_the_native_log(estack: Stack) -> N
     assert any(f"|11={cl}|" in m["message"] and m["direction"] == "in" for m in recent)
     times = ops.last_times(info)
     assert times["last_in"] is not None and times["last_out"] is not None
+
+
+@pytest.mark.skipif(not quickfix_outbox(), reason="needs the fourth guarded QuickFIX build (AppOutboxFd)")
+def test_the_engine_threads_messages_are_sent_by_the_sessions_outboxes_in_order(estack: Stack) -> None:
+    """The engine thread hands each batch's messages to the sessions' own threads (fix_engine.outbox): the
+    client gets its reports, in the order they were decided, the venue its orders and cancels, and each
+    outbox has been told that everything handed to it was sent."""
+    app = estack.app
+    gateway, venues = app.gateway, app.venue_app  # type: ignore[attr-defined]
+    box = gateway.outboxes["CLIENT1"]
+    venue_boxes = [venues.outboxes[name] for name in venues.outboxes]
+    before, venue_before = box.posted, sum(b.posted for b in venue_boxes)
+    client = estack.client() if not estack.clients else estack.clients[0]
+    placed = [client.new_order("IBM", "1", 100, ord_type="2", price=f"140.{i}0", account="ACC-EDGE") for i in range(5)]
+    for cl in placed:
+        client.wait_report(cl, status=NEW)
+    canceled = [client.cancel(cl, "IBM", "1", 100) for cl in placed]
+    for x in canceled:
+        client.wait_report(x, status=CANCELED)
+    client.drain()
+    mine = [m for m in client.received if m.get(codec.MSG_TYPE) == codec.EXECUTION_REPORT
+            and m.get(codec.CL_ORD_ID) in set(placed) | set(canceled) and m.get(codec.EXEC_TYPE) in (NEW, CANCELED)]
+    # in the order they were decided: the News as the orders were sent, then the cancels' (each after its
+    # Pending Cancel)
+    assert [m.get(codec.CL_ORD_ID) for m in mine] == placed + canceled
+    _wait(lambda: not box.pending() and not any(b.pending() for b in venue_boxes), "outboxes never said all was sent")
+    assert box.posted - before >= 10 and box.sent == box.posted
+    assert sum(b.posted for b in venue_boxes) - venue_before >= 10  # a child and its cancel per order
+    assert gateway.callback_deliveries == 0
 
 
 def _frame(payload: bytes) -> bytes:

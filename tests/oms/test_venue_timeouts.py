@@ -316,7 +316,7 @@ def test_a_request_the_engine_fails_on_is_still_answered(h: Harness) -> None:
 
 
 class _QuietSource:
-    """An inbound source (oms.ports.InboundSource) with nothing to say: with one, the engine thread waits
+    """A FIX edge (oms.ports.FixEdge) with nothing to say: with one, the engine thread waits
     in select rather than on its queue, so only a wake-up brings it the clock's ticks."""
 
     def __init__(self) -> None:
@@ -333,6 +333,12 @@ class _QuietSource:
     def journaled(self) -> None:
         pass
 
+    def flush(self) -> None:
+        pass
+
+    def wait_sent(self) -> None:
+        pass
+
 
 def test_the_clock_reaches_an_engine_waiting_on_its_sources(tmp_path: Path) -> None:
     """Nothing else arrives after the order: the venue's silence is noticed through the ticker alone."""
@@ -340,7 +346,7 @@ def test_the_clock_reaches_an_engine_waiting_on_its_sources(tmp_path: Path) -> N
     source = _QuietSource()
     h.engine.config = replace(h.engine.config, tick_s=0.05, venue_ack_timeout_s=0.2)
     h.engine.clock = time.monotonic  # real ticks from the engine's ticker
-    h.engine.sources = [source]
+    h.engine.edges = [source]
     h.engine.start(wait=False)
     try:
         h.engine.wait_recovered(10)
@@ -354,3 +360,78 @@ def test_the_clock_reaches_an_engine_waiting_on_its_sources(tmp_path: Path) -> N
         h.engine.stop()
         source.reader.close()
         source.writer.close()
+
+
+class _RecordingEdge(_QuietSource):
+    """A FIX edge that notes, at each flush and each wait for its sends, how many batches the journal holds."""
+
+    def __init__(self, journal: Journal) -> None:
+        super().__init__()
+        self.journal = journal
+        self.calls: list[tuple[str, int]] = []
+
+    def flush(self) -> None:
+        self.calls.append(("flush", self.journal._batch))
+
+    def wait_sent(self) -> None:
+        self.calls.append(("wait", self.journal._batch))
+
+
+def test_a_batch_is_handed_to_the_sessions_after_its_append_and_sent_before_the_next(tmp_path: Path) -> None:
+    """The runner's side of the outbox (fix_engine.outbox): a batch's messages go to the FIX sessions after
+    it is journaled (durable before visible), and the next batch is journaled only once they are sent, so
+    a crash leaves at most the last batch unsent (the restart resends it)."""
+    h = Harness(tmp_path)
+    edge = _RecordingEdge(h.journal)
+    h.engine.edges = [edge]
+    first = h.journal._batch
+    h.buy("E1", 10)
+    h.buy("E2", 10)
+    child = list(h.venues["V1"].children)[-1]
+    h.ack("V1", child)
+    assert h.journal._batch == first + 3
+    # each batch: wait for the previous batch's sends, append, send and flush its own
+    assert edge.calls == [("wait", first), ("flush", first + 1), ("wait", first + 1), ("flush", first + 2),
+                          ("wait", first + 2), ("flush", first + 3)]
+    assert h.client.reports and len(h.venues["V1"].children) == 2
+
+
+def test_a_batch_that_sends_nothing_is_journaled_with_the_next_one(tmp_path: Path) -> None:
+    """A venue's acknowledgement of a child sends nothing: the runner does not append it on its own
+    (Engine.process defer=True) but with the next batch, in the order decided."""
+    h = Harness(tmp_path)
+    oid = h.buy("D1", 10)
+    (child,) = list(h.venues["V1"].children)
+    before = h.journal._batch
+    assert h.engine.process([c.VenueReport("V1", child, None, "VO", f"A-{child}", ExecType.NEW, OrdStatus.NEW)],
+                            defer=True) == []
+    assert h.journal._batch == before and h.engine._deferred  # decided, not journaled yet
+    assert h.engine.orders[oid].children[child].status is OrdStatus.NEW
+    assert h.engine.process([c.NewOrder("S1", "D2", "ACC", "IBM", Side.BUY, OrdType.LIMIT, Decimal(5),
+                                        Decimal("149.97"))], defer=True) == []
+    assert h.journal._batch == before + 1 and not h.engine._deferred  # one append for both
+    h.journal.sync()
+    with h.journal.engine.connect() as conn:
+        kinds = [r.kind for r in conn.execute(select(events_t.c.kind).order_by(events_t.c.seq))]
+    assert kinds[-3:] == ["ChildAcked", "OrderAccepted", "ChildRouted"]
+
+
+def test_the_runner_journals_a_deferred_batch_when_nothing_follows(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    oid = h.buy("D3", 10)
+    (child,) = list(h.venues["V1"].children)
+    before = h.journal._batch
+    h.engine.start(wait=False)
+    try:
+        h.engine.wait_recovered(10)
+        h.engine.submit(c.VenueReport("V1", child, None, "VO", f"A-{child}", ExecType.NEW, OrdStatus.NEW))
+        deadline = time.monotonic() + 10
+        while h.journal._batch == before:
+            assert time.monotonic() < deadline, "the deferred acknowledgement was never journaled"
+            time.sleep(0.01)
+    finally:
+        h.engine.stop()
+    reopened = Journal.open(f"sqlite:///{tmp_path / 'j.db'}", "T")
+    state = reopened.load_open()
+    assert state.orders[oid].children[child].status is OrdStatus.NEW
+    reopened.engine.dispose()
