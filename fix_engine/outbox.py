@@ -62,7 +62,12 @@ class Outbox:
     def flush(self) -> None:
         """Hand everything queued to QuickFIX's session thread (blocks only while the socket is full)."""
         with self._lock:
-            if not self._queued or self.closed:
+            if not self._queued:
+                return
+            if self.closed:  # the session is deleted: what its engine thread still posts cannot go
+                log.warning("session %s: %d messages posted after its sessions were released dropped", self.key,
+                            len(self._queued))
+                self._queued.clear()
                 return
             frames, self._queued = self._queued, []
             self._mine.sendall(b"".join(frames))
