@@ -275,11 +275,18 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         """Send a message built as a string, without repeating groups: from the engine thread, through the
         session's outbox (it goes at the batch's `flush`); from any other thread, or without an outbox,
         at once (`send_raw`)."""
-        box = self.outboxes.get(key)
-        if box is None or box.broken or threading.get_ident() != self._engine_thread:
+        box = self._engine_outbox(key)
+        if box is None:
             self.send_raw(key, raw)
         else:
             box.queue(raw)
+
+    def _engine_outbox(self, key: str) -> Outbox | None:
+        """The session's outbox if this is the engine thread and the outbox is in use, else None."""
+        box = self.outboxes.get(key)
+        if box is None or box.broken or threading.get_ident() != self._engine_thread:
+            return None
+        return box
 
     def flush(self) -> None:
         """Hand what the engine thread posted to the sessions' threads (end of a batch's sends)."""
@@ -293,8 +300,7 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
     def wait_sent(self) -> None:
         """Block until the sessions have sent everything flushed (before the next journal append)."""
         for box in self.outboxes.values():
-            if box.posted != box.sent:
-                box.wait()
+            box.wait()
 
     def send_raw(self, key: str, raw: str, groups: bool = False) -> bool:
         """Send a message built as a string (see codec). Thread-safe; the GIL is released inside.
@@ -302,8 +308,8 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         A message with repeating groups must be parsed with the data dictionary, or QuickFIX would
         reorder the group's repeated tags. On the engine thread, what it posted to the session before
         goes first."""
-        box = self.outboxes.get(key)
-        if box is not None and not box.broken and threading.get_ident() == self._engine_thread and box.pending():
+        box = self._engine_outbox(key)
+        if box is not None and box.pending():
             box.flush()
             box.wait()
         sid = self.session_ids.get(key)
@@ -351,8 +357,7 @@ class GuardedApplication(fix.Application):  # type: ignore[misc]
         for box in self.outboxes.values():
             # What the engine thread handed over before it stopped goes out before the sessions are deleted
             # (they are stopped by now: a session not logged on stores the message for a resend).
-            if box.posted != box.sent and not box.broken:
-                box.wait(deadline)
+            box.wait(deadline)
         with self._gate:
             self._closed = True
             return self._gate.wait_for(lambda: not self._sending, max(0.0, deadline - time.monotonic()))

@@ -77,6 +77,8 @@ class Outbox:
         """Until QuickFIX has sent everything flushed; False if it gave up (after GIVE_UP_S without any
         progress), the outbox is closed or the `deadline` (time.monotonic) passed. The GIL is released
         while waiting."""
+        if self.sent >= self.posted:  # nothing outstanding (the usual case): no lock, no system call
+            return True
         reported = False
         last_progress = time.monotonic()
         while True:
