@@ -90,6 +90,10 @@ class _Watch:
 
 # How many venue_ack_timeout_s a request may wait while its venue keeps answering other requests
 BUSY_VENUE_WAIT = 5
+# At most this many status requests to one venue per tick about requests it left unanswered: the rest are
+# asked at later ticks. A venue that went silent with thousands of requests outstanding (a mass cancel)
+# would otherwise get one status request for each at once, doubling what it has not read yet.
+STATUS_REQUESTS_PER_TICK = 25
 
 
 @dataclass
@@ -991,6 +995,7 @@ class Decider:
                 if venue not in self.config.venues_keep_orders:
                     self._venue_gone(venue, b)
         timeout = self.config.venue_ack_timeout_s
+        asked: dict[str, int] = {}
         for child_id, watch in list(self._watch.items()):
             if cmd.now - watch.since < timeout:
                 continue
@@ -1011,6 +1016,9 @@ class Decider:
             assert order.side is not None
             if watch.stage == 0:
                 # Ask before giving up: only the answer may have been lost.
+                if asked.get(child.venue, 0) >= STATUS_REQUESTS_PER_TICK:
+                    continue  # asked at a later tick
+                asked[child.venue] = asked.get(child.venue, 0) + 1
                 watch.stage, watch.since = 1, cmd.now
                 b.outbound.append(VenueStatusRequest(child.venue, child.venue_id, order.symbol, order.side))
                 continue

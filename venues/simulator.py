@@ -17,6 +17,7 @@ owns them (the native book's rule).
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
@@ -132,6 +133,15 @@ class VenueSimulator(GuardedApplication):
         # simulator read (`exchanged`) to see exactly what the venue was asked and answered. Raw strings
         # and bounded: recording costs an append, parsing happens only when someone reads.
         self.messages: deque[tuple[str, str]] = deque(maxlen=MESSAGES_KEPT)
+        # What the venue sends goes out on a thread of its own, in the order it was made (send_raw): the
+        # session's reading thread, which makes the answers, must never wait for a full socket. If it did,
+        # a counterpart that sends thousands of requests at once (a mass cancel) while we answer would
+        # find us no longer reading: both sockets full, and on loopback the kernel's retransmission
+        # backoff stalled such a connection for over a minute.
+        self._outgoing: queue.SimpleQueue[tuple[str, str, bool] | None] = queue.SimpleQueue()
+        self._sender: threading.Thread | None = None
+        self._sender_lock = threading.Lock()
+        self._sender_closed = False
         for symbol in self.symbols:
             self._seed(symbol, native.BUY)
             self._seed(symbol, native.SELL)
@@ -175,8 +185,34 @@ class VenueSimulator(GuardedApplication):
         self._publish_all()
 
     def send_raw(self, key: str, raw: str, groups: bool = False) -> bool:
+        """Queue a message for the sender thread (see __init__); True: queued, not yet sent. Once the
+        simulator is closed, sends synchronously (and QuickFIX's registry says whether it still can)."""
         self.messages.append(("out", raw))
+        with self._sender_lock:
+            if not self._sender_closed:
+                if self._sender is None:
+                    self._sender = threading.Thread(target=self._send_loop, name=f"{self.name}-sender", daemon=True)
+                    self._sender.start()
+                self._outgoing.put((key, raw, groups))
+                return True
         return super().send_raw(key, raw, groups)
+
+    def _send_loop(self) -> None:
+        while (item := self._outgoing.get()) is not None:
+            try:
+                super().send_raw(*item)
+            except Exception:  # a message QuickFIX refuses must not stop every later one
+                log.exception("venue %s: sending %r failed", self.name, item[1][:80])
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Send what is queued, stop the sender thread, then GuardedApplication.close."""
+        with self._sender_lock:
+            sender, self._sender = self._sender, None
+            self._sender_closed = True  # later sends go straight to GuardedApplication.send_raw, which refuses them
+        if sender is not None:
+            self._outgoing.put(None)
+            sender.join(timeout)
+        return super().close(timeout)
 
     def exchanged(self, *cl_ord_ids: str) -> list[tuple[str, dict[int, str]]]:
         """The application messages about these ClOrdIDs (as ClOrdID or OrigClOrdID), oldest first: each

@@ -193,6 +193,24 @@ def test_a_venue_busy_answering_others_is_given_longer_then_asked(h: Harness) ->
     assert [r.child_id for r in venue.status_requests] == [first.child_id]
 
 
+def test_a_silent_venue_is_asked_about_its_unanswered_requests_a_few_at_a_tick(h: Harness) -> None:
+    """A venue that goes silent with many requests outstanding (a mass cancel's) gets at most
+    STATUS_REQUESTS_PER_TICK status requests a tick, each request asked about once, until all are."""
+    from oms.decider import STATUS_REQUESTS_PER_TICK
+
+    n = 2 * STATUS_REQUESTS_PER_TICK + 5
+    children = [next(iter(h.engine.orders[h.buy(f"C{i}", 100)].children.values())) for i in range(n)]
+    venue = h.venues[children[0].venue]
+    assert {ch.venue for ch in children} == {venue.name}
+    h.tick(ACK * 1.01)  # nothing heard from the venue for a timeout: every request is due to be asked about
+    assert len(venue.status_requests) == STATUS_REQUESTS_PER_TICK
+    h.tick(0.01)
+    assert len(venue.status_requests) == 2 * STATUS_REQUESTS_PER_TICK
+    h.tick(0.01)
+    asked = [r.child_id for r in venue.status_requests]
+    assert sorted(asked) == sorted(ch.child_id for ch in children), "each asked about exactly once"
+
+
 def test_an_unanswered_cancel_is_refused_to_the_client_naming_the_venue(h: Harness) -> None:
     oid = h.buy("C1", 300)
     order = h.engine.orders[oid]
