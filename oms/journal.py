@@ -357,6 +357,7 @@ class Journal:
         for lenient in (False, True):
             # Rows are made before the transaction, which on SQLite holds the lock appends wait for.
             ready = projector.prepare(records, lenient)
+            trim = False
             try:
                 with self.engine.begin() as conn:
                     projected, _sent = self._lock_marks(conn)
@@ -367,9 +368,11 @@ class Journal:
                         if len(todo) < len(records):  # another projector wrote some of them meanwhile
                             ready = projector.prepare(todo, lenient)
                         last, _head = projector.execute(conn, ready, audit_head(conn, self.instance))
-                        if last % KEEP_LOG < len(todo):
-                            conn.execute(delete(journal_log_t).where(journal_log_t.c.instance == self.instance)
-                                         .where(journal_log_t.c.batch < last - KEEP_LOG))
+                        trim = last % KEEP_LOG < len(todo)
+                if trim:  # a transaction of its own: on SQLite it takes the log file's lock, which appends wait for
+                    with self.engine.begin() as conn:
+                        conn.execute(delete(journal_log_t).where(journal_log_t.c.instance == self.instance)
+                                     .where(journal_log_t.c.batch < last - KEEP_LOG))
             except IntegrityError as exc:
                 if lenient:
                     raise

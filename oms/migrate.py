@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine as SAEngine
 
 log = logging.getLogger(__name__)
 
-HEAD = "0005"
+HEAD = "0006"
 BASELINE = "0001"
 _SCRIPTS = Path(__file__).with_name("migrations")
 
@@ -44,6 +44,7 @@ def upgrade(engine: SAEngine, revision: str = "head") -> str | None:
     """Upgrade to `revision`; returns the revision found before (see `current`)."""
     before = current(engine)
     if before == HEAD and revision in ("head", HEAD):
+        _check_log_file(engine)
         return before
     from alembic import command
 
@@ -55,3 +56,23 @@ def upgrade(engine: SAEngine, revision: str = "head") -> str | None:
         command.upgrade(config, revision)
     log.info("journal schema upgraded from %s to %s", before or "an empty database", revision)
     return before
+
+
+class JournalLogMissing(RuntimeError):
+    """A SQLite journal whose log file (oms.schema.log_file) is gone or is not its own."""
+
+
+def _check_log_file(engine: SAEngine) -> None:
+    """A SQLite journal keeps its log in a second file since 0006. Opened without it, SQLite would make an
+    empty one, and the engine would number its batches from 1 again, below what the tables already hold:
+    refuse to start instead, naming the file."""
+    from oms.schema import LOG_DATABASE, log_file
+
+    path = log_file(engine.url.database) if engine.dialect.name == "sqlite" else None
+    if path is None:
+        return
+    with engine.connect() as conn:
+        found = conn.execute(text(f"SELECT 1 FROM {LOG_DATABASE}.sqlite_master WHERE name = 'journal_log'")).first()
+    if found is None:
+        raise JournalLogMissing(f"the journal's log file {path} is missing or empty: a SQLite journal is "
+                                f"{engine.url.database} and {path}; restore both from the same backup")

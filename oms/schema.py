@@ -274,11 +274,30 @@ _TERMINAL_VALUES = [s.value for s in TERMINAL]
 _AVG_PX = Decimal("0.000001")
 
 
+# SQLite: the name of the database file, attached to every connection, that holds journal_log.
+LOG_DATABASE = "log"
+
+
+def log_file(database: str | None) -> str | None:
+    """The file of a SQLite journal's log: the journal's file name plus "-log" (as SQLite's own "-wal"
+    and "-shm" beside it). None for an in-memory database, whose log stays in it.
+
+    SQLite locks writes per database file. With the log in the journal's file, every projection pass
+    (a transaction of a few milliseconds) held the lock the engine's next append waited for:
+    bench/journal_bench.py measured the append's p99 at 2.3 ms with the projector running and 0.5 ms
+    without. In a file of its own, the append and the passes never wait for each other. The
+    projector's mark moves in the journal's file, so a pass still commits its rows and its mark at once."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return f"{database}-log"
+
+
 def make_engine(url: str) -> SAEngine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False})
+        log_path = log_file(engine.url.database)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -287,6 +306,12 @@ def make_engine(url: str) -> SAEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=5000")
+            if log_path is not None:
+                # journal_log lives there (log_file); unqualified, its name resolves to it, as no table
+                # of the main database has that name (migration 0006 moved it).
+                cur.execute(f"ATTACH DATABASE ? AS {LOG_DATABASE}", (log_path,))
+                cur.execute(f"PRAGMA {LOG_DATABASE}.journal_mode=WAL")
+                cur.execute(f"PRAGMA {LOG_DATABASE}.synchronous=NORMAL")
             cur.close()
 
         return engine

@@ -6,11 +6,14 @@ from __future__ import annotations
 import pickle
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import column, insert, inspect, table, text
 
+from oms import commands as c
 from oms import events as ev
 from oms import migrate
 from oms.enums import ExecType, OrdStatus, OrdType, Side, TimeInForce
@@ -18,7 +21,7 @@ from oms.journal import Journal
 from oms.model import Order
 from oms.reports import report
 from oms.rows import order_row
-from oms.schema import cl_ord_ids_t, make_engine, metadata, orders_t
+from oms.schema import LOG_DATABASE, cl_ord_ids_t, journal_log_t, make_engine, metadata, orders_t
 
 
 def test_a_new_journal_is_at_head_and_matches_the_declared_schema(db_url: str) -> None:
@@ -28,6 +31,12 @@ def test_a_new_journal_is_at_head_and_matches_the_declared_schema(db_url: str) -
     assert migrate.current(engine) == migrate.HEAD
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
+        if engine.dialect.name == "sqlite":
+            # journal_log is in the log's own file (oms.schema.log_file), with the columns declared
+            assert [(d[0], d[1].name) for d in diff] == [("add_table", "journal_log")]
+            diff = []
+            logged = inspect(conn).get_columns("journal_log", schema=LOG_DATABASE)
+            assert [c["name"] for c in logged] == [c.name for c in journal_log_t.columns]
     assert diff == []
     assert migrate.upgrade(engine) == migrate.HEAD  # at head: nothing to do
     engine.dispose()
@@ -102,3 +111,47 @@ def test_0004_keeps_children_of_an_older_journal_and_its_log_records(db_url: str
     # a snapshot taken by the version before: the columns it lacks get their "never amended" values
     old_snapshot = child_snapshot(child)[: len(CHILD_COLUMNS) - len(added)]
     assert child_row_from_snapshot(old_snapshot) == child_row(child)
+
+
+def test_a_sqlite_journals_log_moves_to_a_file_of_its_own_and_back(tmp_path: Path) -> None:
+    # 0006: journal_log moves from the journal's file to "<file>-log" with its rows; a log table already
+    # in that file (a stale file of an earlier journal of the same name) is replaced, not merged.
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine, "0005")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO main.journal_log (instance, batch, payload) VALUES ('T', 1, x'00'), "
+                          "('T', 2, x'01')"))
+        conn.execute(text("CREATE TABLE log.journal_log (instance VARCHAR(32), batch BIGINT, payload BLOB)"))
+        conn.execute(text("INSERT INTO log.journal_log VALUES ('OLD', 9, x'09')"))
+    migrate.upgrade(engine)
+    assert migrate.current(engine) == migrate.HEAD
+    assert "journal_log" not in inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT instance, batch FROM log.journal_log ORDER BY batch")).all() == \
+            [("T", 1), ("T", 2)]
+    journal = Journal(engine, "T", projector="off")
+    journal._batch = 2
+    assert journal.append([], [], [], inbound=[c.NewOrder("S1", "C1", "ACC", "IBM", Side.BUY, OrdType.LIMIT,
+                                                            Decimal(1), Decimal(1))]) == 3
+    journal.close(sent=False)
+    from alembic import command
+
+    with engine.begin() as conn:  # a downgrade, to go back to an older fixoms
+        command.downgrade(migrate._config(conn), "0005")
+    with engine.connect() as conn:
+        assert [r.batch for r in conn.execute(text("SELECT batch FROM main.journal_log ORDER BY batch"))] == [1, 2, 3]
+    engine.dispose()
+
+
+def test_a_sqlite_journal_without_its_log_file_refuses_to_open_naming_the_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    for name in ("j.db-log", "j.db-log-wal", "j.db-log-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    engine = make_engine(url)
+    with pytest.raises(migrate.JournalLogMissing, match="j.db-log is missing"):
+        Journal(engine, "T").create_schema()
+    engine.dispose()

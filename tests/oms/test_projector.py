@@ -20,7 +20,16 @@ from oms.enums import ExecType, OrdStatus, OrdType, Side
 from oms.journal import Journal
 from oms.queries import iter_audit
 from oms.reports import CancelReject, ExecutionReport, MassCancelReport, VenueNewOrder
-from oms.schema import children_t, cl_ord_ids_t, events_t, executions_t, journal_log_t, make_engine, orders_t
+from oms.schema import (
+    children_t,
+    cl_ord_ids_t,
+    events_t,
+    executions_t,
+    journal_log_t,
+    journal_marks_t,
+    make_engine,
+    orders_t,
+)
 from sor.static import StaticRouter
 
 D = Decimal
@@ -156,16 +165,16 @@ def test_the_projector_process_derives_the_tables_and_is_restarted_if_it_dies(db
     assert ("S9", "Z1", "T2-1") in tables(db_url)["cl_ord_ids"]
 
 
-def test_an_append_waits_for_the_sqlite_write_lock_a_pass_holds_and_no_longer_than_the_limit(
+def test_an_append_waits_for_the_sqlite_write_lock_of_the_log_and_no_longer_than_the_limit(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The append polls for SQLite's write lock itself (Journal._insert_sqlite): it must still wait for a
-    # writer that holds it (a projection pass, an operator's audit row), commit once it is free, and
-    # fail - storing nothing - when it stays taken past the limit, as SQLite's busy_timeout did.
+    # The append polls for the log file's write lock itself (Journal._insert_sqlite): it must still wait for
+    # a writer that holds it, commit once it is free, and fail - storing nothing - when it stays taken past
+    # the limit, as SQLite's busy_timeout did.
     url = f"sqlite:///{tmp_path / 'j.db'}"
     journal = Journal(make_engine(url), "T", projector="off")
     journal.create_schema()
-    other = sqlite3.connect(tmp_path / "j.db", isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")  # the write lock, as a pass's transaction holds it
+    other = sqlite3.connect(tmp_path / "j.db-log", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # the log's write lock
     threading.Timer(0.3, other.execute, ("COMMIT",)).start()
     started = time.monotonic()
     assert journal.append([], [], [], inbound=[_new_order("C1")]) == 1
@@ -179,6 +188,27 @@ def test_an_append_waits_for_the_sqlite_write_lock_a_pass_holds_and_no_longer_th
     other.close()
     with make_engine(url).connect() as conn:
         assert conn.execute(select(journal_log_t.c.batch).order_by(journal_log_t.c.batch)).scalars().all() == [1, 2]
+    journal.close(sent=False)
+
+
+def test_on_sqlite_a_projection_pass_does_not_hold_up_the_engines_append(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The log is a database file of its own (oms.schema.log_file): a transaction holding the journal
+    # file's write lock, as a projection pass or an operator's audit row does, does not delay an append.
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    journal = Journal(make_engine(url), "T", projector="off")
+    journal.create_schema()
+    assert (tmp_path / "j.db-log").exists()
+    other = sqlite3.connect(tmp_path / "j.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("UPDATE journal_marks SET projected = projected")
+    monkeypatch.setattr("oms.journal.SQLITE_BUSY_WAIT_S", 0.2)  # a wait for that lock would fail the append
+    assert journal.append([], [], [], inbound=[_new_order("C1")]) == 1
+    other.execute("COMMIT")
+    other.close()
+    journal.sync()  # the pass waits for that writer as before, and projects the batch
+    with make_engine(url).connect() as conn:
+        assert conn.execute(select(journal_marks_t.c.projected)).scalar() == 1
     journal.close(sent=False)
 
 
