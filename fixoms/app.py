@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from fix_engine.inbox import Inbox
 from fix_engine.logs import SessionLogFactory
 from fix_engine.outbox import Outbox
 from fix_engine.quickfix_import import fix
+from fixoms import collector
 from fixoms.admin import AdminError, AdminServer, socket_path
 from fixoms.config import Config, ConfigError
 from fixoms.jobs import Jobs
@@ -42,19 +42,6 @@ log = logging.getLogger(__name__)
 # created registered, pointing at these Python objects (application, factories), which must then never be
 # freed.
 _STRANDED: list[Any] = []
-
-
-def quiet_collector() -> None:
-    """The cyclic garbage collector, tuned for the engine's steady state. Every order allocates a few
-    hundred short-lived objects (commands, events, reports, strings), almost none in cycles, and with the
-    default threshold (700) a young collection ran every couple of orders and a full one, walking every
-    working order recovered from the journal, every few thousand. So: what recovery loaded is frozen out
-    of the collector's sight (gc.freeze), and collections run after 50,000 allocations, not 700.
-    Measured with bench/e2e.py: 6-14% less engine CPU per order (docs/performance.md). Called by
-    `fixoms run` once the engine is up (not by EngineApp: a test process starts many of them)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
 
 
 class HAHooks(Protocol):
@@ -183,6 +170,7 @@ class EngineApp:
         self.venue_app.submit = self.engine.submit
         self.metrics = Metrics(lambda: (len(self.gateway.logged_on), len(self.venue_app.logged_on)))
         self.engine.observer = self.metrics.observe
+        self.engine.housekeeping = collector.housekeeping
         self.gateway.on_ack_latency = self.metrics.ack.observe
         self.jobs = Jobs(config.instance, self.engine.submit, self.journal.engine, config.timezone, config.session_end,
                          eod=self._eod_report, rotate=self._rotate_logs, rotate_at=config.rotate_logs_at,

@@ -97,9 +97,9 @@ def run(obj: Ctx, log_format: str | None, log_file: str | None, standby: bool) -
     """Run the engine: client acceptor, venue initiators, engine thread. Stops on SIGINT/SIGTERM."""
     from dataclasses import replace
 
-    from fixoms import logfmt
+    from fixoms import collector, logfmt
     from fixoms.admin import SOCKET_ENV
-    from fixoms.app import EngineApp, quiet_collector
+    from fixoms.app import EngineApp
 
     cfg = obj.config
     cfg = replace(cfg, log_format=log_format or cfg.log_format,
@@ -116,7 +116,7 @@ def run(obj: Ctx, log_format: str | None, log_file: str | None, standby: bool) -
         Path(cfg.database_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     app = EngineApp(cfg)
     app.start()
-    quiet_collector()
+    collector.enable()
     console.print(f"fixoms {cfg.instance} running (journal {cfg.database_url}); Ctrl-C to stop")
     if app.admin is None:
         err.print("warning: the admin socket did not start (see the log): operators cannot reach this engine")

@@ -36,6 +36,9 @@ def run_ha(cfg: Config) -> None:
         signal.signal(sig, lambda *_: stop.set())
 
     def started(app: Any) -> None:
+        from fixoms import collector
+
+        collector.enable()
         console.print(f"fixoms {cfg.instance} running as the HA primary (journal {cfg.database_url}); Ctrl-C to stop")
         if app.admin is not None:
             console.print(f"admin socket {app.admin.path}")

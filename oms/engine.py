@@ -94,6 +94,9 @@ class Engine(Decider):
         # Called after each committed batch (tests and the admin socket use it to observe progress).
         self.on_batch: Callable[[int], None] | None = None
         self.observer: Callable[[BatchStats], None] | None = None
+        # Called on the engine thread after each batch (False) and when it is about to wait for work (True):
+        # where the process's garbage collection runs (fixoms.collector), not in the middle of a batch.
+        self.housekeeping: Callable[[bool], None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     def recover(self) -> None:
@@ -265,6 +268,8 @@ class Engine(Decider):
                 left = self._defer_left()
                 if left == 0.0:
                     return [], True
+                if self.housekeeping is not None:
+                    self.housekeeping(True)
                 # The GIL is released while waiting: QuickFIX's threads never need it on the hot path.
                 waiting: list[Any] = [self._wake[0], *self.edges]
                 select.select(waiting, [], [], left)
@@ -300,6 +305,8 @@ class Engine(Decider):
             if work or (self._deferred and (stopping or self._defer_left() == 0.0)):
                 # once the deferred batches' time is up (or at the stop) everything is appended
                 retry = self.process(work, defer=not stopping and self._defer_left() != 0.0)
+                if self.housekeeping is not None:
+                    self.housekeeping(False)
                 if retry:
                     time.sleep(self.config.retry_delay)
                 elif drained and not self._deferred:
