@@ -214,3 +214,33 @@ def test_on_sqlite_a_projection_pass_does_not_hold_up_the_engines_append(
 
 def _new_order(cl_ord_id: str) -> c.NewOrder:
     return c.NewOrder("S1", cl_ord_id, "ACC", "IBM", Side.BUY, OrdType.LIMIT, D(100), D("150.00"))
+
+
+def test_the_log_is_trimmed_behind_the_projection_a_little_each_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rows more than KEEP_LOG batches behind the projection are deleted, at most TRIM_BYTES of them a pass
+    # (on SQLite the delete holds the log's write lock, which appends wait for); the rows a restart or
+    # a resend may need are kept.
+    monkeypatch.setattr("oms.journal.KEEP_LOG", 5)
+    monkeypatch.setattr("oms.journal.TRIM_BYTES", 1)  # one row a pass
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    journal = Journal(make_engine(url), "T", projector="off")
+    journal.create_schema()
+
+    def kept() -> list[int]:
+        with journal.engine.connect() as conn:
+            return list(conn.execute(select(journal_log_t.c.batch).order_by(journal_log_t.c.batch)).scalars())
+
+    for i in range(1, 11):
+        journal.append([], [], [], inbound=[_new_order(f"C{i}")])
+    journal.sync()  # one pass: projects 1..10, may delete up to batch 5, one row of it
+    assert kept() == list(range(2, 11))
+    for i in range(11, 14):
+        journal.append([], [], [], inbound=[_new_order(f"C{i}")])
+        journal.sync()
+    assert kept() == list(range(5, 14))  # a row a pass, never one of the last KEEP_LOG
+    journal.close(sent=False)
+    reopened = Journal(make_engine(url), "T", projector="off")
+    reopened.catch_up()
+    assert reopened._batch == 13
+    reopened.close(sent=False)
