@@ -71,9 +71,9 @@ class Config:
     # lease or stands by (as `run --standby` does); lease_s is the lease's duration, renewed every
     # renew_s (at most half of it); a standby looks at the lease and the log every poll_s.
     ha_enabled: bool = False
-    ha_lease_s: float = 2.0
-    ha_renew_s: float = 0.5
-    ha_poll_s: float = 0.25
+    ha_lease_s: float = 1.0
+    ha_renew_s: float = 0.25
+    ha_poll_s: float = 0.1
 
 
 DEFAULT_SYMBOLS = {"AAPL": "VENUE-A", "MSFT": "VENUE-A", "IBM": "VENUE-B", "TSLA": "VENUE-B"}

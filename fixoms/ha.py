@@ -224,6 +224,10 @@ class HANode:
             started = time.monotonic()
             try:
                 if self.lease.renew():
+                    gap = started - self.renewed_at
+                    if gap > self.lease.lease_s / 2:  # half the margin gone: what a false failover starts as
+                        log.warning("HA: lease renewed %.2fs after the previous renewal (lease %gs, renewed every %gs)",
+                                    gap, self.lease.lease_s, interval)
                     self.renewed_at = started
                     self._report_primary()
                     continue

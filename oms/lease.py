@@ -29,9 +29,9 @@ from sqlalchemy.engine import Engine as SAEngine
 
 from oms.schema import ha_lease_t, ha_members_t, journal_log_t
 
-# Defaults: a takeover within about LEASE_S + POLL_S of a primary's death (tests use far shorter ones).
-LEASE_S = 2.0
-RENEW_S = 0.5
+# A Lease's default duration, as fixoms.config's [ha] lease_s (what an engine is given; its renewal and
+# the standby's poll are set there too).
+LEASE_S = 1.0
 
 
 class HAUnsupported(Exception):
