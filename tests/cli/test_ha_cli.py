@@ -201,3 +201,35 @@ def test_step_down_is_refused_while_no_standby_follows_unless_forced(tmp_path: P
     finally:
         node.close()
         engine.dispose()
+
+
+def test_an_admin_answer_under_way_is_sent_before_the_admin_socket_stops(tmp_path: Path) -> None:
+    # `ha step-down` says yes and the engine stops at once (the admin socket with it): the operator must
+    # still get that yes. The action here stops the server from another thread, as the HA node's thread
+    # does, and lets the audit record take a moment before the answer is written.
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from fixoms.admin import AdminClient, AdminServer
+
+    stopping: list[threading.Thread] = []
+
+    def slow_audit(*_: object) -> int:
+        time.sleep(0.3)  # the stop below starts meanwhile
+        return 1
+
+    app = SimpleNamespace(ha=None, journal=SimpleNamespace(append_audit=slow_audit))
+    server = AdminServer(app, tmp_path / "admin.sock")  # type: ignore[arg-type]
+
+    def step_down(who: str, args: dict[str, object]) -> tuple[object, None]:
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        stopping.append(stopper)
+        return {"epoch": 1}, None
+
+    server._actions["ha.step_down"] = step_down
+    server.start()
+    assert AdminClient(tmp_path / "admin.sock", timeout=10).call("ha.step_down") == {"epoch": 1}
+    stopping[0].join(10)
+    assert not stopping[0].is_alive() and not (tmp_path / "admin.sock").exists()
