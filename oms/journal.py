@@ -210,9 +210,9 @@ class Journal:
                 raw.detach()
                 cur = raw.cursor()
                 cur.execute("PRAGMA busy_timeout=0")
-                # No checkpoints on this connection: SQLite runs one in the commit that pushes the WAL
-                # past 1,000 pages, which held an append for 6-59 ms (after a burst); passes do it
-                # instead (_checkpoint_log).
+                # No checkpoints on this connection: SQLite runs one inside the commit that pushes the
+                # WAL past 1,000 pages (copying it into the file, then syncing), on the path every order
+                # waits for; projection passes do it instead (_checkpoint_log).
                 cur.execute("PRAGMA wal_autocheckpoint=0")
                 cur.close()
             self._raw = raw
@@ -403,17 +403,19 @@ class Journal:
         if self._trimmed >= upto:
             return
         c = journal_log_t.c
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             sizes = conn.execute(select(c.batch, func.length(c.payload)).where(c.instance == self.instance)
                                  .where(c.batch > self._trimmed).where(c.batch <= upto)
                                  .order_by(c.batch).limit(TRIM_ROWS)).all()
-            end, size = self._trimmed, 0
-            for batch, length in sizes:
-                end, size = int(batch), size + int(length or 0)
-                if size >= TRIM_BYTES:
-                    break
-            if not sizes:
-                end = upto
+        if not sizes:  # deleted already (by another projector, or before a restart)
+            self._trimmed = upto
+            return
+        end, size = self._trimmed, 0
+        for batch, length in sizes:
+            end, size = int(batch), size + int(length or 0)
+            if size >= TRIM_BYTES:
+                break
+        with self.engine.begin() as conn:
             conn.execute(delete(journal_log_t).where(c.instance == self.instance).where(c.batch <= end))
         self._trimmed = end
 
