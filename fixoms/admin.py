@@ -213,7 +213,7 @@ class AdminServer:
         if conn is not None:
             # A request being answered is answered first: `ha step-down` stops this engine as soon as it
             # has said yes, and shutting the connection under that answer left the operator with "the engine
-            # closed the admin connection without answering" (1 of 13 runs of tests/fault/test_failover.py).
+            # closed the admin connection without answering" (2 of 16 runs of tests/fault/test_failover.py).
             # Not from the admin thread itself, which holds it; bounded, as the thread's join below.
             thread = self._thread
             if thread is not None and thread.ident != threading.get_ident() and self._answering.acquire(timeout=5):
