@@ -45,6 +45,7 @@ from oms.schema import (
     _OPEN_VALUES,
     _TERMINAL_VALUES,
     LOG_DATABASE,
+    attached_log_file,
     audit_t,
     children_t,
     cl_ord_ids_t,
@@ -53,7 +54,6 @@ from oms.schema import (
     executions_t,
     journal_log_t,
     journal_marks_t,
-    log_file,
     make_engine,
     orders_t,
 )
@@ -65,7 +65,8 @@ log = logging.getLogger(__name__)
 # it holds the write lock that the engine's next append waits for).
 PROJECT_DELAY_S = 0.005
 PASS_RECORDS = 500
-# Log records older than this many batches behind the projection are deleted, this many at a time.
+# Log records older than this many batches behind the projection are deleted, at most TRIM_ROWS rows and
+# about TRIM_BYTES of payload a pass (Journal._trim_log).
 KEEP_LOG = 1000
 TRIM_ROWS, TRIM_BYTES = 100, 256 << 10
 PROJECTORS = ("thread", "process", "off")
@@ -423,10 +424,8 @@ class Journal:
         """SQLite: copy the log's WAL into its file, at most every CHECKPOINT_S, from the projecting
         side (the engine's append connection never does: see _append_row). PASSIVE: it waits for no
         reader or writer, so an append goes on meanwhile."""
-        if self.engine.dialect.name != "sqlite" or log_file(self.engine.url.database) is None:
-            return
         now = time.monotonic()
-        if now - self._checkpointed < CHECKPOINT_S:
+        if now - self._checkpointed < CHECKPOINT_S or attached_log_file(self.engine) is None:
             return
         self._checkpointed = now
         with self.engine.connect() as conn:

@@ -66,9 +66,9 @@ def _check_log_file(engine: SAEngine) -> None:
     """A SQLite journal keeps its log in a second file since 0006. Opened without it, SQLite would make an
     empty one, and the engine would number its batches from 1 again, below what the tables already hold:
     refuse to start instead, naming the file."""
-    from oms.schema import LOG_DATABASE, log_file
+    from oms.schema import LOG_DATABASE, attached_log_file
 
-    path = log_file(engine.url.database) if engine.dialect.name == "sqlite" else None
+    path = attached_log_file(engine)
     if path is None:
         return
     with engine.connect() as conn:

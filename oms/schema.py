@@ -292,6 +292,11 @@ def log_file(database: str | None) -> str | None:
     return f"{database}-log"
 
 
+def attached_log_file(engine: SAEngine) -> str | None:
+    """The log file make_engine attaches to `engine`'s connections (log_file), None if it attaches none."""
+    return log_file(engine.url.database) if engine.dialect.name == "sqlite" else None
+
+
 def make_engine(url: str) -> SAEngine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
