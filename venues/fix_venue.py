@@ -18,7 +18,12 @@ log = logging.getLogger(__name__)
 
 class VenueApplication(GuardedApplication):
     """Also subscribes to each venue's market data on logon and keeps its L2 book per symbol, handing
-    the engine a snapshot of the changed side(s) after each W/X message."""
+    the engine a snapshot of the changed side(s) after each W/X message.
+
+    A full refresh (W) whose entries are byte for byte those of the venue's last one for the symbol, with
+    no trade among them, changes nothing and is dropped unparsed: a venue that republishes its book after
+    every order, or on a timer, costs one string comparison a message instead of a decode, a book
+    rebuild and a pass through the engine (bench/e2e.py's resting flow: most of its snapshots)."""
 
     def __init__(self, submit: Callable[[c.Command], None], symbols: list[str] | None = None,
                  depth: int = 5) -> None:
@@ -28,6 +33,9 @@ class VenueApplication(GuardedApplication):
         self.depth = depth
         self.books: dict[tuple[str, str], tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]] = {}
         self._md_seq = 0
+        # (venue, symbol) -> the entries of its last full refresh, as received (see the class doc). Only
+        # while they are what `books` holds: an incremental or a logout forgets the venue's.
+        self._last_refresh: dict[tuple[str, str], str] = {}
 
     def on_logon(self, key: str) -> None:
         self.submit(c.VenueSessionUp(key))
@@ -40,10 +48,20 @@ class VenueApplication(GuardedApplication):
     def on_logout(self, key: str) -> None:
         for book_key in [k for k in self.books if k[0] == key]:
             del self.books[book_key]
+        self._forget_refreshes(key)
         self.submit(c.VenueSessionDown(key))
 
+    def _forget_refreshes(self, venue: str) -> None:
+        for refresh_key in [k for k in self._last_refresh if k[0] == venue]:
+            del self._last_refresh[refresh_key]
+
     def on_from_app(self, raw: str, key: str) -> None:
-        if f"{codec.SOH}35={codec.MD_SNAPSHOT}{codec.SOH}" in raw or f"{codec.SOH}35={codec.MD_INCREMENTAL}{codec.SOH}" in raw:
+        if f"{codec.SOH}35={codec.MD_SNAPSHOT}{codec.SOH}" in raw:
+            if not self._unchanged_refresh(key, raw):
+                self._market_data(key, raw)
+            return
+        if f"{codec.SOH}35={codec.MD_INCREMENTAL}{codec.SOH}" in raw:
+            self._forget_refreshes(key)  # the books move away from the last refreshes
             self._market_data(key, raw)
             return
         if f"{codec.SOH}35={codec.SECURITY_STATUS}{codec.SOH}" in raw:
@@ -54,6 +72,25 @@ class VenueApplication(GuardedApplication):
         command = codec.decode_venue(raw, key)
         if command is not None:
             self.submit(command)
+
+    def _unchanged_refresh(self, venue: str, raw: str) -> bool:
+        """Whether this full refresh repeats the venue's last one for its symbol (remembering it if not).
+        The entries run from NoMDEntries(268) to the trailer; the header before them (sequence number,
+        sending time) differs every time, the symbol is in it."""
+        start = raw.find(f"{codec.SOH}{codec.NO_MD_ENTRIES}=")
+        end = raw.rfind(f"{codec.SOH}10=")
+        symbol_at = raw.find(f"{codec.SOH}{codec.SYMBOL}=")
+        if start < 0 or end < start or symbol_at < 0 or symbol_at > start:
+            return False  # not the shape we know (or an empty book): decode it
+        entries = raw[start:end]
+        if f"{codec.SOH}{codec.MD_ENTRY_TYPE}={codec.MD_TRADE}{codec.SOH}" in entries:
+            return False  # a trade is news even if the book is not
+        symbol = raw[symbol_at + len(str(codec.SYMBOL)) + 2: raw.find(codec.SOH, symbol_at + 1)]
+        key = (venue, symbol)
+        if self._last_refresh.get(key) == entries:
+            return True
+        self._last_refresh[key] = entries
+        return False
 
     def _market_data(self, venue: str, raw: str) -> None:
         msg_type, snap_symbol, entries = codec.decode_md(raw)

@@ -1,7 +1,9 @@
-"""Cont-Kukanov's whole-lot allocation (sor.strategies._allocate_lots) lets a passive venue that won a
-chunk keep taking chunks without rescanning the others (`_Lane.keep_taking`). That is only a shortcut:
-this checks, on random books, queues and caps, that it allocates exactly what the plain greedy - one
-chunk per round, every candidate asked each round, below as it was before the shortcut - allocates."""
+"""Cont-Kukanov's whole-lot allocation (sor.strategies._allocate_lots) takes two shortcuts: while a whole
+chunk is left it merges the candidates with a heap instead of asking each of them every round, and for
+the last part-chunk a passive venue that won a chunk keeps taking chunks without rescanning the others
+(`_Lane.keep_taking`). Both are only shortcuts: this checks, on random books, queues and caps, that it
+allocates exactly what the plain greedy - one chunk per round, every candidate asked each round, below
+as it was before the shortcuts - allocates."""
 
 from __future__ import annotations
 
