@@ -55,6 +55,9 @@ class SessionOverrides:
     extra: dict[str, str] = field(default_factory=dict)
     # counterparty CompID -> the descriptor of its session's outbox (AppOutboxFd, fix_engine.outbox)
     outbox_fds: dict[str, int] = field(default_factory=dict)
+    # acceptor port -> a socket already listening on it, for the acceptor to take over (SocketAcceptFd:
+    # an HA standby's, fixoms.held_ports)
+    accept_fds: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,8 @@ def load(
         target = sid.getTargetCompID().getValue()
         if d.getString("ConnectionType") == "acceptor" and overrides.acceptor_port is not None:
             d.setInt("SocketAcceptPort", overrides.acceptor_port)
+        if d.getString("ConnectionType") == "acceptor" and d.getInt("SocketAcceptPort") in overrides.accept_fds:
+            d.setInt("SocketAcceptFd", overrides.accept_fds[d.getInt("SocketAcceptPort")])
         if target in overrides.outbox_fds:
             d.setInt("AppOutboxFd", overrides.outbox_fds[target])
         if d.getString("ConnectionType") == "initiator":
@@ -183,12 +188,17 @@ def quickfix_guarded() -> bool:
     return "+fixoms" in quickfix_version()
 
 
+def _patch_level() -> int:
+    """The N of the installed QuickFIX's local version +fixomsN (native/quickfix/build.sh), 0 without."""
+    found = re.search(r"\+fixoms(\d+)", quickfix_version())
+    return int(found.group(1)) if found else 0
+
+
 def quickfix_native_edge() -> bool:
     """Built with the second guard.patch (local version fixoms2 or later): the session settings AppInboxFd,
     NativeMessageLog and CallToApp exist (a QuickFIX without them would ignore them, and then neither
     deliver messages to the inbox nor log them)."""
-    found = re.search(r"\+fixoms(\d+)", quickfix_version())
-    return found is not None and int(found.group(1)) >= 2
+    return _patch_level() >= 2
 
 
 def quickfix_outbox() -> bool:
@@ -197,8 +207,20 @@ def quickfix_outbox() -> bool:
     variable FIXOMS_FIX_OUTBOX=off: the engine thread then sends each message itself, as before."""
     if os.environ.get("FIXOMS_FIX_OUTBOX", "").lower() in ("off", "0", "no"):
         return False
-    found = re.search(r"\+fixoms(\d+)", quickfix_version())
-    return found is not None and int(found.group(1)) >= 4
+    return _patch_level() >= 4
+
+
+def quickfix_accept_fd() -> bool:
+    """Built with the fifth guard.patch (local version fixoms5 or later): the session setting SocketAcceptFd
+    exists (an older build would ignore it and fail to bind a port the program already listens on)."""
+    return _patch_level() >= 5
+
+
+def acceptor_ports(path: str | os.PathLike[str]) -> list[int]:
+    """The ports the acceptor sessions of sessions.cfg `path` listen on."""
+    settings = fix.SessionSettings(str(path))
+    return sorted({settings.get(sid).getInt("SocketAcceptPort") for sid in settings.getSessions()
+                   if settings.get(sid).getString("ConnectionType") == "acceptor"})
 
 
 def quickfix_pg_store() -> bool:

@@ -34,10 +34,12 @@ from prometheus_client.registry import Collector
 
 from fixoms.admin_errors import AdminError
 from fixoms.config import Config, ConfigError
+from fixoms.held_ports import HeldPorts
 from oms.lease import (
     HAUnsupported,
     Lease,
     LeaseLost,
+    LeaseRow,
     forget_member,
     log_head,
     members,
@@ -123,6 +125,9 @@ class HANode:
         self.lease = Lease(self.db, config.instance, self.holder, config.ha_lease_s)
         self.role = "standby"
         self.app: EngineApp | None = None
+        # The client ports, listened on while standing by (fixoms.held_ports), handed to the acceptor at
+        # the takeover.
+        self.held: HeldPorts | None = None
         self.metrics = HAMetrics(self)
         self._server: Any = None
         self.seen_batch = 0
@@ -174,6 +179,7 @@ class HANode:
                 self._server, _ = start_http_server(self.config.metrics_port, addr="127.0.0.1", registry=registry)
             except OSError as exc:
                 log.error("standby metrics on 127.0.0.1:%s not started: %s", self.config.metrics_port, exc)
+        self._hold_ports()
         announced = False
         while not self.stop_event.is_set():
             try:
@@ -183,17 +189,37 @@ class HANode:
                     log.warning("HA: %s took the lease of %s, epoch %d: taking over", self.holder,
                                 self.config.instance, self.lease.epoch)
                     return True
+                row = self.lease.read()
                 if not announced:
-                    row = self.lease.read()
                     log.warning("HA: standing by for %s (primary %s, epoch %d)", self.config.instance,
                                 row.holder if row else "?", row.epoch if row else 0)
                     announced = True
+                if self.held is not None:
+                    self.held.hold(not self._primary_on_time(row))
                 if self.follow():
                     continue  # still behind: look again at once
             except Exception as exc:  # the database away: keep trying, a standby has nothing to lose
                 log.error("HA standby: %s", exc)
             self.stop_event.wait(self.config.ha_poll_s)
         return False
+
+    def _hold_ports(self) -> None:
+        """Listen on the client ports now, if this QuickFIX can take the sockets over (fixoms.held_ports)."""
+        from fix_engine import settings as fix_settings
+
+        if self.held is not None or not fix_settings.quickfix_accept_fd():
+            return
+        try:
+            ports = fix_settings.acceptor_ports(self.config.sessions_file)
+        except Exception as exc:  # the takeover reads sessions.cfg again and says what is wrong with it
+            log.error("HA standby: client ports not bound ahead of a takeover: %s", exc)
+            return
+        self.held = HeldPorts(ports, grace_s=self.lease.lease_s)
+
+    def _primary_on_time(self, row: LeaseRow | None) -> bool:
+        """The lease is held by another engine that renewed it on time: at most one renewal missed."""
+        return (row is not None and row.live and row.holder != self.holder
+                and row.remaining_s > self.lease.lease_s - 2 * self.config.ha_renew_s)
 
     # --- primary -----------------------------------------------------------------------------------
     def take_over(self) -> EngineApp:
@@ -202,9 +228,12 @@ class HANode:
             server.shutdown()
             server.server_close()
         self.role = "primary"
+        from fix_engine.settings import SessionOverrides
         from fixoms.app import EngineApp
 
-        app = EngineApp(self.config, ha=HAContext(self.lease, self.fenced, self))
+        held, self.held = self.held, None
+        overrides = SessionOverrides(accept_fds=held.hand_over()) if held is not None else None
+        app = EngineApp(self.config, overrides, ha=HAContext(self.lease, self.fenced, self))
         self.app = app
         app.start()
         app.metrics.registry.register(self.metrics)
@@ -308,6 +337,9 @@ class HANode:
                     "released" if released else "was no longer ours")
 
     def close(self) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            held.close()
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()

@@ -23,6 +23,8 @@
 # parsing, the store (for PostgreSQL a round trip each), the log, the socket - is off the engine thread;
 # NativeMessageLog=Y gives the session a C++ FileLog of its own for messages and events (the Python
 # LogFactory's log then sees the events only); CallToApp=N skips the toApp callback we do not use.
+# SocketAcceptFd=N makes the ThreadedSocketAcceptor take over a socket the program already listens on
+# for that port (an HA standby binds its client port early: fixoms/standby_port.py).
 #
 # And, where libpq's headers are there (`pg_config --includedir`), QuickFIX's own PostgreSQLStore
 # (HAVE_POSTGRESQL, linked with -lpq). A departure from design.md section 3 ("no SQL stores"): a hot
@@ -46,7 +48,8 @@ VERSION=1.16.0
 # fixoms2: the settings AppInboxFd, NativeMessageLog and CallToApp (fix_engine/settings.py quickfix_native_edge);
 # fixoms3: built with the PostgreSQL store where libpq is there (then ".pg" follows: quickfix_pg_store)
 # fixoms4: the session setting AppOutboxFd (fix_engine/settings.py quickfix_outbox)
-LOCAL=fixoms4
+# fixoms5: the session setting SocketAcceptFd (fix_engine/settings.py quickfix_accept_fd)
+LOCAL=fixoms5
 PG_INCLUDE=$(pg_config --includedir 2>/dev/null || true)
 if [ -n "$PG_INCLUDE" ] && [ -f "$PG_INCLUDE/libpq-fe.h" ]; then
     LOCAL=$LOCAL.pg

@@ -64,6 +64,12 @@ def listening(port: int) -> bool:
 def logon(port: int, comp_id: str = "CLIENT1") -> str:
     """A client's Logon over a real socket; returns the MsgType of the answer ("" if the socket was just
     closed, as QuickFIX does for a session it does not know). ResetSeqNumFlag: every cycle starts at 1."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(logon_message(comp_id))
+        return answer(sock)
+
+
+def logon_message(comp_id: str) -> bytes:
     import simplefix
 
     msg = simplefix.FixMessage()
@@ -73,17 +79,25 @@ def logon(port: int, comp_id: str = "CLIENT1") -> str:
     for tag, value in ((98, 0), (108, 30), (141, "Y"), (codec.USERNAME, comp_id),
                        (codec.PASSWORD, PASSWORDS[comp_id])):
         msg.append_pair(tag, value)
+    return bytes(msg.encode())
+
+
+def answer(sock: socket.socket) -> str:
+    """The MsgType of the first message the peer sends ("" if it closes the connection first)."""
+    import simplefix
+
     parser = simplefix.FixParser()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(msg.encode())
-        while True:
+    while True:
+        try:
             data = sock.recv(4096)
-            if not data:
-                return ""
-            parser.append_buffer(data)
-            reply = parser.get_message()
-            if reply is not None:
-                return str(reply.get(35).decode())
+        except ConnectionResetError:
+            return ""
+        if not data:
+            return ""
+        parser.append_buffer(data)
+        reply = parser.get_message()
+        if reply is not None:
+            return str(reply.get(35).decode())
 
 
 @dataclass
@@ -278,3 +292,34 @@ def test_start_stop_with_venues(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_start_stop_with_venues_long(tmp_path: Path) -> None:
     venue_cycles(tmp_path, SLOW_VENUE_CYCLES)
+
+
+def test_a_logon_waiting_at_a_standbys_port_is_answered_by_the_engine_it_hands_the_port_to(bench: Bench) -> None:
+    """fixoms.held_ports: an HA standby listens on its client port before it takes over. While the primary
+    is on time it refuses (a client connecting is reset at once); once it holds, a client's connection and
+    Logon wait in the backlog, and the engine that takes the socket over (SocketAcceptFd) answers that
+    Logon. Its stop closes the socket like one of its own."""
+    from fixoms.app import EngineApp
+    from fixoms.held_ports import HeldPorts
+
+    assert fix_settings.quickfix_accept_fd(), f"QuickFIX {fix_settings.quickfix_version()} lacks SocketAcceptFd"
+    bench.threads, bench.files = native_threads(), open_files()
+    held = HeldPorts([bench.port], grace_s=0.0)
+    assert held.ports == [bench.port] and not held.holding
+    with socket.create_connection(("127.0.0.1", bench.port), timeout=10) as refused:
+        refused.sendall(logon_message("CLIENT1"))
+        assert answer(refused) == "", "a standby whose primary is on time must not keep a client waiting"
+    held.hold(True)
+    waiting = socket.create_connection(("127.0.0.1", bench.port), timeout=30)  # in the backlog: nobody accepts
+    waiting.sendall(logon_message("CLIENT1"))
+    app = EngineApp(bench.config, fix_settings.SessionOverrides(var_dir=bench.tmp / "engine", acceptor_port=bench.port,
+                                                                accept_fds=held.hand_over()))
+    try:
+        app.start()
+        assert answer(waiting) == "A", "the Logon that waited for the takeover was not answered"
+        assert logon(bench.port, "DROPCOPY1") == "A", "the engine does not accept new connections on the port"
+    finally:
+        waiting.close()
+        app.stop()
+    held.close()
+    bench.assert_released("after the engine that took the standby's port over stopped")
