@@ -89,8 +89,11 @@ class HeldPorts:
     def _refuse_loop(self) -> None:
         socks = list(self._sockets.values())
         waiting_since: float | None = None  # when a connection was first seen waiting
-        while not self._stop.is_set():
-            if not self._refusing.wait(_POLL_S):
+        while True:
+            refusing = self._refusing.wait(_POLL_S)
+            if self._stop.is_set():
+                return
+            if not refusing:
                 waiting_since = None  # holding: they wait for the takeover
                 continue
             try:
@@ -121,6 +124,7 @@ class HeldPorts:
 
     def _stop_refusing(self) -> None:
         self._stop.set()
+        self._refusing.set()  # wakes a loop that waits while holding
         if self._thread is not None:
             self._thread.join()
             self._thread = None
