@@ -97,6 +97,12 @@ class HAMetrics(Collector):
         yield GaugeMetricFamily("fixoms_ha_standby_lag_events", "events in those it read", value=n.lag_events)
         yield GaugeMetricFamily("fixoms_ha_standby_lag_seconds", "age of the oldest of them at that look",
                                 value=n.lag_s)
+        held = n.held
+        yield GaugeMetricFamily("fixoms_ha_standby_ports_held", "1 while this standby leaves client connections "
+                                "waiting for its takeover (the primary's lease is late or free)",
+                                value=1.0 if held is not None and held.holding else 0.0)
+        yield GaugeMetricFamily("fixoms_ha_standby_connections_refused", "client connections this standby reset "
+                                "while the primary renewed on time", value=held.refused if held is not None else 0)
 
 
 @dataclass

@@ -145,6 +145,14 @@ def test_a_standby_measures_its_lag_in_batches_events_and_seconds(tmp_path: Path
         registry.register(node.metrics)
         text = generate_latest(registry).decode()
         assert "fixoms_ha_standby_lag_batches 5.0" in text and "fixoms_ha_primary 0.0" in text
+        assert "fixoms_ha_standby_ports_held 0.0" in text  # no client port bound by this node
+        from fixoms.held_ports import HeldPorts
+        from fixoms.netutil import free_port
+
+        node.held = HeldPorts([free_port()], grace_s=1.0)
+        node.held.hold(True)  # the primary's lease is late: client connections wait for the takeover
+        text = generate_latest(registry).decode()
+        assert "fixoms_ha_standby_ports_held 1.0" in text and "fixoms_ha_standby_connections_refused 0.0" in text
     finally:
         node.close()
         primary.close(sent=False)
