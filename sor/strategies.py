@@ -518,6 +518,13 @@ def _allocate_lots(
             level_left = level_qty[level] if level < len(ladder) else 0
         return 0
 
+    def take_market(take: int) -> None:
+        nonlocal level_left
+        q = ladder[level]
+        market[(q.venue, q.price)] = market.get((q.venue, q.price), 0) + take
+        taker_used[q.venue] = taker_used.get(q.venue, 0) + take
+        level_left -= take
+
     # Whole chunks: while at least a chunk is left, a candidate's price for the next chunk changes only
     # when it wins one, so the greedy is a merge of the candidates by (cost, rank): the market level
     # (rank -1, asked first, so it wins a tie) and each lane in its order (an earlier lane wins a tie).
@@ -536,10 +543,7 @@ def _allocate_lots(
         rank = heap[0][1]
         if rank < 0:
             take = min(left, market_room())
-            q = ladder[level]
-            market[(q.venue, q.price)] = market.get((q.venue, q.price), 0) + take
-            taker_used[q.venue] = taker_used.get(q.venue, 0) + take
-            level_left -= take
+            take_market(take)
             left -= take
             if market_room() > 0:
                 heapq.heapreplace(heap, (taker_cost[level], -1))
@@ -547,59 +551,36 @@ def _allocate_lots(
                 heapq.heappop(heap)
         else:
             v = venues[rank]
-            quote = v.quote
-            assert quote is not None
-            v.placed += quote[1]
-            v.tail = quote[3]
-            left -= quote[1]
+            left -= v.take_quote()
             v.quote = v.next_quote(chunk, f_activity, f_penalty, f_lot)
             if v.quote is not None:
                 heapq.heapreplace(heap, (v.quote[2], rank))
             else:
                 heapq.heappop(heap)
-    # Less than a chunk left (or nothing could take more): the plain greedy, one round at a time; the
-    # lanes' quotes are for a bigger step, so each is priced again.
+    # Less than a chunk left: the plain greedy, one round at a time, each lane priced again for the
+    # smaller step. (With the heap empty and a chunk or more left, nothing can take more: no round.)
     while left > 0:
         step = min(chunk, left)
-        best_cost: float | None = None
+        room = market_room()
+        best_cost: float | None = taker_cost[level] if room > 0 else None
         best: _Lane | None = None
-        take = 0
-        while level < len(ladder):
-            venue = ladder[level].venue
-            cap = maxima[venue]
-            room = level_left if cap is None else min(level_left, cap - taker_used.get(venue, 0))
-            if room > 0:
-                take = min(left, room)
-                best_cost = taker_cost[level]
-                break
-            level += 1
-            level_left = level_qty[level] if level < len(ladder) else 0
-        market_cost = best_cost
+        take = min(left, room)
         for v in venues:
             quote = v.quote
             if quote is None or quote[0] != step:
                 quote = v.quote = v.next_quote(step, f_activity, f_penalty, f_lot)
                 if quote is None:
                     continue
-            _, room, cost, _ = quote
+            _, lane_room, cost, _ = quote
             if best_cost is None or cost < best_cost:
-                best_cost, best, take = cost, v, room
+                best_cost, best, take = cost, v, lane_room
         if best_cost is None:
             break
         if best is None:
-            q = ladder[level]
-            market[(q.venue, q.price)] = market.get((q.venue, q.price), 0) + take
-            taker_used[q.venue] = taker_used.get(q.venue, 0) + take
-            level_left -= take
-            left -= take
+            take_market(take)
         else:
-            assert best.quote is not None
-            best.placed += take
-            best.tail = best.quote[3]
-            best.quote = None
-            left -= take
-            if step == chunk:
-                left = best.keep_taking(venues, market_cost, chunk, left, f_activity, f_penalty, f_lot)
+            best.take_quote()
+        left -= take
     return ({k: n * lot for k, n in market.items()},
             [(v.name, v.placed * lot) for v in venues if v.placed > 0])
 
@@ -626,41 +607,14 @@ class _Lane:
         shares = room * lot
         return step, room, (penalty * shares - (penalty + self.gain) * expected_fill) / shares, after
 
-    def keep_taking(self, lanes: list[_Lane], market_cost: float | None, step: int, left: int, activity: float,
-                    penalty: float, lot: float) -> int:
-        """After this lane won a chunk: the chunks it would win next, taken without asking the others again.
-
-        Only this lane's cost moves while it takes (the market level and the other lanes' quotes for this
-        step stay as they are), so it wins the next chunk exactly when the greedy loop would pick it: cheaper
-        than the market and the lanes before it (which win a tie, being asked first), no dearer than those
-        after it. The same quotes, the same choices; only the loop's rescans are saved (most of the
-        allocation's time for an order of a few dozen lots). Returns what is left to allocate."""
-        inf = math.inf
-        strict = inf if market_cost is None else market_cost
-        weak = inf
-        after_me = False
-        for other in lanes:
-            if other is self:
-                after_me = True
-                continue
-            quote = other.quote
-            if quote is None or quote[0] != step:
-                continue  # full: not a candidate for this step
-            if after_me:
-                weak = min(weak, quote[2])
-            else:
-                strict = min(strict, quote[2])
-        while left >= step:
-            quote = self.next_quote(step, activity, penalty, lot)
-            if quote is None:
-                return left
-            if not (quote[2] < strict and quote[2] <= weak):
-                self.quote = quote
-                return left
-            self.placed += quote[1]
-            self.tail = quote[3]
-            left -= quote[1]
-        return left
+    def take_quote(self) -> int:
+        """Take the chunk it is quoted for; returns its lots."""
+        quote = self.quote
+        assert quote is not None
+        self.placed += quote[1]
+        self.tail = quote[3]
+        self.quote = None
+        return quote[1]
 
 
 def _only(req: RouteRequest, taken: Mapping[tuple[str, Decimal], Decimal]) -> RouteRequest:

@@ -1,9 +1,7 @@
-"""Cont-Kukanov's whole-lot allocation (sor.strategies._allocate_lots) takes two shortcuts: while a whole
-chunk is left it merges the candidates with a heap instead of asking each of them every round, and for
-the last part-chunk a passive venue that won a chunk keeps taking chunks without rescanning the others
-(`_Lane.keep_taking`). Both are only shortcuts: this checks, on random books, queues and caps, that it
-allocates exactly what the plain greedy - one chunk per round, every candidate asked each round, below
-as it was before the shortcuts - allocates."""
+"""Cont-Kukanov's whole-lot allocation (sor.strategies._allocate_lots) takes a shortcut: while a whole chunk
+is left it merges the candidates with a heap instead of asking each of them every round. That is only a
+shortcut: this checks, on random books, queues and caps, that it allocates exactly what the plain greedy -
+one chunk per round, every candidate asked each round, below as it was before any shortcut - allocates."""
 
 from __future__ import annotations
 
@@ -26,7 +24,7 @@ def plain_greedy(
     takers: Mapping[str, VenueProfile], passive: list[_Passive], penalty: Decimal, mid: Decimal, sign: int,
     activity: Decimal,
 ) -> tuple[dict[tuple[str, Decimal], Decimal], list[tuple[str, Decimal]]]:
-    """_allocate_lots as it was before keep_taking: every candidate priced or compared each round."""
+    """_allocate_lots without its shortcut: every candidate priced or compared each round."""
     qty, level_qty, maxima = lots
     chunk = max(1, -(-qty // CK_CHUNKS))
     market: dict[tuple[str, Decimal], int] = {}
@@ -115,7 +113,7 @@ def allocations(draw: st.DrawFn) -> tuple[object, ...]:
 
 @settings(max_examples=400, deadline=None)
 @given(allocations())
-def test_keep_taking_allocates_what_the_plain_greedy_does(case: tuple[object, ...]) -> None:
+def test_the_heap_allocates_what_the_plain_greedy_does(case: tuple[object, ...]) -> None:
     qty, lot, ladder, takers, passive, penalty, mid, sign, activity = case
     lots = _in_lots(qty, lot, ladder, takers, passive)  # type: ignore[arg-type]
     assert lots is not None
