@@ -103,10 +103,12 @@ def load(
                 d.setString(key, defaults.getString(key))
         _resolve_dicts(d)
         target = sid.getTargetCompID().getValue()
-        if d.getString("ConnectionType") == "acceptor" and overrides.acceptor_port is not None:
-            d.setInt("SocketAcceptPort", overrides.acceptor_port)
-        if d.getString("ConnectionType") == "acceptor" and d.getInt("SocketAcceptPort") in overrides.accept_fds:
-            d.setInt("SocketAcceptFd", overrides.accept_fds[d.getInt("SocketAcceptPort")])
+        if d.getString("ConnectionType") == "acceptor":
+            if overrides.acceptor_port is not None:
+                d.setInt("SocketAcceptPort", overrides.acceptor_port)
+            accept_fd = overrides.accept_fds.get(d.getInt("SocketAcceptPort"))
+            if accept_fd is not None:
+                d.setInt("SocketAcceptFd", accept_fd)
         if target in overrides.outbox_fds:
             d.setInt("AppOutboxFd", overrides.outbox_fds[target])
         if d.getString("ConnectionType") == "initiator":
@@ -218,9 +220,8 @@ def quickfix_accept_fd() -> bool:
 
 def acceptor_ports(path: str | os.PathLike[str]) -> list[int]:
     """The ports the acceptor sessions of sessions.cfg `path` listen on."""
-    settings = fix.SessionSettings(str(path))
-    return sorted({settings.get(sid).getInt("SocketAcceptPort") for sid in settings.getSessions()
-                   if settings.get(sid).getString("ConnectionType") == "acceptor"})
+    return sorted({int(s.settings["SocketAcceptPort"]) for s in sessions(fix.SessionSettings(str(path)))
+                   if s.connection_type == "acceptor" and "SocketAcceptPort" in s.settings})
 
 
 def quickfix_pg_store() -> bool:

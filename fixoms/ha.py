@@ -196,7 +196,8 @@ class HANode:
                     log.warning("HA: %s took the lease of %s, epoch %d: taking over", self.holder,
                                 self.config.instance, self.lease.epoch)
                     return True
-                row = self.lease.read()
+                # who holds it: said once, and looked at every poll only to know whether to hold the ports
+                row = self.lease.read() if not announced or self.held is not None else None
                 if not announced:
                     log.warning("HA: standing by for %s (primary %s, epoch %d)", self.config.instance,
                                 row.holder if row else "?", row.epoch if row else 0)

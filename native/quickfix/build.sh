@@ -24,7 +24,7 @@
 # NativeMessageLog=Y gives the session a C++ FileLog of its own for messages and events (the Python
 # LogFactory's log then sees the events only); CallToApp=N skips the toApp callback we do not use.
 # SocketAcceptFd=N makes the ThreadedSocketAcceptor take over a socket the program already listens on
-# for that port (an HA standby binds its client port early: fixoms/standby_port.py).
+# for that port (an HA standby binds its client port early: fixoms/held_ports.py).
 #
 # And, where libpq's headers are there (`pg_config --includedir`), QuickFIX's own PostgreSQLStore
 # (HAVE_POSTGRESQL, linked with -lpq). A departure from design.md section 3 ("no SQL stores"): a hot
