@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, delete, func, select, type_coerce, update
 from sqlalchemy.engine import Engine as SAEngine
@@ -57,6 +57,9 @@ from oms.schema import (
     make_engine,
     orders_t,
 )
+
+if TYPE_CHECKING:
+    from oms.warm import WarmState
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,8 @@ class Journal:
         # an engine that lost the lease must not go on deciding, nor answer its clients).
         self.lease: Lease | None = None
         self.on_fenced: Callable[[LeaseLost], None] | None = None
+        # A standby's state, kept from the log while it followed it (oms.warm): `load_open` starts from it.
+        self.warm: WarmState | None = None
         # Records appended but not yet projected, and the last batch the derived tables hold; guarded
         # by _cv. _project_lock makes one pass at a time (the thread's, a sync's or a catch-up's).
         self._cv = threading.Condition()
@@ -452,14 +457,11 @@ class Journal:
             done = projected
             while done < last:
                 with self.engine.connect() as conn:
-                    rows = conn.execute(select(journal_log_t.c.batch, journal_log_t.c.payload)
-                                        .where(journal_log_t.c.instance == self.instance)
-                                        .where(journal_log_t.c.batch > done)
-                                        .order_by(journal_log_t.c.batch).limit(PASS_RECORDS)).all()
-                if not rows:
+                    records = read_log(conn, self.instance, done, PASS_RECORDS)
+                if not records:
                     break
-                self._project([(int(r.batch), pickle.loads(r.payload)) for r in rows])
-                done = int(rows[-1].batch)
+                self._project(records)
+                done = records[-1][0]
             with self._cv:
                 self._pending = [r for r in self._pending if r[0] > self._projected]
 
@@ -517,80 +519,55 @@ class Journal:
                 state.cl_ord_ids[(r.session, r.cl_ord_id)] = r.order_id
             for r in conn.execute(select(executions_t)):
                 _add_execution(state.venue_exec_ids, state.fills, r)
-            self._load_tail(conn, state)
+            state.risk_changes = risk_changes(conn, self.instance)
+            state.max_seq = max_seq(conn, self.instance)
+            self._load_unsent(conn, state)
         return state
 
     def load_open(self) -> LoadedState:
         """What the engine needs before it takes a message: the working orders with their children and
-        executions, every used ClOrdID, the order counter, operator risk changes, the client messages of the last batch if it may not have been sent,
-        and the fills of finished orders summed per account, symbol and side (risk's positions and
-        filled notional). Finished orders stay in the journal: `load_order` and `order_id_of_child`
-        read one when something names it."""
-        state = LoadedState()
-        working = (select(orders_t.c.order_id).where(orders_t.c.instance == self.instance)
-                   .where(orders_t.c.status.in_(_OPEN_VALUES)))
+        executions, every used ClOrdID, the order counter, operator risk changes, the client messages of
+        the last batch if it may not have been sent, and the fills of finished orders summed per account,
+        symbol and side (risk's positions and filled notional). Finished orders stay in the journal:
+        `load_order` and `order_id_of_child` read one when something names it.
+
+        With `warm` set (a standby that followed the log, oms.warm), the tables are still brought up to
+        date (catch_up), but the state is the standby's, moved on by the log records it had not read."""
         self.catch_up()
+        if self.warm is not None:
+            return self._load_warm(self.warm)
+        state = LoadedState()
         with self.engine.connect() as conn:
-            for r in conn.execute(select(orders_t).where(orders_t.c.instance == self.instance)
-                                  .where(orders_t.c.status.in_(_OPEN_VALUES))):
-                state.orders[r.order_id] = order_from_row(r)
-            if state.orders:
-                for r in conn.execute(select(children_t).where(children_t.c.order_id.in_(working))):
-                    order = state.orders.get(r.order_id)
-                    if order is not None:
-                        order.children[r.child_id] = child_from_row(r)
-                for r in conn.execute(select(executions_t).where(executions_t.c.order_id.in_(working))):
-                    _add_execution(state.venue_exec_ids, state.fills, r)
-            # Every ClOrdID ever used, finished orders' too: reading them costs less than a journal read
-            # per new order would (each one is a new ClOrdID to check for a duplicate).
-            # (.all(): one fetchall instead of a fetchone per row, a third of the time for 100,000 rows)
-            state.cl_ord_ids = {(session, cl_ord_id): order_id for session, cl_ord_id, order_id
-                                in _driver_rows(conn, select(cl_ord_ids_t.c.session, cl_ord_ids_t.c.cl_ord_id,
-                                                             cl_ord_ids_t.c.order_id))}
-            state.finished_fills = self._finished_fills(conn)
-            state.in_doubt_orders = list(conn.execute(
-                select(children_t.c.order_id).distinct()
-                .join(orders_t, orders_t.c.order_id == children_t.c.order_id)
-                .where(children_t.c.status == IN_DOUBT.value)
-                .where(orders_t.c.instance == self.instance)
-                .where(orders_t.c.status.in_(_TERMINAL_VALUES))).scalars())
-            self._load_tail(conn, state)
+            state.orders, executions = working_rows(conn, self.instance)
+            for r in executions:
+                _add_execution(state.venue_exec_ids, state.fills, r)
+            state.cl_ord_ids = cl_ord_ids(conn)
+            state.finished_fills = sum_fills(finished_fill_rows(conn, self.instance))
+            state.in_doubt_orders = sorted({order_id for order_id, _child in in_doubt_children(conn, self.instance)})
+            state.risk_changes = risk_changes(conn, self.instance)
+            state.max_seq = max_seq(conn, self.instance)
+            self._load_unsent(conn, state)
         return state
 
-    def _finished_fills(self, conn: Any) -> dict[tuple[str, str, Side], tuple[Decimal, Decimal]]:
-        # Raw text, not the Dec type: this reads one row per finished order that ever filled, the one
-        # part of a restart that still grows with the journal, so it skips the per-column processing.
-        # Filters as risk's rebuild did: accepted orders with a side and type, never rejected ones.
-        text = String()
-        q = (select(orders_t.c.account, orders_t.c.symbol, orders_t.c.side, type_coerce(orders_t.c.cum_qty, text),
-                    type_coerce(orders_t.c.notional, text))
-             .where(orders_t.c.instance == self.instance).where(orders_t.c.status.in_(_TERMINAL_VALUES))
-             .where(orders_t.c.rej_reason.is_(None)).where(orders_t.c.side.is_not(None))
-             .where(orders_t.c.ord_type.is_not(None)).where(orders_t.c.cum_qty != "0"))
-        sums: dict[tuple[str, str, str], list[Decimal]] = {}
-        for account, symbol, side, cum_text, notional_text in _driver_rows(conn, q):
-            cum = Decimal(cum_text)
-            if not cum:
-                continue
-            total = sums.get((account, symbol, side))
-            if total is None:
-                total = sums[(account, symbol, side)] = [Decimal(0), Decimal(0)]
-            total[0] += cum
-            total[1] += cum * (Decimal(notional_text) / cum).quantize(_AVG_PX)  # Order.avg_px
-        return {(a, s, Side(side)): (q_, n) for (a, s, side), (q_, n) in sums.items()}
+    def _load_warm(self, warm: WarmState) -> LoadedState:
+        with self.engine.connect() as conn:
+            while records := read_log(conn, self.instance, warm.seen, PASS_RECORDS):
+                for batch, record in records:
+                    warm.apply(batch, record)
+            state = warm.loaded()
+            self._load_unsent(conn, state)
+        for order_id in sorted(warm.stale):
+            # Reopened after the standby had let it go (a bust of a finished order): its executions are
+            # the tables', read now that they are up to date.
+            loaded = self.load_order(order_id)
+            if loaded is not None and not loaded.order.is_terminal:
+                state.orders[order_id] = loaded.order
+                state.venue_exec_ids.update(loaded.venue_exec_ids)
+                state.fills.update(loaded.fills)
+        return state
 
-    def _load_tail(self, conn: Any, state: LoadedState) -> None:
-        """The counters, risk changes and unsent client messages every load reads."""
-        max_seq = conn.execute(
-            select(func.max(orders_t.c.seq)).where(orders_t.c.instance == self.instance)
-        ).scalar()
-        for r in conn.execute(
-            select(events_t.c.kind, events_t.c.payload)
-            .where(events_t.c.instance == self.instance)
-            .where(events_t.c.kind.in_(["TradingStateChanged", "RiskLimitChanged"]))
-            .order_by(events_t.c.seq)
-        ):
-            state.risk_changes.append(ev.from_payload(r.kind, r.payload))
+    def _load_unsent(self, conn: Any, state: LoadedState) -> None:
+        """The client messages of the last batch if it may not have been sent (and that batch's number)."""
         _projected, sent = read_marks(conn, self.instance)
         state.last_batch = self._batch
         if self._batch > sent:
@@ -599,7 +576,6 @@ class Journal:
                                    .where(journal_log_t.c.batch == self._batch)).scalar()
             if payload is not None:
                 state.unsent.extend(pickle.loads(payload).client_messages)
-        state.max_seq = int(max_seq or 0)
 
     # --- finished orders, read when something names them (engine thread) --------------------------
     def load_order(self, order_id: str) -> LoadedOrder | None:
@@ -672,6 +648,109 @@ def _add_execution(seen: set[tuple[str, str]], fills: dict[tuple[str, str], tupl
     seen.add((r.venue, r.venue_exec_id))
     if r.status != "busted":
         fills[(r.venue, r.venue_exec_id)] = (r.order_id, r.child_id, r.exec_id, r.last_qty, r.last_px)
+
+
+# --- the reads of a restart (Journal.load_open) and of a standby's first look (oms.warm) ---------------
+def working_rows(conn: Any, instance: str) -> tuple[dict[str, Order], list[Any]]:
+    """The working orders with their children, and the execution rows of those orders."""
+    orders: dict[str, Order] = {}
+    working = (select(orders_t.c.order_id).where(orders_t.c.instance == instance)
+               .where(orders_t.c.status.in_(_OPEN_VALUES)))
+    for r in conn.execute(select(orders_t).where(orders_t.c.instance == instance)
+                          .where(orders_t.c.status.in_(_OPEN_VALUES))):
+        orders[r.order_id] = order_from_row(r)
+    if not orders:
+        return orders, []
+    for r in conn.execute(select(children_t).where(children_t.c.order_id.in_(working))):
+        order = orders.get(r.order_id)
+        if order is not None:
+            order.children[r.child_id] = child_from_row(r)
+    return orders, list(conn.execute(select(executions_t).where(executions_t.c.order_id.in_(working))))
+
+
+def cl_ord_ids(conn: Any) -> dict[tuple[str, str], str]:
+    """Every ClOrdID ever used, finished orders' too: reading them costs less than a journal read per new
+    order would (each one is a new ClOrdID to check for a duplicate)."""
+    # (one fetchall instead of a fetchone per row, a third of the time for 100,000 rows)
+    return {(session, cl_ord_id): order_id for session, cl_ord_id, order_id
+            in _driver_rows(conn, select(cl_ord_ids_t.c.session, cl_ord_ids_t.c.cl_ord_id, cl_ord_ids_t.c.order_id))}
+
+
+# (order id, (account, symbol, side), qty, value) of a finished order's fills
+FinishedFill = tuple[str, tuple[str, str, Side], Decimal, Decimal]
+
+
+def finished_fill(order_id: str, account: str, symbol: str, side: str, cum: Decimal, notional: Decimal
+                  ) -> FinishedFill | None:
+    """What a finished order filled, valued as risk values it (CumQty x AvgPx); None if nothing."""
+    if not cum:
+        return None
+    return order_id, (account, symbol, Side(side)), cum, cum * (notional / cum).quantize(_AVG_PX)  # Order.avg_px
+
+
+def finished_fill_rows(conn: Any, instance: str) -> Iterator[FinishedFill]:
+    """Each finished order that filled, as `finished_fill` gives it."""
+    # Raw text, not the Dec type: this reads one row per finished order that ever filled, the one part of
+    # a restart that still grows with the journal, so it skips the per-column processing. Filters as
+    # risk's rebuild did: accepted orders with a side and type, never rejected ones.
+    text = String()
+    q = (select(orders_t.c.order_id, orders_t.c.account, orders_t.c.symbol, orders_t.c.side,
+                type_coerce(orders_t.c.cum_qty, text), type_coerce(orders_t.c.notional, text))
+         .where(orders_t.c.instance == instance).where(orders_t.c.status.in_(_TERMINAL_VALUES))
+         .where(orders_t.c.rej_reason.is_(None)).where(orders_t.c.side.is_not(None))
+         .where(orders_t.c.ord_type.is_not(None)).where(orders_t.c.cum_qty != "0"))
+    for order_id, account, symbol, side, cum_text, notional_text in _driver_rows(conn, q):
+        fill = finished_fill(order_id, account, symbol, side, Decimal(cum_text), Decimal(notional_text))
+        if fill is not None:
+            yield fill
+
+
+def sum_fills(fills: Iterable[FinishedFill]) -> dict[tuple[str, str, Side], tuple[Decimal, Decimal]]:
+    """(account, symbol, side) -> (qty, value) over finished orders' fills (LoadedState.finished_fills)."""
+    sums: dict[tuple[str, str, Side], list[Decimal]] = {}
+    for _order_id, key, qty, value in fills:
+        total = sums.get(key)
+        if total is None:
+            total = sums[key] = [Decimal(0), Decimal(0)]
+        total[0] += qty
+        total[1] += value
+    return {key: (q, v) for key, (q, v) in sums.items()}
+
+
+def in_doubt_children(conn: Any, instance: str) -> list[tuple[str, str]]:
+    """(order id, child id) of each child in doubt of a finished order: the engine reads such an order back
+    at start (its venue still has to tell the child's fate)."""
+    return [(r.order_id, r.child_id) for r in conn.execute(
+        select(children_t.c.order_id, children_t.c.child_id)
+        .join(orders_t, orders_t.c.order_id == children_t.c.order_id)
+        .where(children_t.c.status == IN_DOUBT.value)
+        .where(orders_t.c.instance == instance)
+        .where(orders_t.c.status.in_(_TERMINAL_VALUES)))]
+
+
+RISK_CHANGES = ("TradingStateChanged", "RiskLimitChanged")
+
+
+def risk_changes(conn: Any, instance: str) -> list[ev.Event]:
+    """Operator changes to risk, oldest first."""
+    return [ev.from_payload(r.kind, r.payload) for r in conn.execute(
+        select(events_t.c.kind, events_t.c.payload)
+        .where(events_t.c.instance == instance)
+        .where(events_t.c.kind.in_(RISK_CHANGES))
+        .order_by(events_t.c.seq))]
+
+
+def max_seq(conn: Any, instance: str) -> int:
+    """The order counter: the highest order number the instance gave."""
+    return int(conn.execute(select(func.max(orders_t.c.seq)).where(orders_t.c.instance == instance)).scalar() or 0)
+
+
+def read_log(conn: Any, instance: str, after: int, limit: int) -> list[tuple[int, BatchRecord]]:
+    """The log's records past batch `after`, oldest first, at most `limit`."""
+    rows = conn.execute(select(journal_log_t.c.batch, journal_log_t.c.payload)
+                        .where(journal_log_t.c.instance == instance).where(journal_log_t.c.batch > after)
+                        .order_by(journal_log_t.c.batch).limit(limit)).all()
+    return [(int(batch), pickle.loads(payload)) for batch, payload in rows]
 
 
 def audit_head(conn: Any, instance: str) -> tuple[int, str] | None:

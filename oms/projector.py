@@ -55,6 +55,15 @@ class BatchRecord:
     audit: list[Any]
 
 
+def cl_ord_id_used(e: ev.Event) -> tuple[str, str, str] | None:
+    """(session, ClOrdID, order id) if the event's request used a ClOrdID: every ClOrdID a session used (a
+    replace's and a cancel's too) is kept, and a restart finds finished orders by them."""
+    if (isinstance(e, ev.OrderAccepted | ev.OrderRejected | ev.ReplaceRequested)
+            or isinstance(e, ev.CancelRequested) and e.cl_ord_id):
+        return e.session, e.cl_ord_id, e.order_id
+    return None
+
+
 def _insert_or_skip(table: Any, dialect_name: str) -> Any:
     return (postgresql.insert if dialect_name == "postgresql" else sqlite.insert)(table).on_conflict_do_nothing()
 
@@ -132,10 +141,10 @@ class Projector:
                 elif isinstance(e, ev.FillCorrected):
                     exec_updates.append({"b_venue": e.venue, "b_venue_exec_id": e.venue_exec_id,
                                          "b_status": "corrected", "b_last_qty": e.new_qty, "b_last_px": e.new_px})
-                elif (isinstance(e, ev.OrderAccepted | ev.OrderRejected | ev.ReplaceRequested)
-                      or isinstance(e, ev.CancelRequested) and e.cl_ord_id):
-                    # Every ClOrdID a session used (a replace's too): a restart finds finished orders by them.
-                    clord_rows.append({"session": e.session, "cl_ord_id": e.cl_ord_id, "order_id": e.order_id})
+                else:
+                    used = cl_ord_id_used(e)
+                    if used is not None:
+                        clord_rows.append({"session": used[0], "cl_ord_id": used[1], "order_id": used[2]})
             for snap in rec.orders:
                 orders[snap[0]] = snap
             for snap in rec.children:
