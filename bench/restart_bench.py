@@ -252,14 +252,25 @@ def load_profile(url: str, top: int = 12) -> None:
         print("    " + line.strip()[:150])
 
 
+def has_warm() -> bool:
+    """Whether the code measured keeps a standby's order state (oms.warm; a before/after worktree may not)."""
+    return (ROOT / "oms" / "warm.py").exists()
+
+
 def import_time() -> float:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import fixoms.app"], check=True, env=ENV, cwd=ROOT)
     return time.perf_counter() - t0
 
 
-def load_time(url: str) -> tuple[float, int, int]:
+def load_time(url: str, warm: bool = False) -> tuple[float, int, int]:
+    """Journal.load_open(); `warm`: as an HA takeover does it, from the order state a standby kept while
+    following the log (oms.warm: read from the tables when the standby started, not timed here)."""
     journal = Journal(make_engine(url), "OMS1")
+    if warm:
+        from oms.warm import WarmState
+
+        journal.warm = WarmState.load(journal)
     t0 = time.perf_counter()
     state = journal.load_open()
     elapsed = time.perf_counter() - t0
@@ -298,12 +309,17 @@ def main() -> None:
                 port = free_port()
                 config = engine_config(var, port, {"VENUE-A": free_port(), "VENUE-B": free_port()}, url, 2)
                 loads = [load_time(url) for _ in range(args.runs)]
+                warm_loads = [load_time(url, warm=True) for _ in range(args.runs)] if has_warm() else []
                 starts = [start_once(config, port, var / "engine.log") for _ in range(args.runs)]
                 inproc = [in_process_start(config, port) for _ in range(args.runs)]
                 print(f"\n== {db}: journal written in {filled:.1f}s ({args.orders / filled:.0f} orders/s "
                       "through Journal.commit)")
                 print(f"  Journal.load_open() median {statistics.median(x[0] for x in loads):.2f}s "
                       f"({loads[0][1]} working orders, {loads[0][2]} children)")
+                if warm_loads:
+                    cold, warm = statistics.median(x[0] for x in loads), statistics.median(x[0] for x in warm_loads)
+                    print(f"  Journal.load_open() at an HA takeover, from the standby's warm state: median {warm:.3f}s "
+                          f"({warm_loads[0][1]} working orders; {warm / cold:.0%} of the restart's load)")
                 listen = [s[0] for s in starts]
                 ready = [s[1] for s in starts]
                 print(f"  spawn -> listening  median {statistics.median(listen):.2f}s  "

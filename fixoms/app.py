@@ -30,6 +30,7 @@ from oms.ports import VenueConnector
 from oms.queries import load_credentials, make_engine
 from oms.risk import RiskEngine
 from oms.risk_gate import RiskGateAdapter
+from oms.warm import WarmState
 from sor.router import SmartRouter
 from sor.tca import order_tca
 from venues.fix_venue import VenueApplication
@@ -57,6 +58,9 @@ class HAHooks(Protocol):
 
     @property
     def node(self) -> Any: ...
+
+    @property
+    def warm(self) -> WarmState | None: ...
 
 
 class EngineApp:
@@ -96,6 +100,7 @@ class EngineApp:
         if ha is not None:
             self.journal.lease = ha.lease
             self.journal.on_fenced = ha.on_fenced
+            self.journal.warm = ha.warm
         try:
             self._build(config, overrides)
         except BaseException:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
 import socket
 import sys
 import threading
@@ -36,6 +35,7 @@ from prometheus_client.registry import Collector
 from fixoms.admin_errors import AdminError
 from fixoms.config import Config, ConfigError
 from fixoms.held_ports import HeldPorts
+from oms.journal import Journal, read_log
 from oms.lease import (
     HAUnsupported,
     Lease,
@@ -49,6 +49,7 @@ from oms.lease import (
     require_postgresql,
 )
 from oms.queries import make_engine
+from oms.warm import WarmState
 
 if TYPE_CHECKING:
     from fixoms.app import EngineApp
@@ -112,6 +113,7 @@ class HAContext:
     lease: Lease
     on_fenced: Callable[[LeaseLost], None]
     node: HANode
+    warm: WarmState | None = None  # the standby's order state: the engine's recovery starts from it
 
 
 class HANode:
@@ -138,6 +140,9 @@ class HANode:
         self.metrics = HAMetrics(self)
         self._server: Any = None
         self.seen_batch = 0
+        # The order state, kept from the log while standing by (oms.warm); the takeover starts from it.
+        self.warm: WarmState | None = None
+        self._warm_failed = False
         self.lag_batches = self.lag_events = 0
         self.lag_s = 0.0
         self.renewed_at = time.monotonic()
@@ -149,33 +154,62 @@ class HANode:
     # --- standby -----------------------------------------------------------------------------------
     def follow(self) -> int:
         """One look at the journal's log: read the records past what this standby has seen (at most
-        FOLLOW_BATCH), and report the lag it found (batches and their events behind, and the age of the
-        oldest of them). Returns the batches still unread after the look."""
-        from sqlalchemy import text
-
+        FOLLOW_BATCH), apply them to its warm state (oms.warm), and report the lag it found (batches and
+        their events behind, and the age of the oldest of them). Returns the batches still unread after
+        the look."""
+        warm = self._warm_up()
         with self.db.connect() as conn:
             head = log_head(conn, self.config.instance)
-            if head - self.seen_batch > FOLLOW_BATCH * 4:
-                # Far behind (just started, or the log's old rows were trimmed): skip, do not read, the gap.
+            if warm is None and head - self.seen_batch > FOLLOW_BATCH * 4:
+                # Far behind with nothing to keep up to date: skip, do not read, the gap.
                 self.seen_batch = head - FOLLOW_BATCH
-            rows = conn.execute(text("SELECT batch, payload FROM journal_log WHERE instance = :i AND batch > :b "
-                                     "ORDER BY batch LIMIT :n"),
-                                {"i": self.config.instance, "b": self.seen_batch, "n": FOLLOW_BATCH}).all()
+            records = read_log(conn, self.config.instance, self.seen_batch, FOLLOW_BATCH)
         behind = head - self.seen_batch
         events = 0
         oldest: float | None = None
-        for batch, payload in rows:
-            record = pickle.loads(payload)
+        for batch, record in records:
             if oldest is None:
                 oldest = record.ts.timestamp()
             events += len(record.events)
-            self.seen_batch = int(batch)
+            if warm is not None:
+                warm = self._keep_warm(warm, batch, record)
+            self.seen_batch = batch
         self.lag_batches = behind
         self.lag_events = events
         self.lag_s = 0.0 if oldest is None else max(0.0, time.time() - oldest)
         report_member(self.db, self.config.instance, self.holder, "standby", self.seen_batch, self.lag_batches,
                       self.lag_events, self.lag_s, forget_after_s=10 * self.lease.lease_s)
         return max(0, head - self.seen_batch)
+
+    def _warm_up(self) -> WarmState | None:
+        """The warm state, read from the tables the first time (and after it was dropped)."""
+        if self.warm is None and not self._warm_failed:
+            started = time.monotonic()
+            try:
+                self.warm = WarmState.load(Journal(self.db, self.config.instance, projector="off"))
+            except Exception:  # the takeover then reads the tables, as a restart does
+                self._warm_failed = True
+                log.exception("HA standby: order state not kept warm")
+                return None
+            self.seen_batch = self.warm.seen
+            log.warning("HA standby: order state read at batch %d in %.2fs (%s)", self.warm.seen,
+                        time.monotonic() - started, ", ".join(f"{k} {v}" for k, v in self.warm.counts().items()))
+        return self.warm
+
+    def _keep_warm(self, warm: WarmState, batch: int, record: Any) -> WarmState | None:
+        if batch != warm.seen + 1:
+            # The primary trims its log behind its projection: this standby fell that far behind.
+            log.warning("HA standby: log batches %d..%d gone before they were read: order state read again",
+                        warm.seen + 1, batch - 1)
+            self.warm = None
+            return None
+        try:
+            warm.apply(batch, record)
+        except Exception:
+            self.warm, self._warm_failed = None, True
+            log.exception("HA standby: batch %d not applied: the takeover reads the tables instead", batch)
+            return None
+        return warm
 
     def stand_by(self) -> bool:
         """Follow the log until the lease is ours (True) or we are stopped (False)."""
@@ -240,7 +274,11 @@ class HANode:
 
         held, self.held = self.held, None
         overrides = SessionOverrides(accept_fds=held.hand_over()) if held is not None else None
-        app = EngineApp(self.config, overrides, ha=HAContext(self.lease, self.fenced, self))
+        warm, self.warm = self.warm, None
+        if warm is not None:
+            log.warning("HA: taking over with the order state kept while standing by (batch %d, %d working orders)",
+                        warm.seen, len(warm.orders))
+        app = EngineApp(self.config, overrides, ha=HAContext(self.lease, self.fenced, self, warm))
         self.app = app
         app.start()
         app.metrics.registry.register(self.metrics)

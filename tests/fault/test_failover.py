@@ -125,6 +125,8 @@ def test_sigkill_of_the_primary_the_standby_takes_over_with_the_sessions_intact(
         print(f"\nfailover: SIGKILL at {killed_at} -> {client.comp_id} logged on to the standby: {took:.2f}s")
         _logon_continues(client)
     pair.wait_primary(b)
+    # it started from the order state it kept while standing by (oms.warm), not from the tables
+    assert "taking over with the order state kept while standing by" in b.log(), b.log()[-3000:]
     # the new primary takes orders, and the orders acknowledged before are still working there
     for k, client in enumerate(clients):
         after = [client.new_order("IBM", "1", 300 + 10 * k + i, price="150.00") for i in range(5)]
