@@ -535,7 +535,10 @@ class Journal:
         date (catch_up), but the state is the standby's, moved on by the log records it had not read."""
         self.catch_up()
         if self.warm is not None:
-            return self._load_warm(self.warm)
+            warm_state = self._load_warm(self.warm)
+            self.warm = None
+            if warm_state is not None:
+                return warm_state
         state = LoadedState()
         with self.engine.connect() as conn:
             state.orders, executions = working_rows(conn, self.instance)
@@ -549,9 +552,15 @@ class Journal:
             self._load_unsent(conn, state)
         return state
 
-    def _load_warm(self, warm: WarmState) -> LoadedState:
+    def _load_warm(self, warm: WarmState) -> LoadedState | None:
+        """The warm state moved on by the log past it; None if the log no longer holds all of that (the
+        standby was too far behind when it took over: the tables are read instead)."""
         with self.engine.connect() as conn:
             while records := read_log(conn, self.instance, warm.seen, PASS_RECORDS):
+                if records[0][0] != warm.seen + 1:
+                    log.warning("the standby's order state stops at batch %d and the log now starts at %d: "
+                                "reading the tables instead", warm.seen, records[0][0])
+                    return None
                 for batch, record in records:
                     warm.apply(batch, record)
             state = warm.loaded()

@@ -26,6 +26,8 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
+from sqlalchemy import select
+
 from oms import events as ev
 from oms.journal import (
     RISK_CHANGES,
@@ -42,8 +44,9 @@ from oms.journal import (
 )
 from oms.model import Order
 from oms.ports import LoadedState
-from oms.projector import BatchRecord, cl_ord_id_used, read_marks
+from oms.projector import BatchRecord, cl_ord_id_used
 from oms.rows import child_from_row, child_row_from_snapshot, order_from_row, order_row_from_snapshot
+from oms.schema import journal_marks_t
 
 # (venue, venue exec id) -> [order id, child id, our exec id, qty, px, status] of an execution row
 Executions = dict[tuple[str, str], list[Any]]
@@ -74,7 +77,9 @@ class WarmState:
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
-                warm.seen, _sent = read_marks(conn, instance)
+                # (read, never created here: the primary's projector creates the row)
+                warm.seen = int(conn.execute(select(journal_marks_t.c.projected)
+                                             .where(journal_marks_t.c.instance == instance)).scalar() or 0)
                 warm.orders, rows = working_rows(conn, instance)
                 for r in rows:
                     warm._execution(r.order_id, r.child_id, r.venue, r.venue_exec_id, r.exec_id, r.last_qty,

@@ -48,7 +48,7 @@ from oms.engine import Engine, EngineConfig
 from oms.enums import ExecType, OrdStatus, OrdType, Side, TimeInForce
 from oms.journal import Journal
 from oms.model import Order
-from oms.ports import ChildPlan, Router
+from oms.ports import ChildPlan, LoadedState, Router
 from oms.reports import (
     CancelReject,
     ExecutionReport,
@@ -522,17 +522,7 @@ class EngineMachine(RuleBasedStateMachine):
         finally:
             self.journal.warm = None
         assert self.warm.seen == self.journal._batch
-        assert set(warm.orders) == set(cold.orders)
-        for oid, order in cold.orders.items():
-            assert state_of(warm.orders[oid]) == state_of(order), oid
-        assert warm.cl_ord_ids == cold.cl_ord_ids
-        assert warm.venue_exec_ids == cold.venue_exec_ids
-        assert warm.fills == cold.fills
-        assert warm.max_seq == cold.max_seq
-        assert warm.risk_changes == cold.risk_changes
-        assert warm.finished_fills == cold.finished_fills
-        assert warm.in_doubt_orders == cold.in_doubt_orders
-        assert (warm.unsent, warm.last_batch) == (cold.unsent, cold.last_batch)
+        assert_same_loaded(warm, cold)
         if self.warm.stale:
             event("warm state: a reopened order read from the tables")
 
@@ -573,6 +563,21 @@ class EngineMachine(RuleBasedStateMachine):
                     if not ch.done and ch.price is not None:
                         through = ch.price > order.price if order.side is Side.BUY else ch.price < order.price
                         assert not through, f"{ch.child_id} at {ch.price} through the limit {order.price}"
+
+
+def assert_same_loaded(warm: LoadedState, cold: LoadedState) -> None:
+    """What a takeover from a standby's warm state loads (`warm`) is what a restart reads (`cold`)."""
+    assert set(warm.orders) == set(cold.orders)
+    for oid, order in cold.orders.items():
+        assert state_of(warm.orders[oid]) == state_of(order), oid
+    assert warm.cl_ord_ids == cold.cl_ord_ids
+    assert warm.venue_exec_ids == cold.venue_exec_ids
+    assert warm.fills == cold.fills
+    assert warm.max_seq == cold.max_seq
+    assert warm.risk_changes == cold.risk_changes
+    assert warm.finished_fills == cold.finished_fills
+    assert warm.in_doubt_orders == cold.in_doubt_orders
+    assert (warm.unsent, warm.last_batch) == (cold.unsent, cold.last_batch)
 
 
 def state_of(order: Order) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
