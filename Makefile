@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The modules setup.py compiles with mypyc (COMPILED there).
+COMPILED_SRC := sor/book.py sor/crossing.py sor/router.py sor/strategies.py sor/venues.py fix_engine/codec.py
+COMPILED_STAMP := $(VENV)/.compiled
 
 .PHONY: install demo test lint pytest bench clean sanitize bench-c
 
@@ -10,13 +13,19 @@ STAMP := $(VENV)/.installed
 # dev tools. QuickFIX is built from source with native/quickfix/guard.patch (bounded framing, a
 # first-message deadline, a threaded acceptor that stops cleanly): about 5 minutes on 2 cores the first
 # time, then the wheel is reused from ~/.cache/fixoms/wheels.
-install: $(STAMP)
+#
+# A compiled module's source changed: it is built again, alone.
+install: $(STAMP) $(COMPILED_STAMP)
 $(STAMP): pyproject.toml setup.py native/book.c native/book.h native/build_book.py native/quickfix/guard.patch native/quickfix/build.sh
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip setuptools wheel
 	wheel=$$(bash native/quickfix/build.sh $(VPY)) && $(VPY) -m pip install --quiet "$$wheel"
 	$(VPY) -m pip install --progress-bar off -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(COMPILED_STAMP)
+
+$(COMPILED_STAMP): $(COMPILED_SRC) | $(STAMP)
+	$(VPY) setup.py --quiet build_ext --inplace
+	touch $(COMPILED_STAMP)
 
 demo: install
 	$(VENV)/bin/fixoms demo
@@ -36,7 +45,7 @@ bench: install
 	$(VPY) bench/risk_bench.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info native/_book*.so var
+	rm -rf $(VENV) build *.egg-info native/_book*.so *.so sor/*.so fix_engine/*.so var
 
 # native/native.mk: `make sanitize` (ASan+UBSan build, equivalence test and 1M-op replay under it)
 # and `make bench-c` (the C core alone), run with the venv's Python.

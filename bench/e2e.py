@@ -50,7 +50,9 @@ the echo's closed loop is usually bounded by it, so its figure is a floor of the
 holding the GIL, with native frames, so QuickFIX's C++ threads and the time in C show too).
 --nagle runs the engine a second time with SocketNodelay=N in its sessions.cfg [DEFAULT]. --outbox-ab runs
 it first with FIXOMS_FIX_OUTBOX=off: the engine thread sends each message itself (sendToTarget), as before
-the sessions' outboxes (fix_engine/outbox.py), so both are measured in the same run.
+the sessions' outboxes (fix_engine/outbox.py), so both are measured in the same run. --pure-ab runs it
+first with FIXOMS_PURE_PYTHON=1: the modules mypyc compiles (setup.py) run from their sources, as before
+they were compiled (the venue simulators run as they are in both).
 
 Run: .venv/bin/python bench/e2e.py [--db sqlite,postgresql] [--rate 500,1000] [--flow both|filling|resting]
                                     [--seconds 10] [--sessions 4] [--window 50] [--grace 5]
@@ -656,9 +658,10 @@ def _journal_api() -> tuple[Callable[..., Any], Callable[..., Any], Callable[...
 
 @contextmanager
 def engine_target(tmp: Path, sessions: int, db: str, nagle: bool = False, switch_interval: float | None = None,
-                  preload_finished: int = 0, preload_resting: bool = False, outbox: bool = True) -> Iterator[Target]:
+                  preload_finished: int = 0, preload_resting: bool = False, outbox: bool = True,
+                  pure: bool = False) -> Iterator[Target]:
     make_engine, create_schema, set_credential = _journal_api()
-    var = tmp / f"engine-{db}{'-nagle' if nagle else ''}{'' if outbox else '-no-outbox'}"
+    var = tmp / f"engine-{db}{'-nagle' if nagle else ''}{'' if outbox else '-no-outbox'}{'-pure' if pure else ''}"
     var.mkdir(parents=True, exist_ok=True)
     pg_db = f"fixoms_bench_{os.getpid()}"
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -697,11 +700,13 @@ def engine_target(tmp: Path, sessions: int, db: str, nagle: bool = False, switch
                   if switch_interval else CLI)
         log = var / "engine.log"
         procs["engine"] = spawn([*launch, "--config", str(config), "--log-level", "WARNING", "run"], log, cwd=var,
-                                stdout_to_log=False, env=None if outbox else {"FIXOMS_FIX_OUTBOX": "off"})
+                                stdout_to_log=False,
+                                env={**({} if outbox else {"FIXOMS_FIX_OUTBOX": "off"}),
+                                     **({"FIXOMS_PURE_PYTHON": "1"} if pure else {})})
         wait_listening(port, procs["engine"], log, timeout=120)
         time.sleep(1.0)  # the venues log on and send their books
         extra = ((", SocketNodelay=N" if nagle else "") + (f", switch {switch_interval} ms" if switch_interval else "")
-                 + ("" if outbox else ", no outbox"))
+                 + ("" if outbox else ", no outbox") + (", pure Python" if pure else ""))
         yield Target(f"engine ({db}{extra})", "engine", procs, port, passwords, log, notes)
     finally:
         for name in ("engine", "VENUE-A", "VENUE-B"):
@@ -1121,6 +1126,8 @@ def main() -> int:
     parser.add_argument("--no-echo", action="store_true")
     parser.add_argument("--switch-interval", type=float, default=None, metavar="MS",
                         help="run the engine with sys.setswitchinterval(MS/1000) (default 5 ms) - an experiment")
+    parser.add_argument("--pure-ab", action="store_true",
+                        help="run each engine first with FIXOMS_PURE_PYTHON=1 (the compiled modules' sources)")
     parser.add_argument("--outbox-ab", action="store_true",
                         help="run each engine first with FIXOMS_FIX_OUTBOX=off (its thread sends each message itself)")
     parser.add_argument("--nagle", action="store_true",
@@ -1155,16 +1162,18 @@ def main() -> int:
             if db == "postgresql" and (why := pg_reachable()):
                 print(f"\n== engine (postgresql): skipped, {why}")
                 continue
-            variants = [(False, True)] + ([(True, True)] if args.nagle else [])
+            variants = [(False, True, False)] + ([(True, True, False)] if args.nagle else [])
             if args.outbox_ab:  # the engine thread sending each message itself first, as before the outbox
-                variants.insert(0, (False, False))
-            for nagle, outbox in variants:
+                variants.insert(0, (False, False, False))
+            if args.pure_ab:  # the compiled modules' sources first, as before they were compiled
+                variants.insert(0, (False, True, True))
+            for nagle, outbox, pure in variants:
                 with engine_target(tmp, args.sessions, db, nagle, args.switch_interval, finished, bool(resting),
-                                   outbox) as t:
+                                   outbox, pure) as t:
                     pid = t.procs["engine"].pid
                     prof = (lambda pid=pid, db=db: Profiler(pid, tmp / f"profile-{db}.txt", args.seconds,
                                                                args.profile_all)) \
-                        if args.profile and not nagle and outbox else None
+                        if args.profile and not nagle and outbox and not pure else None
                     r = measure(t, args, tmp, resting, prof)
                     results.append(r)
                     if r.profiler is not None:

@@ -478,7 +478,7 @@ def _in_lots(qty: Decimal, lot: Decimal, ladder: Sequence[Quote], takers: Mappin
     total = whole(qty)
     levels = [whole(q.qty) for q in ladder]
     maxima: dict[str, int | None] = {}
-    for prof in [*takers.values(), *(p.venue for p in passive)]:
+    for prof in [*takers.values(), *[p.venue for p in passive]]:
         maxima[prof.name] = None if prof.max_order_qty is None else whole(prof.max_order_qty)
         if prof.max_order_qty is not None and maxima[prof.name] is None:
             return None
