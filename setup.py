@@ -15,11 +15,12 @@ from setuptools import setup
 COMPILED = ["sor/book.py", "sor/crossing.py", "sor/router.py", "sor/strategies.py", "sor/venues.py",
             "fix_engine/codec.py"]
 
+# The library the compiled modules' code goes into (oms/compiled.py checks it: the same name there).
+GROUP = "fixoms_compiled"
+
 ext_modules = []
 if not os.environ.get("FIXOMS_PURE_PYTHON"):
     from mypyc.build import mypycify
-
-    from oms.compiled import GROUP
 
     ext_modules = mypycify(COMPILED, group_name=GROUP, opt_level="3")
 

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-# setup.py's name for the library of compiled code the modules' shims load
+# setup.py's name for the library of compiled code the modules' shims load (GROUP there: setup.py cannot
+# import this package, whose __init__ runs the guard below)
 GROUP = "fixoms_compiled"
 
 

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -125,9 +125,11 @@ class Decider:
     def __init__(self, router: Router, config: EngineConfig) -> None:
         self.router = router
         self.config = config
-        self.orders: dict[str, Order] = {}
+        # MutableMapping, not dict: the runner puts its LoadingDicts here (oms.lazymap), whose lookups read
+        # finished orders back (code compiled with mypyc would reach a declared dict's items directly).
+        self.orders: MutableMapping[str, Order] = {}
         self.by_cl_ord_id: dict[tuple[str, str], str] = {}
-        self.by_child: dict[str, tuple[str, str]] = {}
+        self.by_child: MutableMapping[str, tuple[str, str]] = {}
         self.venue_exec_ids: set[tuple[str, str]] = set()
         self.venues_up: set[str] = set()
         self.sessions_up: set[str] = set()
@@ -168,7 +170,7 @@ class Decider:
         for child in order.children.values():
             for venue_id in (child.child_id, child.cancel_id, child.venue_cl_ord_id, child.amend_id):
                 if venue_id:
-                    dict.__setitem__(self.by_child, venue_id, (order.order_id, child.child_id))
+                    self.by_child[venue_id] = (order.order_id, child.child_id)
 
     def decide(self, commands: list[Any]) -> Decision:
         """Handle a batch of commands: everything they decide, in one Decision. A command the decider fails
@@ -213,7 +215,7 @@ class Decider:
                     log.exception("TCA failed for %s", order.order_id)
 
     def _handle(self, cmd: Any, b: Decision) -> None:
-        handler = self._handlers.get(type(cmd))
+        handler = _HANDLERS.get(type(cmd))
         if handler is None:
             log.warning("no handler for %r", cmd)
             return
@@ -614,7 +616,7 @@ class Decider:
         order, child = found
         self.suspect.discard(r.venue)  # it answers again
         self._answered(child, r.exec_type)
-        handler = self._venue_handlers.get(r.exec_type)
+        handler = _VENUE_HANDLERS.get(r.exec_type)
         if handler is not None:
             handler(self, order, child, r, b)
 
@@ -1028,7 +1030,7 @@ class Decider:
                 log.error("venue %s does not answer: no new orders go there until it does", child.venue)
                 self.suspect.add(child.venue)
                 self._probe_at[child.venue] = cmd.now
-            self._gave_up[watch.kind](self, order, child, text, b)
+            _GAVE_UP[watch.kind](self, order, child, text, b)
         for venue in list(self.suspect):
             if cmd.now - self._probe_at.get(venue, 0.0) >= timeout:
                 self._probe_at[venue] = cmd.now
@@ -1046,11 +1048,6 @@ class Decider:
         # As for a cancel: the order keeps working on its old terms; a late Replaced no longer applies.
         self._amend_refused(order, child, f"{text} to the replace", b)
 
-    _gave_up: dict[str, Callable[[Decider, Order, Child, str, Decision], None]] = {
-        "new": _new_unanswered,
-        "cancel": _cancel_unanswered,
-        "amend": _amend_unanswered,
-    }
 
     def _probe(self, venue: str, b: Decision) -> None:
         """Ask a silent venue about one of its orders: any answer clears the suspicion."""
@@ -1084,47 +1081,57 @@ class Decider:
                 return
         self._settle(order, b)
 
-    _venue_handlers: dict[ExecType, Callable[[Decider, Order, Child, c.VenueReport, Decision], None]] = {
-        ExecType.TRADE: _venue_fill,
-        ExecType.PARTIAL_FILL: _venue_fill,
-        ExecType.FILL: _venue_fill,
-        ExecType.TRADE_CANCEL: lambda self, o, ch, r, b: self._on_bust_or_correct(o, ch, r, b),
-        ExecType.TRADE_CORRECT: lambda self, o, ch, r, b: self._on_bust_or_correct(o, ch, r, b),
-        ExecType.ORDER_STATUS: lambda self, o, ch, r, b: self._reconcile(o, ch, r, b),
-        ExecType.NEW: _venue_new,
-        ExecType.CANCELED: _venue_ended,
-        ExecType.EXPIRED: _venue_ended,
-        ExecType.DONE_FOR_DAY: _venue_ended,
-        ExecType.REJECTED: _venue_ended,
-        ExecType.REPLACED: _venue_replaced,
-    }
 
-    _handlers: dict[type, Callable[[Decider, Any, Decision], None]] = {
-        c.NewOrder: _on_new,
-        c.InvalidOrder: _on_invalid,
-        c.CancelOrder: _on_cancel,
-        c.ReplaceOrder: _on_replace,
-        c.AdminCancel: _on_admin_cancel,
-        c.StatusRequest: _on_status,
-        c.MassCancel: _on_mass_cancel,
-        c.MassStatus: _on_mass_status,
-        c.ExpireOrders: _on_expire,
-        c.RenewOrders: _on_renew,
-        c.MarketPrice: _on_market_price,
-        c.MarketData: _on_market_data,
-        c.ReconcileVenue: _on_reconcile,
-        c.ClientSessionUp: _on_session_up,
-        c.ClientSessionDown: _on_session_down,
-        c.VenueReport: _on_venue_report,
-        c.VenueCancelReject: _on_venue_cancel_reject,
-        c.VenueSessionUp: _on_venue_up,
-        c.VenueSessionDown: _on_venue_down,
-        c.VenueSymbolStatus: _on_symbol_status,
-        c.Tick: _on_tick,
-        c.SetTradingState: _on_set_state,
-        c.SetRiskLimit: _on_set_limit,
-        c.EngineCall: _on_call,
-    }
+
+
+# The dispatch tables (a table, not an isinstance chain).
+_HANDLERS: dict[type, Callable[[Decider, Any, Decision], None]] = {
+    c.NewOrder: Decider._on_new,
+    c.InvalidOrder: Decider._on_invalid,
+    c.CancelOrder: Decider._on_cancel,
+    c.ReplaceOrder: Decider._on_replace,
+    c.AdminCancel: Decider._on_admin_cancel,
+    c.StatusRequest: Decider._on_status,
+    c.MassCancel: Decider._on_mass_cancel,
+    c.MassStatus: Decider._on_mass_status,
+    c.ExpireOrders: Decider._on_expire,
+    c.RenewOrders: Decider._on_renew,
+    c.MarketPrice: Decider._on_market_price,
+    c.MarketData: Decider._on_market_data,
+    c.ReconcileVenue: Decider._on_reconcile,
+    c.ClientSessionUp: Decider._on_session_up,
+    c.ClientSessionDown: Decider._on_session_down,
+    c.VenueReport: Decider._on_venue_report,
+    c.VenueCancelReject: Decider._on_venue_cancel_reject,
+    c.VenueSessionUp: Decider._on_venue_up,
+    c.VenueSessionDown: Decider._on_venue_down,
+    c.VenueSymbolStatus: Decider._on_symbol_status,
+    c.Tick: Decider._on_tick,
+    c.SetTradingState: Decider._on_set_state,
+    c.SetRiskLimit: Decider._on_set_limit,
+    c.EngineCall: Decider._on_call,
+}
+
+_VENUE_HANDLERS: dict[ExecType, Callable[[Decider, Order, Child, c.VenueReport, Decision], None]] = {
+    ExecType.TRADE: Decider._venue_fill,
+    ExecType.PARTIAL_FILL: Decider._venue_fill,
+    ExecType.FILL: Decider._venue_fill,
+    ExecType.TRADE_CANCEL: Decider._on_bust_or_correct,
+    ExecType.TRADE_CORRECT: Decider._on_bust_or_correct,
+    ExecType.ORDER_STATUS: Decider._reconcile,
+    ExecType.NEW: Decider._venue_new,
+    ExecType.CANCELED: Decider._venue_ended,
+    ExecType.EXPIRED: Decider._venue_ended,
+    ExecType.DONE_FOR_DAY: Decider._venue_ended,
+    ExecType.REJECTED: Decider._venue_ended,
+    ExecType.REPLACED: Decider._venue_replaced,
+}
+
+_GAVE_UP: dict[str, Callable[[Decider, Order, Child, str, Decision], None]] = {
+    "new": Decider._new_unanswered,
+    "cancel": Decider._cancel_unanswered,
+    "amend": Decider._amend_unanswered,
+}
 
 
 def _reply(reply: Callable[[Any], None] | None, b: Decision, value: Any) -> None:

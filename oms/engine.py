@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from oms import commands as c
 from oms import events as ev
@@ -148,7 +148,7 @@ class Engine(Decider):
         if loaded is None:
             return None
         order = loaded.order
-        dict.__setitem__(self.orders, order_id, order)
+        self.orders[order_id] = order
         self._file(order)
         self.venue_exec_ids.update(loaded.venue_exec_ids)
         for key, fill in loaded.fills.items():
@@ -165,7 +165,8 @@ class Engine(Decider):
         order_id = self.journal.order_id_of_child(venue_cl_ord_id)
         if order_id is None or self.orders.get(order_id) is None:
             return None
-        return dict.get(self.by_child, venue_cl_ord_id)
+        # what _load_order filed, without asking the journal again (a LoadingDict is a dict)
+        return dict.get(cast(dict[str, tuple[str, str]], self.by_child), venue_cl_ord_id)
 
     def start(self, wait: bool = True) -> None:
         """Recover, then run the engine thread.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from oms.compiled import StaleCompiledModule, require_fresh
+from oms.compiled import GROUP, StaleCompiledModule, require_fresh
 from tests.conftest import ROOT
 
 SUFFIX = ".cpython-311-x86_64-linux-gnu.so"
@@ -47,6 +47,10 @@ def test_a_rebuild_that_left_a_shim_as_it_was_is_fresh(tmp_path: Path) -> None:
     older(pkg / f"mod{SUFFIX}", pkg / "mod.py")
     (tmp_path / f"fixoms_compiled__mypyc{SUFFIX}").write_bytes(b"")
     require_fresh(str(pkg / "__init__.py"))
+
+
+def test_the_guard_looks_for_the_library_setup_py_builds() -> None:
+    assert f'GROUP = "{GROUP}"' in (ROOT / "setup.py").read_text()
 
 
 def test_an_installed_copy_is_not_checked(tmp_path: Path) -> None:
