@@ -98,6 +98,11 @@ class HAMetrics(Collector):
         yield GaugeMetricFamily("fixoms_ha_standby_lag_events", "events in those it read", value=n.lag_events)
         yield GaugeMetricFamily("fixoms_ha_standby_lag_seconds", "age of the oldest of them at that look",
                                 value=n.lag_s)
+        warm = n.warm
+        yield GaugeMetricFamily("fixoms_ha_standby_state_warm", "1 while this standby keeps the order state from the "
+                                "log (oms.warm): its takeover then reads no table", value=1.0 if warm is not None else 0.0)
+        yield GaugeMetricFamily("fixoms_ha_standby_warm_orders", "working orders in that state",
+                                value=len(warm.orders) if warm is not None else 0)
         held = n.held
         yield GaugeMetricFamily("fixoms_ha_standby_ports_held", "1 while this standby leaves client connections "
                                 "waiting for its takeover (the primary's lease is late or free)",

@@ -141,11 +141,14 @@ def test_a_standby_measures_its_lag_in_batches_events_and_seconds(tmp_path: Path
         finally:
             ha.FOLLOW_BATCH = saved
         assert (node.seen_batch, node.lag_batches, node.lag_events) == (5, 5, 2)
+        # and it kept the order state from what it read (oms.warm): here the risk changes of 5 batches
+        assert node.warm is not None and node.warm.seen == 5 and len(node.warm.risk_changes) == 8
         registry = CollectorRegistry()
         registry.register(node.metrics)
         text = generate_latest(registry).decode()
         assert "fixoms_ha_standby_lag_batches 5.0" in text and "fixoms_ha_primary 0.0" in text
         assert "fixoms_ha_standby_ports_held 0.0" in text  # no client port bound by this node
+        assert "fixoms_ha_standby_state_warm 1.0" in text and "fixoms_ha_standby_warm_orders 0.0" in text
         from fixoms.held_ports import HeldPorts
         from fixoms.netutil import free_port
 
