@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 FOLLOW_BATCH = 500
 # A standby counts as following if it reported within this many of its polls (plus a second).
 STANDBY_FRESH_POLLS = 10
+# A standby that could not read or keep its order state (oms.warm) reads it again after this.
+WARM_RETRY_S = 30.0
 
 
 def check_supported(config: Config) -> None:
@@ -147,7 +149,7 @@ class HANode:
         self.seen_batch = 0
         # The order state, kept from the log while standing by (oms.warm); the takeover starts from it.
         self.warm: WarmState | None = None
-        self._warm_failed = False
+        self._warm_retry_at = 0.0  # after a failure to read or keep it: when to read it again
         self.lag_batches = self.lag_events = 0
         self.lag_s = 0.0
         self.renewed_at = time.monotonic()
@@ -187,14 +189,15 @@ class HANode:
         return max(0, head - self.seen_batch)
 
     def _warm_up(self) -> WarmState | None:
-        """The warm state, read from the tables the first time (and after it was dropped)."""
-        if self.warm is None and not self._warm_failed:
+        """The warm state, read from the tables the first time (and after it was dropped). Without one (the
+        database away, or a record it could not apply) a takeover reads the tables, as a restart does."""
+        if self.warm is None and time.monotonic() >= self._warm_retry_at:
             started = time.monotonic()
             try:
                 self.warm = WarmState.load(Journal(self.db, self.config.instance, projector="off"))
-            except Exception:  # the takeover then reads the tables, as a restart does
-                self._warm_failed = True
-                log.exception("HA standby: order state not kept warm")
+            except Exception:
+                self._warm_retry_at = time.monotonic() + WARM_RETRY_S
+                log.exception("HA standby: order state not read (again in %gs)", WARM_RETRY_S)
                 return None
             self.seen_batch = self.warm.seen
             log.warning("HA standby: order state read at batch %d in %.2fs (%s)", self.warm.seen,
@@ -211,8 +214,9 @@ class HANode:
         try:
             warm.apply(batch, record)
         except Exception:
-            self.warm, self._warm_failed = None, True
-            log.exception("HA standby: batch %d not applied: the takeover reads the tables instead", batch)
+            self.warm, self._warm_retry_at = None, time.monotonic() + WARM_RETRY_S
+            log.exception("HA standby: batch %d not applied to the order state (read again from the tables in "
+                          "%gs; a takeover meanwhile reads the tables)", batch, WARM_RETRY_S)
             return None
         return warm
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -156,6 +157,54 @@ def test_a_standby_measures_its_lag_in_batches_events_and_seconds(tmp_path: Path
         node.held.hold(True)  # the primary's lease is late: client connections wait for the takeover
         text = generate_latest(registry).decode()
         assert "fixoms_ha_standby_ports_held 1.0" in text and "fixoms_ha_standby_connections_refused 0.0" in text
+    finally:
+        node.close()
+        primary.close(sent=False)
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_standby_whose_unread_log_rows_were_trimmed_reads_its_order_state_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The primary deletes log rows well behind its projection; a standby that had not read them yet cannot
+    keep its order state from the log: it reads it again from the tables, then follows from there."""
+    if _PG_SKIP:
+        pytest.skip(_PG_SKIP)
+    if not quickfix_pg_store():
+        pytest.skip("QuickFIX was built without its PostgreSQL store: HA refuses to start")
+    from datetime import UTC, datetime
+
+    from sqlalchemy import delete
+
+    from fixoms import config as config_mod
+    from fixoms.ha import HANode
+    from oms import events as ev
+    from oms.schema import journal_log_t
+
+    reset_pg()
+    engine = make_engine(PG_URL)
+    Journal(engine, "OMS1").create_schema()
+    primary = Journal(engine, "OMS1", projector="off")
+    change = ev.RiskLimitChanged("ACC-1", "max_order_qty", "1", "2", "tests", datetime.now(UTC))
+    primary.append([change], [])
+    node = HANode(config_mod.from_dict({"database": {"url": PG_URL}}, tmp_path), holder="host-b:2:bb")
+    try:
+        node.follow()
+        assert node.warm is not None and node.warm.seen == 1
+        for _ in range(4):
+            primary.append([change], [])
+        primary.sync()  # the tables hold batch 5
+        with engine.begin() as conn:
+            conn.execute(delete(journal_log_t).where(journal_log_t.c.batch.in_([2, 3])))
+        with caplog.at_level(logging.WARNING, logger="fixoms.ha"):
+            node.follow()  # finds 4 where it expected 2: lets the state go
+            assert node.warm is None
+            node.follow()  # reads it again, at the tables' mark
+        assert "log batches 2..3 gone before they were read" in caplog.text
+        assert node.warm is not None and node.warm.seen == 5 and len(node.warm.risk_changes) == 5
+        primary.append([change], [])
+        node.follow()
+        assert node.warm.seen == 6 and len(node.warm.risk_changes) == 6
     finally:
         node.close()
         primary.close(sent=False)
