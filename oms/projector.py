@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -61,6 +62,18 @@ def cl_ord_id_used(e: ev.Event) -> tuple[str, str, str] | None:
     if (isinstance(e, ev.OrderAccepted | ev.OrderRejected | ev.ReplaceRequested)
             or isinstance(e, ev.CancelRequested) and e.cl_ord_id):
         return e.session, e.cl_ord_id, e.order_id
+    return None
+
+
+def execution_change(e: ev.Event) -> tuple[str, str, str, Decimal, Decimal] | None:
+    """(venue, venue exec id, status, qty, px) the event writes into its execution's row: a fill makes the
+    row ("ok"), a bust or a correction changes it; None for any other event."""
+    if isinstance(e, ev.ChildFilled):
+        return e.venue, e.venue_exec_id, "ok", e.last_qty, e.last_px
+    if isinstance(e, ev.FillBusted):
+        return e.venue, e.venue_exec_id, "busted", e.qty, e.px
+    if isinstance(e, ev.FillCorrected):
+        return e.venue, e.venue_exec_id, "corrected", e.new_qty, e.new_px
     return None
 
 
@@ -131,16 +144,16 @@ class Projector:
             for e in rec.events:
                 event_rows.append({"instance": instance, "ts": ts, "kind": type(e).__name__,
                                    "order_id": getattr(e, "order_id", None), "payload": payload(e)})
-                if isinstance(e, ev.ChildFilled):
-                    exec_rows.append({"exec_id": e.exec_id, "order_id": e.order_id, "child_id": e.child_id,
-                                      "venue": e.venue, "venue_exec_id": e.venue_exec_id, "last_qty": e.last_qty,
-                                      "last_px": e.last_px, "status": "ok", "ts": e.ts})
-                elif isinstance(e, ev.FillBusted):
-                    exec_updates.append({"b_venue": e.venue, "b_venue_exec_id": e.venue_exec_id,
-                                         "b_status": "busted", "b_last_qty": e.qty, "b_last_px": e.px})
-                elif isinstance(e, ev.FillCorrected):
-                    exec_updates.append({"b_venue": e.venue, "b_venue_exec_id": e.venue_exec_id,
-                                         "b_status": "corrected", "b_last_qty": e.new_qty, "b_last_px": e.new_px})
+                change = execution_change(e)
+                if change is not None:
+                    venue, venue_exec_id, status, qty, px = change
+                    if isinstance(e, ev.ChildFilled):
+                        exec_rows.append({"exec_id": e.exec_id, "order_id": e.order_id, "child_id": e.child_id,
+                                          "venue": venue, "venue_exec_id": venue_exec_id, "last_qty": qty,
+                                          "last_px": px, "status": status, "ts": e.ts})
+                    else:
+                        exec_updates.append({"b_venue": venue, "b_venue_exec_id": venue_exec_id, "b_status": status,
+                                             "b_last_qty": qty, "b_last_px": px})
                 else:
                     used = cl_ord_id_used(e)
                     if used is not None:

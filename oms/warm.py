@@ -44,7 +44,7 @@ from oms.journal import (
 )
 from oms.model import Order
 from oms.ports import LoadedState
-from oms.projector import BatchRecord, cl_ord_id_used
+from oms.projector import BatchRecord, cl_ord_id_used, execution_change
 from oms.rows import child_from_row, child_row_from_snapshot, order_from_row, order_row_from_snapshot
 from oms.schema import journal_marks_t
 
@@ -102,15 +102,15 @@ class WarmState:
             used = cl_ord_id_used(e)
             if used is not None:
                 self.cl_ord_ids[used[:2]] = used[2]
-            if isinstance(e, ev.OrderAccepted):
+            change = execution_change(e)
+            if change is not None:
+                venue, venue_exec_id, status, qty, px = change
+                if isinstance(e, ev.ChildFilled):
+                    self._execution(e.order_id, e.child_id, venue, venue_exec_id, e.exec_id, qty, px, status)
+                elif isinstance(e, ev.FillBusted | ev.FillCorrected):
+                    self._amend(e.order_id, venue, venue_exec_id, status, qty, px)
+            elif isinstance(e, ev.OrderAccepted):
                 accepted.add(e.order_id)
-            elif isinstance(e, ev.ChildFilled):
-                self._execution(e.order_id, e.child_id, e.venue, e.venue_exec_id, e.exec_id, e.last_qty, e.last_px,
-                                "ok")
-            elif isinstance(e, ev.FillBusted):
-                self._amend(e.order_id, e.venue, e.venue_exec_id, "busted", e.qty, e.px)
-            elif isinstance(e, ev.FillCorrected):
-                self._amend(e.order_id, e.venue, e.venue_exec_id, "corrected", e.new_qty, e.new_px)
             elif type(e).__name__ in RISK_CHANGES:
                 self.risk_changes.append(e)
         for snap in record.orders:
