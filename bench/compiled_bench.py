@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -94,12 +93,14 @@ def measure(n: int, repeat: int) -> dict[str, Any]:
     return figures
 
 
-def run(pure: bool, n: int, repeat: int) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k != "FIXOMS_PURE_PYTHON"}
-    if pure:
-        env["FIXOMS_PURE_PYTHON"] = "1"
-    out = subprocess.run([sys.executable, __file__, "--child", "--n", str(n), "--repeat", str(repeat)], env=env,
-                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
+def run_child(script: str, pure: bool, *args: str) -> dict[str, Any]:
+    """`script --child args` in a fresh process with the sources (`pure`) or the compiled modules: the JSON
+    object its last line prints. (bench/engine_cpu_bench.py runs its children with it too.)"""
+    sys.path.insert(0, str(ROOT))
+    from oms.compiled import environment
+
+    out = subprocess.run([sys.executable, script, "--child", *args], env=environment(pure), cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
     return dict(json.loads(out.splitlines()[-1]))
 
 
@@ -112,7 +113,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.n, args.repeat)))
         return
-    pure, compiled = run(True, args.n, args.repeat), run(False, args.n, args.repeat)
+    pure, compiled = (run_child(__file__, p, "--n", str(args.n), "--repeat", str(args.repeat)) for p in (True, False))
     if not compiled.pop("compiled"):
         print("the modules are not compiled here (installed with FIXOMS_PURE_PYTHON=1?): nothing to compare")
         return

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +30,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from compiled_bench import run_child  # noqa: E402  (bench/: the folder of the script)
+
 SOH = "\x01"
 SYMBOLS = {"AAPL": D("190.00"), "MSFT": D("410.00"), "IBM": D("150.00"), "TSLA": D("250.00")}
 
@@ -148,15 +150,6 @@ def measure(orders: int, warmup: int) -> dict[str, Any]:
             "messages": len(wire) / (warmup + orders)}
 
 
-def child(pure: bool, orders: int, warmup: int) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k != "FIXOMS_PURE_PYTHON"}
-    if pure:
-        env["FIXOMS_PURE_PYTHON"] = "1"
-    out = subprocess.run([sys.executable, __file__, "--child", "--orders", str(orders), "--warmup", str(warmup)],
-                         env=env, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    return dict(json.loads(out.splitlines()[-1]))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=3000)
@@ -170,7 +163,7 @@ def main() -> None:
     runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     for _ in range(args.rounds):
         for pure in (True, False):
-            runs[pure].append(child(pure, args.orders, args.warmup))
+            runs[pure].append(run_child(__file__, pure, "--orders", str(args.orders), "--warmup", str(args.warmup)))
     if not runs[False][0]["compiled"]:
         print("the modules are not compiled here (installed with FIXOMS_PURE_PYTHON=1?): both runs were the sources")
     print(f"engine thread, resting flow, {args.orders} orders after {args.warmup} (each: its NewOrderSingle, "

@@ -26,6 +26,17 @@ from types import ModuleType
 GROUP = "fixoms_compiled"
 
 
+PURE_PYTHON = "FIXOMS_PURE_PYTHON"
+
+
+def environment(pure: bool) -> dict[str, str]:
+    """This process's environment for a child that runs the sources (`pure`) or the compiled modules."""
+    env = {k: v for k, v in os.environ.items() if k != PURE_PYTHON}
+    if pure:
+        env[PURE_PYTHON] = "1"
+    return env
+
+
 class StaleCompiledModule(ImportError):
     pass
 
@@ -35,7 +46,7 @@ def require_fresh(package_init: str) -> None:
     modules from their sources from now on; else raise StaleCompiledModule if one of them is compiled
     and its .py changed after that."""
     package = Path(package_init).parent
-    if os.environ.get("FIXOMS_PURE_PYTHON"):
+    if os.environ.get(PURE_PYTHON):
         sys.meta_path.insert(0, _SourcesFirst(package))
         return
     if not (package.parent / "setup.py").exists():

@@ -4,14 +4,16 @@ checkout runs the compiled ones."""
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from oms.compiled import GROUP, StaleCompiledModule, require_fresh
+from oms.compiled import GROUP, StaleCompiledModule, environment, require_fresh
 from tests.conftest import ROOT
 
 SUFFIX = ".cpython-311-x86_64-linux-gnu.so"
@@ -53,6 +55,15 @@ def test_the_guard_looks_for_the_library_setup_py_builds() -> None:
     assert f'GROUP = "{GROUP}"' in (ROOT / "setup.py").read_text()
 
 
+def test_make_rebuilds_what_setup_py_compiles() -> None:
+    """The Makefile's COMPILED_SRC (what a change of makes `make install` build again) is setup.py's list."""
+    setup = ast.parse((ROOT / "setup.py").read_text())
+    compiled = next(ast.literal_eval(node.value) for node in setup.body if isinstance(node, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id == "COMPILED" for t in node.targets))
+    make = re.search(r"^COMPILED_SRC := (.*)$", (ROOT / "Makefile").read_text(), re.M)
+    assert make is not None and make.group(1).split() == compiled
+
+
 def test_an_installed_copy_is_not_checked(tmp_path: Path) -> None:
     pkg = package(tmp_path, checkout=False)
     older(pkg / f"mod{SUFFIX}", pkg / "mod.py")
@@ -61,11 +72,8 @@ def test_an_installed_copy_is_not_checked(tmp_path: Path) -> None:
 
 def where(pure: bool) -> list[str]:
     """The files a fresh process imports two compiled modules from."""
-    env = {k: v for k, v in os.environ.items() if k != "FIXOMS_PURE_PYTHON"}
-    if pure:
-        env["FIXOMS_PURE_PYTHON"] = "1"
     code = "import sor.strategies, sor.router, fix_engine.codec as c; print(sor.strategies.__file__); print(c.__file__)"
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True,
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment(pure), check=True, capture_output=True,
                           text=True).stdout.split()
 
 
