@@ -8,6 +8,8 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -96,119 +98,115 @@ def test_ha_status_shows_the_lease_and_the_members_lag_as_a_table_and_json(tmp_p
     engine.dispose()
 
 
-@pytest.mark.postgres
-def test_a_standby_measures_its_lag_in_batches_events_and_seconds(tmp_path: Path) -> None:
-    """HANode.follow against a journal another engine appends to; the lag is in ha_members and in the
-    standby's Prometheus metrics."""
+class Standby:
+    """A standby (HANode, not started) following a journal another engine appends to, on PostgreSQL."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        from fixoms import config as config_mod
+        from fixoms.ha import HANode
+        from oms import events as ev
+
+        reset_pg()
+        self.engine = make_engine(PG_URL)
+        Journal(self.engine, "OMS1").create_schema()
+        self.primary = Journal(self.engine, "OMS1", projector="off")
+        # a record with events and no order: what the primary appends here
+        self.change = ev.RiskLimitChanged("ACC-1", "max_order_qty", "1", "2", "tests", datetime.now(UTC))
+        self.node = HANode(config_mod.from_dict({"database": {"url": PG_URL}}, tmp_path), holder="host-b:2:bb")
+
+    def append(self, batches: int, events: int = 1) -> None:
+        for _ in range(batches):
+            self.primary.append([self.change] * events, [])
+
+    def close(self) -> None:
+        self.node.close()
+        self.primary.close(sent=False)
+        self.engine.dispose()
+
+
+@pytest.fixture
+def standby(tmp_path: Path) -> Iterator[Standby]:
     if _PG_SKIP:
         pytest.skip(_PG_SKIP)
     if not quickfix_pg_store():
         pytest.skip("QuickFIX was built without its PostgreSQL store: HA refuses to start")
-    from datetime import UTC, datetime
+    s = Standby(tmp_path)
+    try:
+        yield s
+    finally:
+        s.close()
 
+
+@pytest.mark.postgres
+def test_a_standby_measures_its_lag_in_batches_events_and_seconds(standby: Standby) -> None:
+    """HANode.follow against a journal another engine appends to; the lag is in ha_members and in the
+    standby's Prometheus metrics."""
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from fixoms import config as config_mod
-    from fixoms.ha import HANode
-    from oms import events as ev
+    node = standby.node
+    standby.append(3, events=2)
+    assert node.follow() == 0
+    # what that look found behind it: 3 batches of 2 events, the oldest just appended
+    assert (node.seen_batch, node.lag_batches, node.lag_events) == (3, 3, 6)
+    assert 0 <= node.lag_s < 60
+    with standby.engine.connect() as conn:
+        (row,) = members(conn, "OMS1")
+    assert (row.holder, row.role, row.seen_batch, row.lag_batches, row.lag_events) == (
+        "host-b:2:bb", "standby", 3, 3, 6)
+    assert node.follow() == 0 and (node.lag_batches, node.lag_events, node.lag_s) == (0, 0, 0.0)
+    # more than it reads in one look: behind by what is left
+    from fixoms import ha
 
-    reset_pg()
-    engine = make_engine(PG_URL)
-    Journal(engine, "OMS1").create_schema()
-    primary = Journal(engine, "OMS1", projector="off")
-    change = ev.RiskLimitChanged("ACC-1", "max_order_qty", "1", "2", "tests", datetime.now(UTC))
-    for _ in range(3):
-        primary.append([change, change], [])
-    cfg = config_mod.from_dict({"database": {"url": PG_URL}}, tmp_path)
-    node = HANode(cfg, holder="host-b:2:bb")
+    ha.FOLLOW_BATCH, saved = 2, ha.FOLLOW_BATCH
     try:
-        assert node.follow() == 0
-        # what that look found behind it: 3 batches of 2 events, the oldest just appended
-        assert (node.seen_batch, node.lag_batches, node.lag_events) == (3, 3, 6)
-        assert 0 <= node.lag_s < 60
-        with engine.connect() as conn:
-            (row,) = members(conn, "OMS1")
-        assert (row.holder, row.role, row.seen_batch, row.lag_batches, row.lag_events) == (
-            "host-b:2:bb", "standby", 3, 3, 6)
-        assert node.follow() == 0 and (node.lag_batches, node.lag_events, node.lag_s) == (0, 0, 0.0)
-        # more than it reads in one look: behind by what is left
-        from fixoms import ha
-
-        ha.FOLLOW_BATCH, saved = 2, ha.FOLLOW_BATCH
-        try:
-            for _ in range(5):
-                primary.append([change], [])
-            assert node.follow() == 3  # read 2 of the 5: 3 left for the next look
-        finally:
-            ha.FOLLOW_BATCH = saved
-        assert (node.seen_batch, node.lag_batches, node.lag_events) == (5, 5, 2)
-        # and it kept the order state from what it read (oms.warm): here the risk changes of 5 batches
-        assert node.warm is not None and node.warm.seen == 5 and len(node.warm.risk_changes) == 8
-        registry = CollectorRegistry()
-        registry.register(node.metrics)
-        text = generate_latest(registry).decode()
-        assert "fixoms_ha_standby_lag_batches 5.0" in text and "fixoms_ha_primary 0.0" in text
-        assert "fixoms_ha_standby_ports_held 0.0" in text  # no client port bound by this node
-        assert "fixoms_ha_standby_state_warm 1.0" in text and "fixoms_ha_standby_warm_orders 0.0" in text
-        from fixoms.held_ports import HeldPorts
-        from fixoms.netutil import free_port
-
-        node.held = HeldPorts([free_port()], grace_s=1.0)
-        node.held.hold(True)  # the primary's lease is late: client connections wait for the takeover
-        text = generate_latest(registry).decode()
-        assert "fixoms_ha_standby_ports_held 1.0" in text and "fixoms_ha_standby_connections_refused 0.0" in text
+        standby.append(5)
+        assert node.follow() == 3  # read 2 of the 5: 3 left for the next look
     finally:
-        node.close()
-        primary.close(sent=False)
-        engine.dispose()
+        ha.FOLLOW_BATCH = saved
+    assert (node.seen_batch, node.lag_batches, node.lag_events) == (5, 5, 2)
+    # and it kept the order state from what it read (oms.warm): here the risk changes of 5 batches
+    assert node.warm is not None and node.warm.seen == 5 and len(node.warm.risk_changes) == 8
+    registry = CollectorRegistry()
+    registry.register(node.metrics)
+    text = generate_latest(registry).decode()
+    assert "fixoms_ha_standby_lag_batches 5.0" in text and "fixoms_ha_primary 0.0" in text
+    assert "fixoms_ha_standby_ports_held 0.0" in text  # no client port bound by this node
+    assert "fixoms_ha_standby_state_warm 1.0" in text and "fixoms_ha_standby_warm_orders 0.0" in text
+    from fixoms.held_ports import HeldPorts
+    from fixoms.netutil import free_port
+
+    node.held = HeldPorts([free_port()], grace_s=1.0)
+    node.held.hold(True)  # the primary's lease is late: client connections wait for the takeover
+    text = generate_latest(registry).decode()
+    assert "fixoms_ha_standby_ports_held 1.0" in text and "fixoms_ha_standby_connections_refused 0.0" in text
 
 
 @pytest.mark.postgres
 def test_a_standby_whose_unread_log_rows_were_trimmed_reads_its_order_state_again(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        standby: Standby, caplog: pytest.LogCaptureFixture) -> None:
     """The primary deletes log rows well behind its projection; a standby that had not read them yet cannot
     keep its order state from the log: it reads it again from the tables, then follows from there."""
-    if _PG_SKIP:
-        pytest.skip(_PG_SKIP)
-    if not quickfix_pg_store():
-        pytest.skip("QuickFIX was built without its PostgreSQL store: HA refuses to start")
-    from datetime import UTC, datetime
-
     from sqlalchemy import delete
 
-    from fixoms import config as config_mod
-    from fixoms.ha import HANode
-    from oms import events as ev
     from oms.schema import journal_log_t
 
-    reset_pg()
-    engine = make_engine(PG_URL)
-    Journal(engine, "OMS1").create_schema()
-    primary = Journal(engine, "OMS1", projector="off")
-    change = ev.RiskLimitChanged("ACC-1", "max_order_qty", "1", "2", "tests", datetime.now(UTC))
-    primary.append([change], [])
-    node = HANode(config_mod.from_dict({"database": {"url": PG_URL}}, tmp_path), holder="host-b:2:bb")
-    try:
-        node.follow()
-        assert node.warm is not None and node.warm.seen == 1
-        for _ in range(4):
-            primary.append([change], [])
-        primary.sync()  # the tables hold batch 5
-        with engine.begin() as conn:
-            conn.execute(delete(journal_log_t).where(journal_log_t.c.batch.in_([2, 3])))
-        with caplog.at_level(logging.WARNING, logger="fixoms.ha"):
-            node.follow()  # finds 4 where it expected 2: lets the state go
-            assert node.warm is None
-            node.follow()  # reads it again, at the tables' mark
-        assert "log batches 2..3 gone before they were read" in caplog.text
-        assert node.warm is not None and node.warm.seen == 5 and len(node.warm.risk_changes) == 5
-        primary.append([change], [])
-        node.follow()
-        assert node.warm.seen == 6 and len(node.warm.risk_changes) == 6
-    finally:
-        node.close()
-        primary.close(sent=False)
-        engine.dispose()
+    node = standby.node
+    standby.append(1)
+    node.follow()
+    assert node.warm is not None and node.warm.seen == 1
+    standby.append(4)
+    standby.primary.sync()  # the tables hold batch 5
+    with standby.engine.begin() as conn:
+        conn.execute(delete(journal_log_t).where(journal_log_t.c.batch.in_([2, 3])))
+    with caplog.at_level(logging.WARNING, logger="fixoms.ha"):
+        node.follow()  # finds 4 where it expected 2: lets the state go
+        assert node.warm is None
+        node.follow()  # reads it again, at the tables' mark
+    assert "log batches 2..3 gone before they were read" in caplog.text
+    assert node.warm is not None and node.warm.seen == 5 and len(node.warm.risk_changes) == 5
+    standby.append(1)
+    node.follow()
+    assert node.warm.seen == 6 and len(node.warm.risk_changes) == 6
 
 
 def test_step_down_of_an_engine_without_ha_is_refused_in_one_line(tmp_path: Path) -> None:
