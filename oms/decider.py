@@ -30,7 +30,7 @@ from oms.enums import (
     Side,
     TimeInForce,
 )
-from oms.model import Child, Order
+from oms.model import ZERO, Child, Order
 from oms.ports import ChildPlan, RiskGate, Router
 from oms.reports import (
     CancelReject,
@@ -47,7 +47,6 @@ from oms.validation import validate_new, validate_replace
 
 log = logging.getLogger(__name__)
 
-ZERO = Decimal(0)
 # How often an order's unfilled IOC children are re-routed before the rest is canceled back.
 MAX_REROUTES = 20
 # Orders that stay open when their venue is done for the day, to be renewed at the next session start.

@@ -1,9 +1,9 @@
 """The journal: an append-only log of engine batches, and the tables derived from it.
 
-The engine thread calls `append` once per batch: one row in `journal_log` (a pickled
-oms.projector.BatchRecord: the batch's events, the state of the orders it changed, its client messages
-and business messages, which become its audit rows), committed before anything of the batch is sent. That is the only write on the
-critical path. A projector thread derives the orders, children, executions, events, ClOrdIDs and the
+The engine thread calls `append` once per batch: one row in `journal_log` (an oms.projector.BatchRecord,
+pickled as oms.record_codec says: the batch's events, the state of the orders it changed, its client
+messages and business messages, which become its audit rows), committed before anything of the batch is
+sent. That is the only write on the critical path. A projector thread derives the orders, children, executions, events, ClOrdIDs and the
 audit chain from the log (oms.projector), a pass at a time, trailing the log by a few milliseconds
 under light load and by whatever one pass takes under heavy load; `sync` projects on demand. A restart
 projects what the log holds past the last pass (`catch_up`) and then loads the derived tables.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
 import sqlite3
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from sqlalchemy import String, delete, func, select, type_coerce, update
 from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.exc import IntegrityError
 
-from oms import audit
+from oms import audit, record_codec
 from oms import events as ev
 from oms.enums import Side
 from oms.lease import Lease, LeaseLost
@@ -188,7 +187,7 @@ class Journal:
         record = BatchRecord(now, events, [order_snapshot(o) for o in orders.values()], children,
                              client_messages or [], audited)
         try:
-            payload = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+            payload = record_codec.encode(record)
         except Exception as exc:  # something of the batch cannot be stored: it would fail again
             raise JournalRefused(f"batch cannot be journaled: {exc}") from exc
         batch = self._batch + 1
@@ -584,7 +583,7 @@ class Journal:
             payload = conn.execute(select(journal_log_t.c.payload).where(journal_log_t.c.instance == self.instance)
                                    .where(journal_log_t.c.batch == self._batch)).scalar()
             if payload is not None:
-                state.unsent.extend(pickle.loads(payload).client_messages)
+                state.unsent.extend(record_codec.decode(payload).client_messages)
 
     # --- finished orders, read when something names them (engine thread) --------------------------
     def load_order(self, order_id: str) -> LoadedOrder | None:
@@ -759,7 +758,7 @@ def read_log(conn: Any, instance: str, after: int, limit: int) -> list[tuple[int
     rows = conn.execute(select(journal_log_t.c.batch, journal_log_t.c.payload)
                         .where(journal_log_t.c.instance == instance).where(journal_log_t.c.batch > after)
                         .order_by(journal_log_t.c.batch).limit(limit)).all()
-    return [(int(batch), pickle.loads(payload)) for batch, payload in rows]
+    return [(int(batch), record_codec.decode(payload)) for batch, payload in rows]
 
 
 def audit_head(conn: Any, instance: str) -> tuple[int, str] | None:
