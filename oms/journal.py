@@ -212,6 +212,9 @@ class Journal:
             if self.engine.dialect.name == "sqlite":
                 # Out of the pool (its busy timeout must not reach anyone else's connection): this one
                 # waits for the write lock itself (_insert_sqlite).
+                # Autocommit: the INSERT is its own transaction, without the BEGIN and COMMIT statements the
+                # driver would otherwise prepare and run around it for every append.
+                raw.driver_connection.isolation_level = None
                 raw.detach()
                 cur = raw.cursor()
                 cur.execute("PRAGMA busy_timeout=0")
@@ -274,13 +277,11 @@ class Journal:
         while True:
             cur = raw.cursor()
             try:
-                cur.execute(self._append_sql, params)
-                raw.commit()
+                cur.execute(self._append_sql, params)  # committed when it returns (autocommit: _append_row)
                 return
             except sqlite3.OperationalError as exc:
                 if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                     raise
-                raw.rollback()
             finally:
                 cur.close()
             time.sleep(SQLITE_LOCK_POLL_S)
