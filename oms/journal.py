@@ -214,7 +214,9 @@ class Journal:
                 # waits for the write lock itself (_insert_sqlite).
                 # Autocommit: the INSERT is its own transaction, without the BEGIN and COMMIT statements the
                 # driver would otherwise prepare and run around it for every append.
-                raw.driver_connection.isolation_level = None
+                driver = raw.driver_connection
+                assert driver is not None  # a connection just checked out of the pool
+                driver.isolation_level = None
                 raw.detach()
                 cur = raw.cursor()
                 cur.execute("PRAGMA busy_timeout=0")
