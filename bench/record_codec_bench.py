@@ -8,7 +8,9 @@ projector off, and every record it appends is kept. Then, for --rounds alternati
   encode   pickle.dumps(record, protocol 5) (the format before) | record_codec.encode(record)
   decode   pickle.loads | record_codec.decode, of the same records
   project  Journal.catch_up() over the whole log (the projector's pass: read, decode, rows, audit chain,
-           inserts), on two copies of the journal: its log's payloads rewritten as plain pickles | as written
+           inserts), on two copies of the journal: its log's payloads rewritten as plain pickles | as written,
+           with the projector process's garbage collection (oms.projector_process.PassCollector); and the
+           second copy once more with Python's automatic collection, as the projector ran before
 
 Printed: microseconds per record (encode, decode) and per order (project), medians of the rounds, and the
 ratios. Run: .venv/bin/python bench/record_codec_bench.py [--orders 3000] [--rounds 5]
@@ -17,6 +19,7 @@ ratios. Run: .venv/bin/python bench/record_codec_bench.py [--orders 3000] [--rou
 from __future__ import annotations
 
 import argparse
+import gc
 import pickle
 import shutil
 import sqlite3
@@ -35,6 +38,7 @@ import engine_cpu_bench  # noqa: E402  (bench/: the folder of the script)
 
 from oms import record_codec  # noqa: E402
 from oms.journal import Journal  # noqa: E402
+from oms.projector_process import PassCollector  # noqa: E402
 
 
 def per_item(fn: Any, items: list[Any], repeat: int = 3) -> float:
@@ -90,13 +94,13 @@ def main() -> None:
         plain = [pickle.dumps(r, protocol=5) for r in records]
         coded = [encode(r) for r in records]
         assert [record_codec.decode(p) for p in coded] == records
-        figures: dict[str, list[float]] = {k: [] for k in ("enc0", "enc1", "dec0", "dec1", "proj0", "proj1")}
+        figures: dict[str, list[float]] = {k: [] for k in ("enc0", "enc1", "dec0", "dec1", "proj0", "proj1", "projgc")}
         for _ in range(args.rounds):
             figures["enc0"].append(per_item(lambda r: pickle.dumps(r, protocol=5), records))
             figures["enc1"].append(per_item(encode, records))
             figures["dec0"].append(per_item(pickle.loads, plain))
             figures["dec1"].append(per_item(record_codec.decode, coded))
-            for key, folder in (("proj0", plain_db), ("proj1", work)):
+            for key, folder in (("proj0", plain_db), ("proj1", work), ("projgc", work)):
                 run = work / "run"
                 shutil.rmtree(run, ignore_errors=True)
                 run.mkdir()
@@ -104,9 +108,14 @@ def main() -> None:
                     shutil.copy(folder / name, run / name)
                 journal = Journal.open(f"sqlite:///{run / 'j.db'}", "OMS1")
                 journal.projector = "off"
+                collector = PassCollector() if key != "projgc" else None
                 start = time.process_time()
                 journal.catch_up()
+                if collector is not None:
+                    collector.after_pass()
                 figures[key].append((time.process_time() - start) / args.orders * 1e6)
+                gc.enable()
+                gc.unfreeze()
                 journal.engine.dispose()
         med = {k: statistics.median(v) for k, v in figures.items()}
         print(f"{len(records)} records of {args.orders} resting orders (bench/engine_cpu_bench.py's flow); "
@@ -117,6 +126,8 @@ def main() -> None:
                             ("decode, us per record", "dec0", "dec1"),
                             ("projector pass, CPU us per order", "proj0", "proj1")):
             print(f"{label:34}{med[a]:14.1f}{med[b]:12.1f}{med[b] / med[a]:8.0%}")
+        print(f"{'projector pass, automatic GC':34}{'':14}{med['projgc']:12.1f}  (format 1, GC as before "
+              f"PassCollector: {med['proj1'] / med['projgc']:.0%} of this with it)")
         print(f"(medians of {args.rounds} rounds; encode/decode best of 3 passes over the records each round)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
