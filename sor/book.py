@@ -90,6 +90,9 @@ class ConsolidatedBook:
         # symbol -> venue -> (bids best first, asks best first)
         self._books: dict[str, dict[str, tuple[tuple[Level, ...], tuple[Level, ...]]]] = {}
         self.updates = 0
+        # symbol -> (side, venues asked for) -> `levels`' answer: routing asks for both sides of a symbol's
+        # book for every order, and a book changes far less often (dropped with the symbol's next update).
+        self._levels: dict[str, dict[tuple[Side, frozenset[str] | None], tuple[Quote, ...]]] = {}
 
     # --- input ---------------------------------------------------------------------------------
     def update(self, venue: str, symbol: str, bids: Iterable[Level], asks: Iterable[Level]) -> None:
@@ -100,12 +103,14 @@ class ConsolidatedBook:
             venues[venue] = (clean_bids, clean_asks)
         else:
             venues.pop(venue, None)
+        self._levels.pop(symbol, None)
         self.updates += 1
 
     def drop_venue(self, venue: str) -> None:
         """The venue is down: whatever it showed is no longer there to trade against."""
         for venues in self._books.values():
             venues.pop(venue, None)
+        self._levels.clear()
         self.updates += 1
 
     # --- queries -------------------------------------------------------------------------------
@@ -128,15 +133,22 @@ class ConsolidatedBook:
     def _lit(self, symbol: str, venues: Set[str] | None) -> list[str]:
         return sorted(v for v in self._books.get(symbol, {}) if v not in self.dark and (venues is None or v in venues))
 
-    def levels(self, symbol: str, side: Side, venues: Set[str] | None = None) -> list[Quote]:
+    def levels(self, symbol: str, side: Side, venues: Set[str] | None = None) -> tuple[Quote, ...]:
         """Every lit level on one side of the book (BUY = bids) across `venues` (all when None), best price
         first; at one price, venues in name order so the result never depends on arrival order."""
-        books = self._books.get(symbol, {})
-        at = 0 if side is Side.BUY else 1
-        quotes = [Quote(venue, price, qty) for venue in self._lit(symbol, venues) for price, qty in books[venue][at]]
-        # By price alone: the sort is stable (reverse too) and the quotes come in venue name order with one
-        # level per price and venue, so ties stay in venue name order - the order (price, venue) gives.
-        quotes.sort(key=_price, reverse=side is Side.BUY)
+        key = (side, frozenset(venues) if venues is not None else None)
+        cached = self._levels.get(symbol)
+        if cached is None:
+            cached = self._levels[symbol] = {}
+        quotes = cached.get(key)
+        if quotes is None:
+            books = self._books.get(symbol, {})
+            at = 0 if side is Side.BUY else 1
+            found = [Quote(venue, price, qty) for venue in self._lit(symbol, venues) for price, qty in books[venue][at]]
+            # By price alone: the sort is stable (reverse too) and the quotes come in venue name order with one
+            # level per price and venue, so ties stay in venue name order - the order (price, venue) gives.
+            found.sort(key=_price, reverse=side is Side.BUY)
+            quotes = cached[key] = tuple(found)
         return quotes
 
     def nbbo(self, symbol: str, venues: Set[str] | None = None) -> NBBO | None:

@@ -230,8 +230,8 @@ class SmartRouter:
             if ch.time_in_force is TimeInForce.IOC and ch.done and ch.cum_qty < ch.qty
         )
         return RouteRequest(
-            order.symbol, Side.BUY if buy else Side.SELL, qty, limit, ord_type, tif, nbbo, tuple(contra),
-            tuple(same), lit, self.venue_by_symbol.get(order.symbol), self.lot_size,
+            order.symbol, Side.BUY if buy else Side.SELL, qty, limit, ord_type, tif, nbbo, contra,
+            same, lit, self.venue_by_symbol.get(order.symbol), self.lot_size,
             allow_ioc=misses < self.max_ioc_misses, urgency_bps=self.urgency_bps,
             touch_activity=self.touch_activity,
         )

@@ -97,10 +97,12 @@ class RouteRequest:
 
     def queue_ahead(self, venue: str, price: Decimal) -> Decimal:
         """Displayed size at `venue` that would trade before a new resting order of ours at `price`."""
-        return sum(
-            (q.qty for q in self.same if q.venue == venue and (q.price >= price if self.buy else q.price <= price)),
-            ZERO,
-        )
+        buy = self.side is Side.BUY
+        ahead = ZERO
+        for q in self.same:
+            if q.venue == venue and (q.price >= price if buy else q.price <= price):
+                ahead += q.qty
+        return ahead
 
     def venue_contra(self, venue: str) -> list[Quote]:
         if not self._by_venue:
@@ -365,8 +367,9 @@ class ContKukanov:
         mid = nbbo.mid
         s = req.sign
         takers = req.takers()
+        # Nothing is takeable within a limit that does not reach the far touch: no need to look.
         ladder = sorted(
-            req.takeable() if req.allow_ioc else [],
+            req.takeable() if req.allow_ioc and req.marketable() else [],
             key=lambda q: (s * q.price, s * q.price + takers[q.venue].taker_fee, q.venue),
         )
         price = passive_price(req)

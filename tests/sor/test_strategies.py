@@ -77,7 +77,7 @@ def test_levels_are_best_first_then_by_venue_name() -> None:
     assert [(q.venue, q.price) for q in asks[:4]] == [
         ("A", D("100.01")), ("B", D("100.01")), ("A", D("100.02")), ("C", D("100.02"))]
     bids = book().levels("XYZ", Side.BUY, {"C"})
-    assert bids == [Quote("C", D("99.98"), D(1000))]
+    assert bids == (Quote("C", D("99.98"), D(1000)),)
 
 
 def test_a_venue_going_down_takes_its_quotes_with_it() -> None:
