@@ -80,6 +80,23 @@ def test_levels_are_best_first_then_by_venue_name() -> None:
     assert bids == (Quote("C", D("99.98"), D(1000)),)
 
 
+def test_levels_follow_every_update_of_the_book() -> None:
+    """`levels` keeps its answer per symbol and side until the book changes: each update and a venue going
+    down show at once, and another symbol's update does not drop the answer."""
+    b = book()
+    before = b.levels("XYZ", Side.SELL, {"A", "B"})
+    assert b.levels("XYZ", Side.SELL, {"A", "B"}) is before  # kept
+    b.update("OTHER", "ABC", lv([("10.00", 5)]), lv([("10.01", 5)]))
+    assert b.levels("XYZ", Side.SELL, {"A", "B"}) is before
+    b.update("B", "XYZ", lv([("99.99", 100)]), lv([("100.00", 50)]))
+    after = b.levels("XYZ", Side.SELL, {"A", "B"})
+    assert [(q.venue, q.price, q.qty) for q in after[:2]] == [("B", D("100.00"), D(50)), ("A", D("100.01"), D(200))]
+    assert [q.venue for q in b.levels("XYZ", Side.SELL, {"A"})] == ["A", "A"]  # another set of venues
+    b.drop_venue("A")
+    assert [q.venue for q in b.levels("XYZ", Side.SELL, {"A", "B"})] == ["B"]
+    assert b.levels("XYZ", Side.BUY, {"A"}) == ()
+
+
 def test_a_venue_going_down_takes_its_quotes_with_it() -> None:
     b = book()
     b.drop_venue("A")
