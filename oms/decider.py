@@ -7,6 +7,7 @@ timers are there.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import logging
 import math
 import time
@@ -159,6 +160,10 @@ class Decider:
         self._seq = 0
         # GT orders due for renewal while no venue could take their symbol: renewed when one logs on.
         self._renew_waiting: set[str] = set()
+        # (ExpireTime, order id) of each GTD order, soonest first: the GTD job (every second) looks at the
+        # orders that are due, not at every working order (10,000 resting orders took the engine thread
+        # milliseconds a second). Entries of orders that ended meanwhile are dropped when they come up.
+        self._gtd: list[tuple[datetime, str]] = []
 
     def _file(self, order: Order) -> None:
         """Index an order held in memory under its ClOrdIDs and its children's venue ClOrdIDs."""
@@ -273,6 +278,7 @@ class Decider:
 
     def _register(self, order: Order, event: ev.Event, b: Decision) -> None:
         self.orders[order.order_id] = order
+        self._watch_expiry(order)
         self.by_cl_ord_id[(order.session, order.cl_ord_id)] = order.order_id
         b.events.append(event)
         b.dirty[order.order_id] = order
@@ -517,8 +523,21 @@ class Decider:
                                      mass_status_req_id=cmd.mass_status_req_id, tot_num_reports=len(orders),
                                      last_rpt_requested=i == len(orders)))
 
+    def _watch_expiry(self, order: Order) -> None:
+        """File a working GTD order for the GTD job (at acceptance, and for each order a restart loads)."""
+        if order.time_in_force is TimeInForce.GTD and order.expire_time is not None and not order.is_terminal:
+            heapq.heappush(self._gtd, (order.expire_time, order.order_id))
+
     def _on_expire(self, cmd: c.ExpireOrders, b: Decision) -> None:
-        for order in list(self.orders.values()):
+        if cmd.kind == "gtd":
+            due: list[Order] = []
+            while self._gtd and self._gtd[0][0] <= cmd.now:
+                order = self.orders.get(heapq.heappop(self._gtd)[1])
+                if order is not None:
+                    due.append(order)
+        else:
+            due = list(self.orders.values())
+        for order in due:
             if order.is_terminal or order.expiring:
                 continue
             if cmd.kind == "day" and order.time_in_force is TimeInForce.DAY:
@@ -708,6 +727,7 @@ class Decider:
                      r.exec_ref_id)
             return
         exec_id = order.next_exec_id()
+        was_terminal = order.is_terminal
         if r.exec_type is ExecType.TRADE_CANCEL:
             b.emit(order, ev.FillBusted(order.order_id, child_id, r.venue, r.exec_ref_id, exec_id, ref_exec_id, qty,
                                         px))
@@ -724,7 +744,9 @@ class Decider:
                 self.risk.on_fill(order, new_qty, r.last_px)
         b.outbound.append(report(order, r.exec_type, exec_id=exec_id, exec_ref_id=ref_exec_id, last_mkt=r.venue,
                                  text=r.text, restatement_reason=r.exec_restatement_reason))
-        # A bust reopens a filled order: the broker works the residual again.
+        # A bust reopens a filled order: the broker works the residual again (and a GTD order expires again).
+        if was_terminal and not order.is_terminal:
+            self._watch_expiry(order)
         if not order.is_terminal and order.pending is None and not order.expiring:
             self._route_residual(order, b)
 

@@ -122,10 +122,12 @@ class Engine(Decider):
         self.fills = state.fills
         self._seq = state.max_seq
         self.held = {}
+        self._gtd = []
         self._tca_done = set()
         for order in self.orders.values():
             if order.held and not order.is_terminal:
                 self.held.setdefault(order.symbol, set()).add(order.order_id)
+            self._watch_expiry(order)
             self._file(order)
         if self.risk is not None:
             for change in state.risk_changes:

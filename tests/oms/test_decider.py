@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -491,3 +491,38 @@ def test_the_codec_marks_possdup_and_possresend_requests_as_maybe_sent_before() 
     for flag in ("43=Y", "97=Y"):
         cmd = codec.decode_client(base + flag + "\x0110=000\x01", "S1")
         assert isinstance(cmd, c.CancelOrder) and cmd.poss_resend
+
+
+def test_the_gtd_job_expires_the_orders_that_are_due_and_only_those(decider: Decider) -> None:
+    """GTD orders are filed by ExpireTime: each run of the job takes those due, whatever else is working; an
+    order that ended first is not expired, and one a bust reopens after its ExpireTime expires at the next run."""
+    now = datetime.now(UTC)
+    due = {}
+    for k, minutes in enumerate((30, 10, 20, 60)):
+        b = decider.decide([c.NewOrder("S1", f"G{k}", "ACC", "IBM", Side.BUY, OrdType.LIMIT, D(100), D(150),
+                                       time_in_force=TimeInForce.GTD,
+                                       expire_time=now + timedelta(minutes=minutes))])
+        due[minutes] = next(iter(b.dirty))
+    working(decider, cl="DAY1")  # a DAY order is never the GTD job's
+    filled = due[20]
+    child = next(iter(decider.orders[filled].children.values()))
+    decider.decide([c.VenueReport("V1", child.child_id, None, "VO", "A", ExecType.NEW, OrdStatus.NEW),
+                    c.VenueReport("V1", child.child_id, None, "VO", "X1", ExecType.TRADE, OrdStatus.FILLED, D(100),
+                                  D(150))])
+    assert decider.orders[filled].status is OrdStatus.FILLED
+
+    def expired_by(minutes: int) -> list[str]:
+        b = decider.decide([c.ExpireOrders("gtd", now + timedelta(minutes=minutes, seconds=1))])
+        return [e.order_id for e in b.events if isinstance(e, ev.ExpiryRequested)]
+
+    assert expired_by(5) == []
+    assert expired_by(10) == [due[10]]
+    assert expired_by(25) == []  # due[20] filled before its ExpireTime
+    bust = c.VenueReport("V1", child.child_id, None, "VO", "B1", ExecType.TRADE_CANCEL, OrdStatus.NEW,
+                         exec_ref_id="X1")
+    decider.decide([bust])
+    assert not decider.orders[filled].is_terminal
+    assert expired_by(30) == [filled, due[30]]  # reopened after its ExpireTime: expires at the next run
+    assert expired_by(90) == [due[60]]
+    assert expired_by(120) == []
+    assert decider.decide([c.ExpireOrders("day", now)]).events  # the DAY order: the session end's job
