@@ -27,7 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, delete, func, select, type_coerce, update
+from sqlalchemy import String, bindparam, delete, func, select, type_coerce, update
 from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.exc import IntegrityError
 
@@ -71,6 +71,8 @@ PASS_RECORDS = 500
 # about TRIM_BYTES of payload a pass (Journal._trim_log).
 KEEP_LOG = 1000
 TRIM_ROWS, TRIM_BYTES = 100, 256 << 10
+# With fewer than TRIM_ROWS rows due, a pass trims at most this often.
+TRIM_EVERY_S = 1.0
 PROJECTORS = ("thread", "process", "off")
 # SQLite: how long an append waits for the write lock before it fails (as busy_timeout did), and how
 # often it tries meanwhile (_insert_sqlite).
@@ -132,6 +134,7 @@ class Journal:
         self.projection_error: BaseException | None = None
         self._checkpointed = 0.0
         self._trimmed = 0  # the log's rows up to this batch are deleted (_trim_log)
+        self._trim_at = 0.0  # when _trim_log last looked
 
     @classmethod
     def open(cls, url: str, instance: str) -> Journal:
@@ -358,12 +361,10 @@ class Journal:
         """(projected, sent), with the instance's marks row locked until `conn`'s transaction ends: every
         writer of derived rows (a projection pass in any process, an operator's audit row) takes it first,
         so they follow each other (PostgreSQL: the row lock; SQLite: the database's write lock)."""
-        locked = conn.execute(update(journal_marks_t).where(journal_marks_t.c.instance == self.instance)
-                              .values(projected=journal_marks_t.c.projected))
+        locked = conn.execute(_LOCK_MARKS, {"b_instance": self.instance})
         if locked.rowcount == 0:
             return read_marks(conn, self.instance)  # inserts the row: the lock is taken as well
-        row = conn.execute(select(journal_marks_t.c.projected, journal_marks_t.c.sent)
-                           .where(journal_marks_t.c.instance == self.instance)).one()
+        row = conn.execute(_READ_MARKS, {"instance": self.instance}).one()
         return int(row.projected), int(row.sent)
 
     def _project(self, records: list[tuple[int, BatchRecord]]) -> None:
@@ -410,11 +411,15 @@ class Journal:
         upto = last - KEEP_LOG
         if self._trimmed >= upto:
             return
-        c = journal_log_t.c
+        # Fewer rows due than a trim takes: not at every pass (each costs a read and a transaction), at most
+        # every TRIM_EVERY_S; with TRIM_ROWS or more due, at every pass.
+        now = time.monotonic()
+        if upto - self._trimmed < TRIM_ROWS and now - self._trim_at < TRIM_EVERY_S:
+            return
+        self._trim_at = now
         with self.engine.connect() as conn:
-            sizes = conn.execute(select(c.batch, func.length(c.payload)).where(c.instance == self.instance)
-                                 .where(c.batch > self._trimmed).where(c.batch <= upto)
-                                 .order_by(c.batch).limit(TRIM_ROWS)).all()
+            sizes = conn.execute(_TRIM_SIZES, {"instance": self.instance, "after": self._trimmed, "upto": upto,
+                                               "limit": TRIM_ROWS}).all()
         if not sizes:  # deleted already (by another projector, or before a restart)
             self._trimmed = upto
             return
@@ -424,7 +429,7 @@ class Journal:
             if size >= TRIM_BYTES:
                 break
         with self.engine.begin() as conn:
-            conn.execute(delete(journal_log_t).where(c.instance == self.instance).where(c.batch <= end))
+            conn.execute(_TRIM, {"instance": self.instance, "upto": end})
         self._trimmed = end
 
     def _checkpoint_log(self) -> None:
@@ -756,17 +761,32 @@ def max_seq(conn: Any, instance: str) -> int:
     return int(conn.execute(select(func.max(orders_t.c.seq)).where(orders_t.c.instance == instance)).scalar() or 0)
 
 
+# The statements every projection pass runs, built once: building a Core statement and its cache key again for
+# each pass cost more than running it (a pass of a few records took ~3 ms, most of it in SQLAlchemy).
+_LOCK_MARKS = (update(journal_marks_t).where(journal_marks_t.c.instance == bindparam("b_instance"))
+               .values(projected=journal_marks_t.c.projected))
+_READ_MARKS = (select(journal_marks_t.c.projected, journal_marks_t.c.sent)
+               .where(journal_marks_t.c.instance == bindparam("instance")))
+_TRIM_SIZES = (select(journal_log_t.c.batch, func.length(journal_log_t.c.payload))
+               .where(journal_log_t.c.instance == bindparam("instance"))
+               .where(journal_log_t.c.batch > bindparam("after")).where(journal_log_t.c.batch <= bindparam("upto"))
+               .order_by(journal_log_t.c.batch).limit(bindparam("limit")))
+_TRIM = (delete(journal_log_t).where(journal_log_t.c.instance == bindparam("instance"))
+         .where(journal_log_t.c.batch <= bindparam("upto")))
+_READ_LOG = (select(journal_log_t.c.batch, journal_log_t.c.payload)
+             .where(journal_log_t.c.instance == bindparam("instance"))
+             .where(journal_log_t.c.batch > bindparam("after"))
+             .order_by(journal_log_t.c.batch).limit(bindparam("limit")))
+_AUDIT_HEAD = (select(audit_t.c.seq, audit_t.c.hash).where(audit_t.c.instance == bindparam("instance"))
+               .order_by(audit_t.c.seq.desc()).limit(1))
+
+
 def read_log(conn: Any, instance: str, after: int, limit: int) -> list[tuple[int, BatchRecord]]:
     """The log's records past batch `after`, oldest first, at most `limit`."""
-    rows = conn.execute(select(journal_log_t.c.batch, journal_log_t.c.payload)
-                        .where(journal_log_t.c.instance == instance).where(journal_log_t.c.batch > after)
-                        .order_by(journal_log_t.c.batch).limit(limit)).all()
+    rows = conn.execute(_READ_LOG, {"instance": instance, "after": after, "limit": limit}).all()
     return [(int(batch), record_codec.decode(payload)) for batch, payload in rows]
 
 
 def audit_head(conn: Any, instance: str) -> tuple[int, str] | None:
-    row = conn.execute(
-        select(audit_t.c.seq, audit_t.c.hash).where(audit_t.c.instance == instance)
-        .order_by(audit_t.c.seq.desc()).limit(1)
-    ).first()
+    row = conn.execute(_AUDIT_HEAD, {"instance": instance}).first()
     return (int(row.seq), str(row.hash)) if row is not None else None

@@ -109,6 +109,7 @@ class Projector:
             "executions_or_skip": Prepared(_insert_or_skip(executions_t, name), None, dialect),
             "cl_ord_ids_or_skip": Prepared(_insert_or_skip(cl_ord_ids_t, name), None, dialect),
         }
+        self._marks_update = update(journal_marks_t).where(journal_marks_t.c.instance == bindparam("b_instance"))
         self._exec_update = (
             update(executions_t)
             .where(executions_t.c.venue == bindparam("b_venue"))
@@ -199,8 +200,7 @@ class Projector:
         if p.clord_rows:
             st["cl_ord_ids_or_skip" if p.lenient else "cl_ord_ids"].execute(conn, p.clord_rows)
         if p.last:
-            conn.execute(update(journal_marks_t).where(journal_marks_t.c.instance == instance)
-                         .values(projected=p.last))
+            conn.execute(self._marks_update, {"b_instance": instance, "projected": p.last})
         return p.last, audit_head
 
 

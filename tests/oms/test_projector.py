@@ -223,6 +223,7 @@ def test_the_log_is_trimmed_behind_the_projection_a_little_each_pass(
     # a resend may need are kept.
     monkeypatch.setattr("oms.journal.KEEP_LOG", 5)
     monkeypatch.setattr("oms.journal.TRIM_BYTES", 1)  # one row a pass
+    monkeypatch.setattr("oms.journal.TRIM_ROWS", 1)  # as many due as a trim takes: it trims at every pass
     url = f"sqlite:///{tmp_path / 'j.db'}"
     journal = Journal(make_engine(url), "T", projector="off")
     journal.create_schema()
@@ -244,3 +245,29 @@ def test_the_log_is_trimmed_behind_the_projection_a_little_each_pass(
     reopened.catch_up()
     assert reopened._batch == 13
     reopened.close(sent=False)
+
+
+def test_with_few_rows_due_the_log_is_trimmed_once_in_a_while_not_at_every_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("oms.journal.KEEP_LOG", 5)
+    monkeypatch.setattr("oms.journal.TRIM_EVERY_S", 3600.0)
+    journal = Journal(make_engine(f"sqlite:///{tmp_path / 'j.db'}"), "T", projector="off")
+    journal.create_schema()
+
+    def kept() -> list[int]:
+        with journal.engine.connect() as conn:
+            return list(conn.execute(select(journal_log_t.c.batch).order_by(journal_log_t.c.batch)).scalars())
+
+    for i in range(1, 11):
+        journal.append([], [], [], inbound=[_new_order(f"C{i}")])
+    journal.sync()  # the first pass looks: batches 1..5 deleted
+    assert kept() == list(range(6, 11))
+    for i in range(11, 14):
+        journal.append([], [], [], inbound=[_new_order(f"C{i}")])
+        journal.sync()  # 3 rows due, fewer than TRIM_ROWS, and the last look was just now: kept
+    assert kept() == list(range(6, 14))
+    monkeypatch.setattr("oms.journal.TRIM_EVERY_S", 0.0)
+    journal.append([], [], [], inbound=[_new_order("C14")])
+    journal.sync()  # time to look again
+    assert kept() == list(range(10, 15))
+    journal.close(sent=False)
