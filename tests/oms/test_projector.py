@@ -216,6 +216,21 @@ def _new_order(cl_ord_id: str) -> c.NewOrder:
     return c.NewOrder("S1", cl_ord_id, "ACC", "IBM", Side.BUY, OrdType.LIMIT, D(100), D("150.00"))
 
 
+def _ten_batches(tmp_path: Path) -> Journal:
+    """A SQLite journal with ten batches appended, then one projection pass."""
+    journal = Journal(make_engine(f"sqlite:///{tmp_path / 'j.db'}"), "T", projector="off")
+    journal.create_schema()
+    for i in range(1, 11):
+        journal.append([], [], [], inbound=[_new_order(f"C{i}")])
+    journal.sync()
+    return journal
+
+
+def _log_batches(journal: Journal) -> list[int]:
+    with journal.engine.connect() as conn:
+        return list(conn.execute(select(journal_log_t.c.batch).order_by(journal_log_t.c.batch)).scalars())
+
+
 def test_the_log_is_trimmed_behind_the_projection_a_little_each_pass(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Rows more than KEEP_LOG batches behind the projection are deleted, at most TRIM_BYTES of them a pass
@@ -224,24 +239,14 @@ def test_the_log_is_trimmed_behind_the_projection_a_little_each_pass(
     monkeypatch.setattr("oms.journal.KEEP_LOG", 5)
     monkeypatch.setattr("oms.journal.TRIM_BYTES", 1)  # one row a pass
     monkeypatch.setattr("oms.journal.TRIM_ROWS", 1)  # as many due as a trim takes: it trims at every pass
-    url = f"sqlite:///{tmp_path / 'j.db'}"
-    journal = Journal(make_engine(url), "T", projector="off")
-    journal.create_schema()
-
-    def kept() -> list[int]:
-        with journal.engine.connect() as conn:
-            return list(conn.execute(select(journal_log_t.c.batch).order_by(journal_log_t.c.batch)).scalars())
-
-    for i in range(1, 11):
-        journal.append([], [], [], inbound=[_new_order(f"C{i}")])
-    journal.sync()  # one pass: projects 1..10, may delete up to batch 5, one row of it
-    assert kept() == list(range(2, 11))
+    journal = _ten_batches(tmp_path)  # one pass: projects 1..10, may delete up to batch 5, one row of it
+    assert _log_batches(journal) == list(range(2, 11))
     for i in range(11, 14):
         journal.append([], [], [], inbound=[_new_order(f"C{i}")])
         journal.sync()
-    assert kept() == list(range(5, 14))  # a row a pass, never one of the last KEEP_LOG
+    assert _log_batches(journal) == list(range(5, 14))  # a row a pass, never one of the last KEEP_LOG
     journal.close(sent=False)
-    reopened = Journal(make_engine(url), "T", projector="off")
+    reopened = Journal(make_engine(f"sqlite:///{tmp_path / 'j.db'}"), "T", projector="off")
     reopened.catch_up()
     assert reopened._batch == 13
     reopened.close(sent=False)
@@ -251,23 +256,14 @@ def test_with_few_rows_due_the_log_is_trimmed_once_in_a_while_not_at_every_pass(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("oms.journal.KEEP_LOG", 5)
     monkeypatch.setattr("oms.journal.TRIM_EVERY_S", 3600.0)
-    journal = Journal(make_engine(f"sqlite:///{tmp_path / 'j.db'}"), "T", projector="off")
-    journal.create_schema()
-
-    def kept() -> list[int]:
-        with journal.engine.connect() as conn:
-            return list(conn.execute(select(journal_log_t.c.batch).order_by(journal_log_t.c.batch)).scalars())
-
-    for i in range(1, 11):
-        journal.append([], [], [], inbound=[_new_order(f"C{i}")])
-    journal.sync()  # the first pass looks: batches 1..5 deleted
-    assert kept() == list(range(6, 11))
+    journal = _ten_batches(tmp_path)  # the first pass looks: batches 1..5 deleted
+    assert _log_batches(journal) == list(range(6, 11))
     for i in range(11, 14):
         journal.append([], [], [], inbound=[_new_order(f"C{i}")])
         journal.sync()  # 3 rows due, fewer than TRIM_ROWS, and the last look was just now: kept
-    assert kept() == list(range(6, 14))
+    assert _log_batches(journal) == list(range(6, 14))
     monkeypatch.setattr("oms.journal.TRIM_EVERY_S", 0.0)
     journal.append([], [], [], inbound=[_new_order("C14")])
     journal.sync()  # time to look again
-    assert kept() == list(range(10, 15))
+    assert _log_batches(journal) == list(range(10, 15))
     journal.close(sent=False)
