@@ -69,14 +69,18 @@ def main() -> None:
 
         folders: list[str] = []
         mkdtemp, rmtree = tempfile.mkdtemp, shutil.rmtree
-        engine_cpu_bench.tempfile.mkdtemp = lambda *a, **k: folders.append(mkdtemp(*a, **k)) or folders[-1]  # type: ignore[attr-defined]
-        engine_cpu_bench.shutil.rmtree = lambda *a, **k: None  # type: ignore[attr-defined]
+
+        def remembered(*args: Any, **kwargs: Any) -> str:
+            folders.append(mkdtemp(*args, **kwargs))
+            return folders[-1]
+
+        tempfile.mkdtemp, shutil.rmtree = remembered, lambda *a, **k: None  # type: ignore[assignment]
         record_codec.encode = keep  # type: ignore[assignment]
         try:
             engine_cpu_bench.measure(args.orders, 0)
         finally:
             record_codec.encode = encode  # type: ignore[assignment]
-            engine_cpu_bench.tempfile.mkdtemp, engine_cpu_bench.shutil.rmtree = mkdtemp, rmtree  # type: ignore[attr-defined]
+            tempfile.mkdtemp, shutil.rmtree = mkdtemp, rmtree  # type: ignore[assignment]
         (source,) = folders
         for name in ("j.db", "j.db-log"):  # a consistent copy of both files (WAL included)
             with sqlite3.connect(f"{source}/{name}") as src, sqlite3.connect(work / name) as dst:
