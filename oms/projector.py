@@ -99,12 +99,13 @@ class Projector:
         self.dialect = dialect
         name = dialect.name
         self._statements: dict[str, Prepared] = {
-            "events": Prepared(insert(events_t), ["instance", "ts", "kind", "order_id", "payload"], dialect),
+            "events": Prepared(insert(events_t), ["instance", "ts", "kind", "order_id", "payload"], dialect,
+                               copy=True),
             "orders": Prepared(_upsert(orders_t, "order_id", name), None, dialect),
             "children": Prepared(_upsert(children_t, "child_id", name), None, dialect),
-            "executions": Prepared(insert(executions_t), None, dialect),
-            "cl_ord_ids": Prepared(insert(cl_ord_ids_t), None, dialect),
-            "audit": Prepared(insert(audit_t), None, dialect),
+            "executions": Prepared(insert(executions_t), None, dialect, copy=True),
+            "cl_ord_ids": Prepared(insert(cl_ord_ids_t), None, dialect, copy=True),
+            "audit": Prepared(insert(audit_t), None, dialect, copy=True),
             # A lenient pass (see prepare): rows that conflict with what the tables hold are skipped.
             "executions_or_skip": Prepared(_insert_or_skip(executions_t, name), None, dialect),
             "cl_ord_ids_or_skip": Prepared(_insert_or_skip(cl_ord_ids_t, name), None, dialect),
