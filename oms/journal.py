@@ -361,9 +361,14 @@ class Journal:
         """(projected, sent), with the instance's marks row locked until `conn`'s transaction ends: every
         writer of derived rows (a projection pass in any process, an operator's audit row) takes it first,
         so they follow each other (PostgreSQL: the row lock; SQLite: the database's write lock)."""
+        if conn.dialect.update_returning:  # one round trip (PostgreSQL; SQLite from 3.35)
+            found = conn.execute(_LOCK_MARKS_RETURNING, {"b_instance": self.instance}).first()
+            if found is None:
+                return read_marks(conn, self.instance)  # inserts the row: the lock is taken as well
+            return int(found.projected), int(found.sent)
         locked = conn.execute(_LOCK_MARKS, {"b_instance": self.instance})
         if locked.rowcount == 0:
-            return read_marks(conn, self.instance)  # inserts the row: the lock is taken as well
+            return read_marks(conn, self.instance)
         row = conn.execute(_READ_MARKS, {"instance": self.instance}).one()
         return int(row.projected), int(row.sent)
 
@@ -765,6 +770,7 @@ def max_seq(conn: Any, instance: str) -> int:
 # each pass cost more than running it (a pass of a few records took ~3 ms, most of it in SQLAlchemy).
 _LOCK_MARKS = (update(journal_marks_t).where(journal_marks_t.c.instance == bindparam("b_instance"))
                .values(projected=journal_marks_t.c.projected))
+_LOCK_MARKS_RETURNING = _LOCK_MARKS.returning(journal_marks_t.c.projected, journal_marks_t.c.sent)
 _READ_MARKS = (select(journal_marks_t.c.projected, journal_marks_t.c.sent)
                .where(journal_marks_t.c.instance == bindparam("instance")))
 _TRIM_SIZES = (select(journal_log_t.c.batch, func.length(journal_log_t.c.payload))

@@ -61,7 +61,8 @@ def main(argv: list[str]) -> int:
         return 2
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the engine, which closes our stdin
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    journal = Journal(make_engine(os.environ["FIXOMS_JOURNAL_URL"]), argv[0], projector="off")
+    # No pre-ping: a pass that fails on a dropped connection is retried below (half a second later).
+    journal = Journal(make_engine(os.environ["FIXOMS_JOURNAL_URL"], pre_ping=False), argv[0], projector="off")
     fd = sys.stdin.fileno()
     failing = False
     collector = PassCollector()

@@ -297,7 +297,10 @@ def attached_log_file(engine: SAEngine) -> str | None:
     return log_file(engine.url.database) if engine.dialect.name == "sqlite" else None
 
 
-def make_engine(url: str) -> SAEngine:
+def make_engine(url: str, pre_ping: bool = True) -> SAEngine:
+    """The journal's SQLAlchemy engine. `pre_ping` (PostgreSQL): test each pooled connection before use, a
+    round trip per checkout; a caller that retries a failed attempt anyway (the projector process) may
+    spare it: a connection the server dropped fails once, SQLAlchemy empties the pool, the retry connects."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):
@@ -320,7 +323,7 @@ def make_engine(url: str) -> SAEngine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=pre_ping)
 
 
 def create_schema(engine: SAEngine) -> None:
