@@ -3,7 +3,7 @@ FIXOMS_JOURNAL_URL (not on the command line, where `ps` shows it).
 
 Started by oms.journal.Journal (projector="process", `[journal] projector` in fixoms.toml). The hand-off
 is the log itself: the engine appends and commits a batch, then writes one byte to this process's stdin;
-this process projects whatever the log holds past the mark (Journal.catch_up), so nothing is lost if
+this process projects whatever the log holds past the mark (Journal.project_new), so nothing is lost if
 either side dies, and a restart of either resumes from the mark. It keeps the projection's Python work
 (rows, JSON, hashes, SQLAlchemy) off the engine process's GIL, which the engine thread shares with the
 QuickFIX threads. End of input (the engine closed the pipe, or died) means: one last pass, then exit.
@@ -73,7 +73,7 @@ def main(argv: list[str]) -> int:
             time.sleep(GATHER_S)  # let a burst gather: one pass for all of it
             ended = not os.read(fd, 65536)
         try:
-            journal.catch_up()
+            journal.project_new()
             failing = False
         except Exception as exc:  # the database is away: the log keeps the records, try again
             if not failing:

@@ -150,6 +150,35 @@ def test_a_pass_that_conflicts_with_a_row_already_there_is_projected_again_skipp
     journal.close(sent=False)
 
 
+def test_project_new_takes_what_is_past_its_mark_and_what_another_projector_did_is_not_done_twice(
+        db_url: str) -> None:
+    """The projector process's pass (Journal.project_new) reads the marks once, then only the log: records
+    another projector wrote meanwhile are skipped under the marks' lock, and the tables end as a catch-up
+    leaves them."""
+    journal = Journal.open(db_url, "T")
+    journal.projector = "off"
+    journal.create_schema()
+    other = Journal.open(db_url, "T")
+    other.projector = "off"
+    for i in range(1, 4):
+        journal.append([], [], [], inbound=[_new_order(f"C{i}")])
+    journal.project_new()
+    assert journal._projected == 3
+    for i in range(4, 9):
+        journal.append([], [], [], inbound=[_new_order(f"C{i}")])
+    other.catch_up()  # another projector moves the mark to 8
+    journal.append([], [], [], inbound=[_new_order("C9")])
+    journal.project_new()  # reads 4..9 from its own mark: 4..8 are skipped, 9 is projected
+    with journal.engine.connect() as conn:
+        projected = conn.execute(select(journal_marks_t.c.projected)).scalar()
+    assert projected == 9
+    rows = list(iter_audit(journal.engine, "T"))
+    assert [r.summary.count('"cl_ord_id":"C') for r in rows] == [1] * 9  # each NewOrderSingle audited once
+    assert audit.verify(rows).intact
+    journal.close(sent=False)
+    other.close(sent=False)
+
+
 def test_the_projector_process_derives_the_tables_and_is_restarted_if_it_dies(db_url: str) -> None:
     import signal
     import time
