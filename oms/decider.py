@@ -1069,7 +1069,6 @@ class Decider:
         # As for a cancel: the order keeps working on its old terms; a late Replaced no longer applies.
         self._amend_refused(order, child, f"{text} to the replace", b)
 
-
     def _probe(self, venue: str, b: Decision) -> None:
         """Ask a silent venue about one of its orders: any answer clears the suspicion."""
         for order in self.orders.values():
@@ -1101,8 +1100,6 @@ class Decider:
                 self._end(order, ev.OrderCanceled(order.order_id, f"{text}, no other venue for the rest"), b)
                 return
         self._settle(order, b)
-
-
 
 
 # The dispatch tables (a table, not an isinstance chain).

@@ -456,7 +456,8 @@ class Journal:
 
     def catch_up(self) -> None:
         """Project the log past the derived tables' mark (after a crash, or what the projector had not
-        written yet): what a restart does before it loads, and what the projector process does."""
+        written yet) up to its last batch: what a restart does before it loads, and `sync` in a process whose
+        projector is a process of its own."""
         with self._project_lock:
             with self.engine.begin() as conn:
                 projected, _sent = read_marks(conn, self.instance)
@@ -466,14 +467,7 @@ class Journal:
             with self._cv:
                 self._projected = max(self._projected, projected)
                 self._pending = [r for r in self._pending if r[0] > self._projected]
-            done = projected
-            while done < last:
-                with self.engine.connect() as conn:
-                    records = read_log(conn, self.instance, done, PASS_RECORDS)
-                if not records:
-                    break
-                self._project(records)
-                done = records[-1][0]
+            self._project_log(projected, last)
             with self._cv:
                 self._pending = [r for r in self._pending if r[0] > self._projected]
 
@@ -489,14 +483,20 @@ class Journal:
                     projected, _sent = read_marks(conn, self.instance)
                 with self._cv:
                     self._projected = max(self._projected, projected)
-            while True:
-                with self.engine.connect() as conn:
-                    records = read_log(conn, self.instance, self._projected, PASS_RECORDS)
-                if not records:
-                    return
-                self._project(records)
-                if len(records) < PASS_RECORDS:
-                    return
+            self._project_log(self._projected)
+
+    def _project_log(self, after: int, upto: int | None = None) -> None:
+        """Project the log's records past batch `after`, PASS_RECORDS a pass: up to batch `upto`, or (None)
+        until a read finds fewer than a pass takes. The caller holds _project_lock."""
+        while upto is None or after < upto:
+            with self.engine.connect() as conn:
+                records = read_log(conn, self.instance, after, PASS_RECORDS)
+            if not records:
+                return
+            self._project(records)
+            after = records[-1][0]
+            if upto is None and len(records) < PASS_RECORDS:
+                return
 
     def mark_sent(self) -> None:
         """Everything appended so far was sent (a clean stop): a restart resends nothing."""
