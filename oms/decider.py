@@ -90,6 +90,8 @@ class _Watch:
 
 # How many venue_ack_timeout_s a request may wait while its venue keeps answering other requests
 BUSY_VENUE_WAIT = 5
+# A venue's answers that end a child: whatever we were waiting to hear about it is answered.
+_ENDING = frozenset({ExecType.CANCELED, ExecType.EXPIRED, ExecType.DONE_FOR_DAY, ExecType.REJECTED})
 # At most this many status requests to one venue per tick about requests it left unanswered: the rest are
 # asked at later ticks. A venue that went silent with thousands of requests outstanding (a mass cancel)
 # would otherwise get one status request for each at once, doubling what it has not read yet.
@@ -1002,14 +1004,16 @@ class Decider:
         return frozenset(up - halted if halted else up)
 
     def _answered(self, child: Child, et: ExecType) -> None:
-        self._heard[child.venue] = self.clock()
+        now = self._heard[child.venue] = self.clock()
         watch = self._watch.get(child.child_id)
-        if watch is not None and (watch.kind == "new" or et in (ExecType.CANCELED, ExecType.EXPIRED,
-                                                                ExecType.DONE_FOR_DAY, ExecType.REJECTED)
+        if watch is not None and (watch.kind == "new" or et in _ENDING
                                   or (watch.kind == "amend" and et is ExecType.REPLACED)):
             del self._watch[child.child_id]
             if watch.kind == "new" and watch.stage == 0:  # answered without being asked: a true round trip
-                self.venue_ack_s.setdefault(child.venue, deque(maxlen=100)).append(self.clock() - watch.since)
+                times = self.venue_ack_s.get(child.venue)
+                if times is None:
+                    times = self.venue_ack_s[child.venue] = deque(maxlen=100)
+                times.append(now - watch.since)
 
     def _on_tick(self, cmd: c.Tick, b: Decision) -> None:
         for venue, since in list(self._down_since.items()):

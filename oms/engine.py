@@ -26,6 +26,7 @@ from oms.decider import Decider, Decision, EngineConfig, _refusal
 from oms.enums import (
     OrdRejReason,
 )
+from oms.fastinit import fast_init
 from oms.lazymap import LoadingDict
 from oms.model import Order
 from oms.ports import ClientGateway, FixEdge, JournalPort, Router, VenueConnector, send_to_venue
@@ -45,6 +46,7 @@ DEFER_S = 0.02
 _STOP = object()
 
 
+@fast_init  # one a batch: see oms.fastinit
 @dataclass(frozen=True, slots=True)
 class BatchStats:
     """What one committed batch did, for metrics: its commands, its events, the journal commit time and

@@ -57,15 +57,16 @@ class VenueApplication(GuardedApplication):
             del self._last_refresh[refresh_key]
 
     def on_from_app(self, raw: str, key: str) -> None:
-        if f"{codec.SOH}35={codec.MD_SNAPSHOT}{codec.SOH}" in raw:
+        msg_type = codec.field(raw, codec.MSG_TYPE)  # the header's, before any body field
+        if msg_type == codec.MD_SNAPSHOT:
             if not self._unchanged_refresh(key, raw):
                 self._market_data(key, raw)
             return
-        if f"{codec.SOH}35={codec.MD_INCREMENTAL}{codec.SOH}" in raw:
+        if msg_type == codec.MD_INCREMENTAL:
             self._forget_refreshes(key)  # the books move away from the last refreshes
             self._market_data(key, raw)
             return
-        if f"{codec.SOH}35={codec.SECURITY_STATUS}{codec.SOH}" in raw:
+        if msg_type == codec.SECURITY_STATUS:
             status = codec.decode_security_status(raw, key)
             if status is not None:
                 self.submit(status)

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from oms.enums import OrdType, Side
+from oms.fastinit import fast_init
 
 
+@fast_init  # two a new order (its check, then its acceptance): see oms.fastinit
 @dataclass(frozen=True, slots=True)
 class OrderView:
     order_id: str
