@@ -262,25 +262,30 @@ class Engine(Decider):
             except queue.Empty:
                 return [], True  # the deferred batches' time is up
         else:
+            wake = self._wake[0]
+            waiting: list[Any] = [wake, *self.edges]
+            # First what came while the last batch ran, without waiting; then wait for more. Only what
+            # select finds readable is read: reading an empty socket raises (BlockingIOError), and the
+            # queue's get_nowait raises when it is empty - a few exceptions at every wake-up, each a
+            # microsecond or two, at 500 orders/s two or three wake-ups an order.
+            timeout: float | None = 0.0
             while True:
-                for edge in self.edges:
-                    edge.pump()
-                try:
+                # The GIL is released while waiting: QuickFIX's threads never need it on the hot path.
+                for source in select.select(waiting, [], [], timeout)[0]:
+                    if source is wake:
+                        with contextlib.suppress(OSError):  # BlockingIOError: all read
+                            while len(wake.recv(4096)) == 4096:
+                                pass
+                    else:
+                        source.pump()
+                if not self.inbox.empty():  # only this thread takes from it
                     batch = [self.inbox.get_nowait()]
                     break
-                except queue.Empty:
-                    pass
-                left = self._defer_left()
-                if left == 0.0:
+                timeout = self._defer_left()
+                if timeout == 0.0:
                     return [], True
                 if self.housekeeping is not None:
                     self.housekeeping(True)
-                # The GIL is released while waiting: QuickFIX's threads never need it on the hot path.
-                waiting: list[Any] = [self._wake[0], *self.edges]
-                select.select(waiting, [], [], left)
-                with contextlib.suppress(OSError):  # BlockingIOError: all read
-                    while self._wake[0].recv(4096):
-                        pass
         while len(batch) < MAX_BATCH:
             try:
                 batch.append(self.inbox.get_nowait())
