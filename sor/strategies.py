@@ -13,7 +13,6 @@ shrink a plan but never break an invariant.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -531,93 +530,92 @@ def _allocate_lots(
     # Whole chunks: while at least a chunk is left, a candidate's price for the next chunk changes only
     # when it wins one, so the greedy is a merge of the candidates by (cost, rank): the market level
     # (rank -1, asked first, so it wins a tie) and each lane in its order (an earlier lane wins a tie).
-    # The heap picks what the loop below would pick, round by round, without asking every candidate
-    # each round (tests/sor/test_allocation_equivalence.py checks this against the plain greedy).
-    heap: list[tuple[float, int]] = []
+    # Each round compares the candidates' standing quotes and prices again only the one that won
+    # (tests/sor/test_allocation_equivalence.py checks this against the plain greedy). There are a few
+    # venues: a scan, not a heap, and the quotes in each lane's float fields, not in tuples - a resting
+    # order of 50 lots was 50 rounds of tuples and boxed floats, most of a route's time.
     if left >= chunk:
-        if market_room() > 0:
-            heap.append((taker_cost[level], -1))
-        for i, v in enumerate(venues):
-            v.quote = v.next_quote(chunk, f_activity, f_penalty, f_lot)
-            if v.quote is not None:
-                heap.append((v.quote[2], i))
-        heapq.heapify(heap)
-    while heap and left >= chunk:
-        rank = heap[0][1]
-        if rank < 0:
-            take = min(left, market_room())
-            take_market(take)
-            left -= take
-            if market_room() > 0:
-                heapq.heapreplace(heap, (taker_cost[level], -1))
+        for v in venues:
+            v.price(chunk, f_activity, f_penalty, f_lot)
+        while left >= chunk:
+            room = market_room()
+            best: _Lane | None = None
+            best_cost = taker_cost[level] if room > 0 else 0.0
+            found = room > 0
+            for v in venues:
+                if v.step and (not found or v.cost < best_cost):
+                    best, best_cost, found = v, v.cost, True
+            if not found:
+                break
+            if best is None:
+                take = min(left, room)
+                take_market(take)
+                left -= take
             else:
-                heapq.heappop(heap)
-        else:
-            v = venues[rank]
-            left -= v.take_quote()
-            v.quote = v.next_quote(chunk, f_activity, f_penalty, f_lot)
-            if v.quote is not None:
-                heapq.heapreplace(heap, (v.quote[2], rank))
-            else:
-                heapq.heappop(heap)
+                left -= best.take()
+                best.price(chunk, f_activity, f_penalty, f_lot)
     # Less than a chunk left: the plain greedy, one round at a time, each lane priced again for the
-    # smaller step. (With the heap empty and a chunk or more left, nothing can take more: no round.)
+    # smaller step. (With a chunk or more left and no candidate, nothing can take more: no round.)
     while left > 0:
         step = min(chunk, left)
         room = market_room()
-        best_cost: float | None = taker_cost[level] if room > 0 else None
-        best: _Lane | None = None
+        best_cost = taker_cost[level] if room > 0 else 0.0
+        found = room > 0
+        best = None
         take = min(left, room)
         for v in venues:
-            quote = v.quote
-            if quote is None or quote[0] != step:
-                quote = v.quote = v.next_quote(step, f_activity, f_penalty, f_lot)
-                if quote is None:
-                    continue
-            _, lane_room, cost, _ = quote
-            if best_cost is None or cost < best_cost:
-                best_cost, best, take = cost, v, lane_room
-        if best_cost is None:
+            if v.step != step and not v.price(step, f_activity, f_penalty, f_lot):
+                continue
+            if not found or v.cost < best_cost:
+                best_cost, best, take, found = v.cost, v, v.room, True
+        if not found:
             break
         if best is None:
             take_market(take)
         else:
-            best.take_quote()
+            best.take()
         left -= take
     return ({k: n * lot for k, n in market.items()},
             [(v.name, v.placed * lot) for v in venues if v.placed > 0])
 
 
 class _Lane:
-    """A passive venue in _allocate_lots: sizes in lots, the model in floats (see _Passive)."""
+    """A passive venue in _allocate_lots: sizes in lots, the model in floats (see _Passive). Its standing
+    quote - the next `step` lots' expected cost per share - is in plain fields (compiled, unboxed)."""
 
-    __slots__ = ("name", "cap", "queue", "outflow", "gain", "placed", "tail", "quote")
+    __slots__ = ("name", "cap", "queue", "outflow", "gain", "placed", "tail", "step", "room", "cost", "after")
 
     def __init__(self, name: str, cap: int | None, queue: float, outflow: float, gain: float) -> None:
-        self.name, self.cap, self.queue, self.outflow, self.gain = name, cap, queue, outflow, gain
+        self.name, self.queue, self.outflow, self.gain = name, queue, outflow, gain
+        self.cap = -1 if cap is None else cap  # -1: no cap
         self.placed = 0
         self.tail = math.exp(-queue / outflow)
-        self.quote: tuple[int, int, float, float] | None = None
+        # The quote: the step it was priced for (0: none), lots it can take, cost per share, tail after them
+        self.step = 0
+        self.room = 0
+        self.cost = 0.0
+        self.after = 0.0
 
-    def next_quote(self, step: int, activity: float, penalty: float, lot: float) -> tuple[int, int, float, float] | None:
-        """(step, lots it can take, expected cost per share of them, tail after them); None when full."""
+    def price(self, step: int, activity: float, penalty: float, lot: float) -> bool:
+        """Quote the next `step` lots (fewer if capped); False, and no quote, when it can take no more."""
         want = self.placed + step
-        room = (want if self.cap is None else min(want, self.cap)) - self.placed
+        room = (want if self.cap < 0 else min(want, self.cap)) - self.placed
         if room <= 0:
-            return None
+            self.step = 0
+            return False
         after = math.exp(-(self.queue + (self.placed + room) * lot) / self.outflow)
         expected_fill = activity * self.outflow * (self.tail - after)
         shares = room * lot
-        return step, room, (penalty * shares - (penalty + self.gain) * expected_fill) / shares, after
+        self.step, self.room, self.after = step, room, after
+        self.cost = (penalty * shares - (penalty + self.gain) * expected_fill) / shares
+        return True
 
-    def take_quote(self) -> int:
-        """Take the chunk it is quoted for; returns its lots."""
-        quote = self.quote
-        assert quote is not None
-        self.placed += quote[1]
-        self.tail = quote[3]
-        self.quote = None
-        return quote[1]
+    def take(self) -> int:
+        """Take the lots it is quoted for; returns them."""
+        self.placed += self.room
+        self.tail = self.after
+        self.step = 0
+        return self.room
 
 
 def _only(req: RouteRequest, taken: Mapping[tuple[str, Decimal], Decimal]) -> RouteRequest:

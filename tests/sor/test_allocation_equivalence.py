@@ -13,10 +13,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sor.book import Quote
-from sor.strategies import CK_CHUNKS, _allocate_lots, _in_lots, _Lane, _Passive
+from sor.strategies import CK_CHUNKS, _allocate_lots, _in_lots, _Passive
 from sor.venues import VenueProfile
 
 D = Decimal
+
+
+class RefLane:
+    """A passive venue as the plain greedy kept it: its quote a tuple (step, lots, cost per share, tail after)."""
+
+    def __init__(self, name: str, cap: int | None, queue: float, outflow: float, gain: float) -> None:
+        self.name, self.cap, self.queue, self.outflow, self.gain = name, cap, queue, outflow, gain
+        self.placed = 0
+        self.tail = math.exp(-queue / outflow)
+        self.quote: tuple[int, int, float, float] | None = None
 
 
 def plain_greedy(
@@ -31,14 +41,14 @@ def plain_greedy(
     taker_used: dict[str, int] = {}
     taker_cost = [float(sign * (q.price - mid) + takers[q.venue].taker_fee) for q in ladder]
     f_activity, f_penalty, f_lot = float(activity), float(penalty), float(lot)
-    venues = [_Lane(p.venue.name, maxima[p.venue.name], float(p.queue), float(p.outflow), float(p.gain))
+    venues = [RefLane(p.venue.name, maxima[p.venue.name], float(p.queue), float(p.outflow), float(p.gain))
               for p in passive]
     level, level_left = 0, level_qty[0] if level_qty else 0
     left = qty
     while left > 0:
         step = min(chunk, left)
         best_cost: float | None = None
-        best: _Lane | None = None
+        best: RefLane | None = None
         take = 0
         while level < len(ladder):
             venue = ladder[level].venue
