@@ -15,9 +15,10 @@
 # thread unjoined. Now descriptors are closed once, by their owner, and stop() joins every thread.
 #
 # And the hot path without Python on QuickFIX's threads (session settings, set by fix_engine/settings.py
-# with_inbox): AppInboxFd=N queues each validated application message, and each logon and logout, for a
-# thread of the session's that writes them to descriptor N (C++/AppInbox.h), where the engine thread
-# reads them, instead of calling fromApp, which had to take the GIL with the session's lock held;
+# with_inbox): AppInboxFd=N writes each validated application message, and each logon and logout, to
+# descriptor N (C++/AppInbox.h) - from the session's thread when the socket takes it at once, else through
+# a queue and a thread of the session's - where the engine thread reads them, instead of calling fromApp,
+# which had to take the GIL with the session's lock held;
 # AppOutboxFd=N is the other direction: the engine thread writes a batch's messages to descriptor N in
 # one system call and a thread of the session's sends them (C++/AppOutbox.h), so QuickFIX's send work -
 # parsing, the store (for PostgreSQL a round trip each), the log, the socket - is off the engine thread;
