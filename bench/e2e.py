@@ -48,6 +48,8 @@ the echo's closed loop is usually bounded by it, so its figure is a floor of the
 --profile samples the engine with py-spy (pip install py-spy into .venv) during its closed loop run
 (--profile open: during its first open loop run instead; --profile-all: every thread, not only the one
 holding the GIL, with native frames, so QuickFIX's C++ threads and the time in C show too).
+--pin-ab runs each engine a second time with `[engine] cpus` = the last CPU and the venue simulators and the
+load generator moved to the other CPUs (the echo is not pinned): the engine thread on a core of its own.
 --nagle runs the engine a second time with SocketNodelay=N in its sessions.cfg [DEFAULT]. --outbox-ab runs
 it first with FIXOMS_FIX_OUTBOX=off: the engine thread sends each message itself (sendToTarget), as before
 the sessions' outboxes (fix_engine/outbox.py), so both are measured in the same run. --pure-ab runs it
@@ -581,7 +583,8 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
 
 
 def engine_config(tmp: Path, port: int, venue_ports: dict[str, int], url: str, sessions: int,
-                  nagle: bool = False, extra_symbols: dict[str, tuple[str, Decimal]] | None = None) -> Path:
+                  nagle: bool = False, extra_symbols: dict[str, tuple[str, Decimal]] | None = None,
+                  cpus: tuple[int, ...] = ()) -> Path:
     """sessions.cfg: the repository's [DEFAULT] and non-client sessions, our CLIENT1..n (FIX 4.4);
     fixoms.toml: the repository's with our database, accounts, no per-session rate limit, no open-order
     count limit, still venues, metrics on a free port, and `extra_symbols` (name: (venue, reference))."""
@@ -598,6 +601,8 @@ def engine_config(tmp: Path, port: int, venue_ports: dict[str, int], url: str, s
         cfg = re.sub(rf"(TargetCompID={re.escape(name)}\n(?:.*\n)*?SocketConnectPort=)\d+", rf"\g<1>{p}", cfg)
     (tmp / "sessions.cfg").write_text(cfg)
     toml = (ROOT / "fixoms.toml").read_text()
+    if cpus:
+        toml = toml.replace("[engine]\n", f"[engine]\ncpus = {list(cpus)}\n", 1)
     toml = re.sub(r'(?m)^url = "sqlite:///var/fixoms.db"', f'url = "{url}"', toml)
     toml = re.sub(r"(?m)^session_submit_rate\s*=.*$", 'session_submit_rate = "none"', toml)
     toml = re.sub(r"(?m)^session_modify_rate\s*=.*$", 'session_modify_rate = "none"', toml)
@@ -659,9 +664,12 @@ def _journal_api() -> tuple[Callable[..., Any], Callable[..., Any], Callable[...
 @contextmanager
 def engine_target(tmp: Path, sessions: int, db: str, nagle: bool = False, switch_interval: float | None = None,
                   preload_finished: int = 0, preload_resting: bool = False, outbox: bool = True,
-                  pure: bool = False) -> Iterator[Target]:
+                  pure: bool = False, pin: bool = False) -> Iterator[Target]:
     make_engine, create_schema, set_credential = _journal_api()
-    var = tmp / f"engine-{db}{'-nagle' if nagle else ''}{'' if outbox else '-no-outbox'}{'-pure' if pure else ''}"
+    var = tmp / (f"engine-{db}{'-nagle' if nagle else ''}{'' if outbox else '-no-outbox'}{'-pure' if pure else ''}"
+                 f"{'-pinned' if pin else ''}")
+    usable = sorted(os.sched_getaffinity(0))
+    engine_cpus, others = (usable[-1:], set(usable[:-1])) if pin else ([], set())
     var.mkdir(parents=True, exist_ok=True)
     pg_db = f"fixoms_bench_{os.getpid()}"
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -683,7 +691,7 @@ def engine_target(tmp: Path, sessions: int, db: str, nagle: bool = False, switch
         port = free_port()
         venue_ports = {"VENUE-A": free_port(), "VENUE-B": free_port()}
         config = engine_config(var, port, venue_ports, url, sessions, nagle,
-                               PRELOAD_SYMBOLS if preload_resting else None)
+                               PRELOAD_SYMBOLS if preload_resting else None, tuple(engine_cpus))
         passwords = {f"CLIENT{i}": f"bench-{i}" for i in range(1, sessions + 1)}
         sa = make_engine(url)
         create_schema(sa)
@@ -705,16 +713,30 @@ def engine_target(tmp: Path, sessions: int, db: str, nagle: bool = False, switch
                                      **({"FIXOMS_PURE_PYTHON": "1"} if pure else {})})
         wait_listening(port, procs["engine"], log, timeout=120)
         time.sleep(1.0)  # the venues log on and send their books
+        if pin:  # the engine thread's CPU to itself: the venues and the load generator on the others
+            for name in ("VENUE-A", "VENUE-B"):
+                pin_threads(procs[name].pid, others)
+            pin_threads(os.getpid(), others)
         extra = ((", SocketNodelay=N" if nagle else "") + (f", switch {switch_interval} ms" if switch_interval else "")
-                 + ("" if outbox else ", no outbox") + (", pure Python" if pure else ""))
+                 + ("" if outbox else ", no outbox") + (", pure Python" if pure else "")
+                 + (f", engine thread on CPU {engine_cpus[0]}" if pin else ""))
         yield Target(f"engine ({db}{extra})", "engine", procs, port, passwords, log, notes)
     finally:
+        if pin:
+            pin_threads(os.getpid(), set(usable))
         for name in ("engine", "VENUE-A", "VENUE-B"):
             if name in procs:
                 stop_process(procs[name])
         if db == "postgresql":
             with suppress(Exception):
                 pg_admin(f"DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)")
+
+
+def pin_threads(pid: int, cpus: set[int]) -> None:
+    """Every thread of process `pid` onto `cpus` (threads it starts later inherit their creator's)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with suppress(OSError):  # ended meanwhile
+            os.sched_setaffinity(int(task), cpus)
 
 
 def pg_admin(sql: str) -> None:
@@ -1130,6 +1152,9 @@ def main() -> int:
                         help="run each engine first with FIXOMS_PURE_PYTHON=1 (the compiled modules' sources)")
     parser.add_argument("--outbox-ab", action="store_true",
                         help="run each engine first with FIXOMS_FIX_OUTBOX=off (its thread sends each message itself)")
+    parser.add_argument("--pin-ab", action="store_true",
+                        help="run each engine a second time with [engine] cpus = [the last CPU] and the venues and "
+                             "the load generator on the other CPUs: the engine thread on a core of its own")
     parser.add_argument("--nagle", action="store_true",
                         help="also run the engine with SocketNodelay=N (Nagle on) in its sessions.cfg [DEFAULT]")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -1162,18 +1187,20 @@ def main() -> int:
             if db == "postgresql" and (why := pg_reachable()):
                 print(f"\n== engine (postgresql): skipped, {why}")
                 continue
-            variants = [(False, True, False)] + ([(True, True, False)] if args.nagle else [])
+            variants = [(False, True, False, False)] + ([(True, True, False, False)] if args.nagle else [])
             if args.outbox_ab:  # the engine thread sending each message itself first, as before the outbox
-                variants.insert(0, (False, False, False))
+                variants.insert(0, (False, False, False, False))
             if args.pure_ab:  # the compiled modules' sources first, as before they were compiled
-                variants.insert(0, (False, True, True))
-            for nagle, outbox, pure in variants:
+                variants.insert(0, (False, True, True, False))
+            if args.pin_ab:  # then the engine thread on a core of its own
+                variants.append((False, True, False, True))
+            for nagle, outbox, pure, pin in variants:
                 with engine_target(tmp, args.sessions, db, nagle, args.switch_interval, finished, bool(resting),
-                                   outbox, pure) as t:
+                                   outbox, pure, pin) as t:
                     pid = t.procs["engine"].pid
                     prof = (lambda pid=pid, db=db: Profiler(pid, tmp / f"profile-{db}.txt", args.seconds,
                                                                args.profile_all)) \
-                        if args.profile and not nagle and outbox and not pure else None
+                        if args.profile and not nagle and outbox and not pure and not pin else None
                     r = measure(t, args, tmp, resting, prof)
                     results.append(r)
                     if r.profiler is not None:

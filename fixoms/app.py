@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -253,6 +254,11 @@ class EngineApp:
         # until recovery is done (Engine.start), so a restart accepts logons after the imports and
         # wiring, not after reading the journal. Jobs and operators start once it is done. If recovery
         # fails, nothing was answered yet: start() stops the sessions that logged on meanwhile.
+        cpus = frozenset(self.config.engine_cpus)
+        others = frozenset(os.sched_getaffinity(0)) - cpus
+        if cpus:
+            self.engine.cpus = cpus
+            self.journal.child_cpus = others
         self.engine.start(wait=False)
         if self.internal is not None:
             self.internal.start()
@@ -273,6 +279,23 @@ class EngineApp:
         except (AdminError, OSError) as exc:
             log.error("admin socket not started, operators cannot reach this engine: %s", exc)
             self.admin = None
+        if cpus and others:
+            self._keep_off(others)
+        elif cpus:
+            log.warning("[engine] cpus %s are all the CPUs this process has: its other threads share them",
+                        sorted(cpus))
+
+    def _keep_off(self, others: frozenset[int]) -> None:
+        """Every thread of the process but the engine's onto `others`, so that the engine thread's CPUs run
+        it alone; threads started later inherit their creator's CPUs (QuickFIX's connection threads, the
+        acceptor's: `others`)."""
+        engine_thread = self.engine.native_id
+        for task in os.listdir("/proc/self/task"):
+            if int(task) != engine_thread:
+                with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                    os.sched_setaffinity(int(task), others)
+        log.info("engine thread on CPUs %s; the process's other threads and its projector on %s",
+                 sorted(self.engine.cpus), sorted(others))
 
     def _eod_report(self) -> None:
         from datetime import datetime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -56,6 +57,8 @@ class Config:
     # venue faults (oms.engine.EngineConfig): [engine] venue_down_grace_s, venue_ack_timeout_s
     venue_down_grace_s: float = 3.0
     venue_ack_timeout_s: float = 2.0
+    # [engine] cpus: the CPUs the engine thread runs on (empty: wherever the OS puts it; see engine_cpus below)
+    engine_cpus: tuple[int, ...] = ()
     timezone: str = "America/New_York"
     session_end: str = "16:00"  # DAY orders expire then (local time in `timezone`, weekdays)
     session_start: str = "09:30"  # GT orders done for the day are renewed then (same clock)
@@ -124,6 +127,7 @@ def from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> C
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ConfigError(f"[engine] {key} must be a positive number of seconds, got {value!r}")
         setattr(cfg, key, float(value))
+    cfg.engine_cpus = engine_cpus(engine.get("cpus", []))
     symbols = data.get("symbols", {})
     if not isinstance(symbols, dict):
         raise ConfigError("[symbols] must be a table of SYMBOL = { venue = ..., reference = ... }")
@@ -219,3 +223,13 @@ def _ha(cfg: Config, ha: Any) -> None:
 def _hh_mm(text: str) -> bool:
     hour, _, minute = text.partition(":")
     return hour.isdigit() and minute.isdigit() and 0 <= int(hour) < 24 and 0 <= int(minute) < 60
+
+
+def engine_cpus(value: Any) -> tuple[int, ...]:
+    """`[engine] cpus`: CPU numbers this process may run on (os.sched_getaffinity), none repeated."""
+    usable = sorted(os.sched_getaffinity(0))
+    if (not isinstance(value, list) or any(isinstance(c, bool) or not isinstance(c, int) for c in value)
+            or len(set(value)) != len(value) or not set(value) <= set(usable)):
+        raise ConfigError(f"[engine] cpus must be a list of CPU numbers this process may use ({usable}), "
+                          f"got {value!r}")
+    return tuple(value)

@@ -110,6 +110,8 @@ class Journal:
             raise ValueError(f"projector must be one of {', '.join(PROJECTORS)}, not {projector!r}")
         self.projector = projector
         self._child: subprocess.Popen[bytes] | None = None
+        # The CPUs the projector process runs on (empty: those of the thread that starts it)
+        self.child_cpus: frozenset[int] = frozenset()
         # Last batch appended to the log by this journal (read from the log by a load).
         self._batch = 0
         # The engine thread's connection for appends, kept open (see _append_row).
@@ -332,6 +334,8 @@ class Journal:
                 [sys.executable, "-m", "oms.projector_process", self.instance],
                 stdin=subprocess.PIPE, env={**os.environ, "FIXOMS_JOURNAL_URL":
                                             self.engine.url.render_as_string(hide_password=False)})
+            if self.child_cpus:  # not on the engine thread's CPUs, whose mask it inherited
+                os.sched_setaffinity(child.pid, self.child_cpus)
             assert child.stdin is not None
             os.set_blocking(child.stdin.fileno(), False)
         assert child.stdin is not None

@@ -515,6 +515,22 @@ def test_config_check(cfg: Path, tmp_path: Path) -> None:
     assert res.exit_code == 1 and "fixoms.toml" in res.stdout
 
 
+def test_engine_cpus_are_checked(tmp_path: Path) -> None:
+    from fixoms.config import ConfigError, from_dict
+
+    usable = sorted(os.sched_getaffinity(0))
+    assert from_dict({"engine": {"cpus": [usable[-1]]}}, tmp_path).engine_cpus == (usable[-1],)
+    assert from_dict({}, tmp_path).engine_cpus == ()
+    for bad in ([usable[-1] + 1], [usable[0], usable[0]], "0", [True], [-1]):
+        with pytest.raises(ConfigError, match=r"\[engine\] cpus must be a list of CPU numbers this process may use"):
+            from_dict({"engine": {"cpus": bad}}, tmp_path)
+    broken = write_config(tmp_path, "sqlite:///x.db", tmp_path / "a.sock", extra="")
+    broken.write_text(broken.read_text().replace("[engine]\n", "[engine]\ncpus = [999]\n", 1))
+    res = fixoms(broken, "config", "check")
+    assert res.exit_code == 1 and "[engine] cpus must be a list of CPU numbers" in res.stdout + res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
+
+
 # --- credentials ----------------------------------------------------------------------------------------
 def test_password_is_picked_up_after_reload_credentials(cfg: Path, cstack: Stack) -> None:
     res = fixoms(cfg, "sessions", "password", "VENUE-A", "--password-stdin", "--yes", input="x\n")

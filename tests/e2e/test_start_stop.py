@@ -250,6 +250,36 @@ def test_engine_with_the_sessions_of_a_live_one_is_refused(bench: Bench) -> None
     assert fix_settings.registered(bench.settings) == []
 
 
+def test_engine_cpus_give_the_engine_thread_its_own_cpus(bench: Bench) -> None:
+    """[engine] cpus: the engine thread runs there alone - every other thread of the process (QuickFIX's,
+    the scheduler's, the one that started it, and those a logon starts later) and the projector process on
+    the process's other CPUs."""
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        pytest.skip("needs two CPUs")
+    before = {int(t): os.sched_getaffinity(int(t)) for t in os.listdir("/proc/self/task")}
+    app = bench.engine()
+    app.config = replace(app.config, engine_cpus=(usable[0],))
+    others = set(usable[1:])
+    try:
+        app.start()
+        assert logon(bench.port) == "A"  # its connection's thread is started now, by a thread on `others`
+        engine_thread = app.engine.native_id
+        assert engine_thread is not None and os.sched_getaffinity(engine_thread) == {usable[0]}
+        threads = [int(t) for t in os.listdir("/proc/self/task") if int(t) != engine_thread]
+        assert len(threads) > 3
+        for task in threads:
+            with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+                assert os.sched_getaffinity(task) == others, task
+        assert app.journal.child_cpus == others
+    finally:
+        app.stop()
+        for task, cpus in before.items():  # this test process's own threads, as they were
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(task, cpus)
+    assert os.sched_getaffinity(0) == set(usable)
+
+
 def venue_cycles(tmp_path: Path, n: int) -> None:
     """The whole stack: the venue simulators stay up while the engine (with its venue initiator) is stopped
     and started again on the same ports, a FixClient logging on to each engine; every other engine first
