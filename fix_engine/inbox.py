@@ -2,8 +2,9 @@
 
 With `AppInboxFd` set, QuickFIX's session threads no longer call Python for each application message
 (`fromApp`, which must take the GIL while the session's lock is held, and so waited for the engine
-thread's Python at every message): a thread of each session writes the validated message into a
-socket as a frame (4-byte little-endian length, then the message), and the engine thread reads the
+thread's Python at every message): the validated message is written into a socket as a frame (4-byte
+little-endian length, then the message) - by the session's thread when the socket takes it at once, else
+by a thread of the session's that it queues it for - and the engine thread reads the
 frames when it is ready, many at a time, with no other Python thread involved. A session's logon and
 logout come through the same socket, in order with its messages, as frames that cannot be a FIX message
 ("!logon" or "!logout", SOH, the counterparty's CompID).
