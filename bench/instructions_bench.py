@@ -18,6 +18,7 @@ Run: .venv/bin/python bench/instructions_bench.py [--against DIR] [--small 300] 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -33,7 +34,8 @@ def instructions(checkout: Path, orders: int) -> int:
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
          "bench/engine_cpu_bench.py", "--child", "--orders", str(orders), "--warmup", "0"],
-        cwd=checkout, capture_output=True, text=True, check=True)
+        cwd=checkout, capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"})  # string hashes (dict layouts) the same every run
     found = re.search(r"Collected : (\d+)", out.stderr)
     if found is None:
         raise RuntimeError(f"no instruction count from callgrind in {checkout}:\n{out.stderr[-2000:]}")

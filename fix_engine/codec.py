@@ -21,6 +21,7 @@ from oms.enums import (
     Side,
     TimeInForce,
 )
+from oms.model import ZERO  # the one zero the journal's record format names by index (oms.record_codec)
 from oms.reports import (
     CancelReject,
     ExecutionReport,
@@ -557,11 +558,11 @@ def decode_venue(raw: str, venue: str) -> c.Command | None:
             exec_id=fields.get(EXEC_ID, ""),
             exec_type=exec_type,
             ord_status=_ORD_STATUSES.get(status_raw) or OrdStatus(status_raw),
-            last_qty=_dec(fields, LAST_QTY, "LastQty") or Decimal(0),
-            last_px=_dec(fields, LAST_PX, "LastPx") or Decimal(0),
-            cum_qty=_dec(fields, CUM_QTY, "CumQty") or Decimal(0),
-            leaves_qty=_dec(fields, LEAVES_QTY, "LeavesQty") or Decimal(0),
-            avg_px=_dec(fields, AVG_PX, "AvgPx") or Decimal(0),
+            last_qty=_dec(fields, LAST_QTY, "LastQty") or ZERO,
+            last_px=_dec(fields, LAST_PX, "LastPx") or ZERO,
+            cum_qty=_dec(fields, CUM_QTY, "CumQty") or ZERO,
+            leaves_qty=_dec(fields, LEAVES_QTY, "LeavesQty") or ZERO,
+            avg_px=_dec(fields, AVG_PX, "AvgPx") or ZERO,
             exec_ref_id=fields.get(EXEC_REF_ID, ""),
             text=fields.get(TEXT, ""),
             exec_restatement_reason=_int(fields, EXEC_RESTATEMENT_REASON, "ExecRestatementReason"),
