@@ -86,6 +86,9 @@ _ORD_TYPES: dict[str, OrdType] = {m.value: m for m in OrdType}
 _TIFS: dict[str, TimeInForce] = {m.value: m for m in TimeInForce}
 _EXEC_TYPES: dict[str, ExecType] = {m.value: m for m in ExecType}
 _ORD_STATUSES: dict[str, OrdStatus] = {m.value: m for m in OrdStatus}
+# An enum member's FIX value as the encoders read it: `member._value_`, an attribute, where `.value` is a
+# property written in Python (enum.property, ~0.5 us a read; an order's messages read ~16).
+_DAY, _ORDER_STATUS_REPORT, _NEW = TimeInForce.DAY.value, ExecType.ORDER_STATUS.value, OrdStatus.NEW.value
 
 
 # The longest identifiers we take (the journal's columns are wider): longer ones are refused up front
@@ -331,7 +334,7 @@ def decode_new_order(fields: dict[int, str], session: str) -> c.Command:
     except ValueError:
         return invalid(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC, f"OrdType(40)={fields.get(ORD_TYPE)!r} not supported")
     try:
-        tif_raw = fields.get(TIF, TimeInForce.DAY.value)
+        tif_raw = fields.get(TIF, _DAY)
         tif = _TIFS.get(tif_raw) or TimeInForce(tif_raw)
     except ValueError:
         return invalid(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC, f"TimeInForce(59)={fields.get(TIF)!r} not supported")
@@ -389,20 +392,20 @@ SIDE_UNDISCLOSED = "7"
 
 
 def encode_report(r: ExecutionReport, begin: str, copy: bool = False) -> str:
-    exec_type = r.exec_type.value
+    exec_type = r.exec_type._value_
     body: list[tuple[int, str]] = [
         (ORDER_ID, r.order_id),
         (CL_ORD_ID, r.cl_ord_id),
         (ORIG_CL_ORD_ID, r.orig_cl_ord_id or ""),
         (EXEC_ID, r.exec_id),
-        (ORD_STATUS, r.ord_status.value),
+        (ORD_STATUS, r.ord_status._value_),
         (ACCOUNT, r.account),
         (SYMBOL, r.symbol or NOT_APPLICABLE),
         (SIDE, r.side or SIDE_UNDISCLOSED),
         (ORDER_QTY, _fmt(r.order_qty)),
-        (ORD_TYPE, r.ord_type.value if r.ord_type else ""),
+        (ORD_TYPE, r.ord_type._value_ if r.ord_type else ""),
         (PRICE, _fmt(r.price)),
-        (TIF, r.time_in_force.value if r.time_in_force else ""),
+        (TIF, r.time_in_force._value_ if r.time_in_force else ""),
         (LAST_QTY, _fmt(r.last_qty)),
         (LAST_PX, _fmt(r.last_px)),
         (LAST_MKT, r.last_mkt),
@@ -506,11 +509,11 @@ def _child_terms(m: VenueNewOrder | VenueReplace) -> list[tuple[int, str]]:
     return [
         (HANDL_INST, "1"),
         (SYMBOL, m.symbol),
-        (SIDE, m.side.value),
+        (SIDE, m.side._value_),
         (ORDER_QTY, _fmt(m.qty)),
-        (ORD_TYPE, m.ord_type.value),
+        (ORD_TYPE, m.ord_type._value_),
         (PRICE, _fmt(m.price) if m.ord_type is not OrdType.MARKET else ""),
-        (TIF, m.time_in_force.value),
+        (TIF, m.time_in_force._value_),
         (MAX_FLOOR, _fmt(m.max_floor)),
         (TRANSACT_TIME, utc_timestamp()),
     ]
@@ -528,7 +531,7 @@ def encode_venue_cancel(m: VenueCancel, begin: str) -> str:
             (CL_ORD_ID, m.cancel_id),
             (ORIG_CL_ORD_ID, m.child_id),
             (SYMBOL, m.symbol),
-            (SIDE, m.side.value),
+            (SIDE, m.side._value_),
             (ORDER_QTY, _fmt(m.qty)),
             (TRANSACT_TIME, utc_timestamp()),
         ],
@@ -545,11 +548,11 @@ def decode_venue(raw: str, venue: str) -> c.Command | None:
     fields = parse(raw)
     msg_type = fields.get(MSG_TYPE)
     if msg_type == EXECUTION_REPORT:
-        exec_type_raw = fields.get(EXEC_TYPE, ExecType.ORDER_STATUS.value)
+        exec_type_raw = fields.get(EXEC_TYPE, _ORDER_STATUS_REPORT)
         exec_type = _EXEC_TYPES.get(exec_type_raw) or ExecType(exec_type_raw)
         if fields.get(EXEC_TRANS_TYPE) == "3":  # FIX 4.2 status report
             exec_type = ExecType.ORDER_STATUS
-        status_raw = fields.get(ORD_STATUS, OrdStatus.NEW.value)
+        status_raw = fields.get(ORD_STATUS, _NEW)
         return c.VenueReport(
             venue=venue,
             cl_ord_id=fields.get(CL_ORD_ID, ""),

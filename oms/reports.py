@@ -161,7 +161,7 @@ def report(
         ord_status=order.ord_status,
         account=order.account,
         symbol=order.symbol,
-        side=order.side.value if order.side else "",
+        side=order.side._value_ if order.side else "",  # _value_, not .value: see fix_engine.codec
         ord_type=order.ord_type,
         time_in_force=order.time_in_force,
         order_qty=order.order_qty,
