@@ -7,9 +7,11 @@ the order works; parent CumQty + working child quantity <= OrderQty.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from oms import events as ev
 from oms.enums import TERMINAL, OrdRejReason, OrdStatus, OrdType, Side, TimeInForce, reported_status
@@ -211,151 +213,181 @@ class Order:
                 self.status = OrdStatus.NEW
 
     def apply(self, event: ev.Event) -> None:
-        if isinstance(event, ev.OrderAccepted):
-            self._move(Transition.ACCEPT)
-        elif isinstance(event, ev.OrderRejected):
-            self.rej_reason = event.reason
-            self.text = event.text
-            self._move(Transition.REJECT)
-        elif isinstance(event, ev.ChildRouted):
-            self.children[event.child_id] = Child(
-                event.child_id, self.order_id, event.venue, event.qty, event.price, event.ord_type,
-                event.time_in_force,
-            )
-            self.child_seq = max(self.child_seq, int(event.child_id.rsplit(".", 1)[1]))
-        elif isinstance(event, ev.ChildAcked):
-            child = self.children[event.child_id]
-            child.venue_order_id = event.venue_order_id
-            child.move(ChildTransition.ACK)
-        elif isinstance(event, ev.ChildFilled):
-            child = self.children[event.child_id]
-            child.cum_qty += event.last_qty
-            child.notional += event.last_qty * event.last_px
-            # (a late fill of an ended or in-doubt child does not revive it: see CHILD_TRANSITIONS)
-            child.move(ChildTransition.FILL_ALL if child.cum_qty >= child.qty else ChildTransition.FILL)
-            self.cum_qty += event.last_qty
-            self.notional += event.last_qty * event.last_px
-            self.last_qty, self.last_px = event.last_qty, event.last_px
-            self._move(Transition.FILL)
-            self._by_quantity()
-            self._seen_exec_id(event.exec_id)
-        elif isinstance(event, ev.FillBusted):
-            child = self.children[event.child_id]
-            child.cum_qty -= event.qty
-            child.notional -= event.qty * event.px
-            self.cum_qty -= event.qty
-            self.notional -= event.qty * event.px
-            # App D J.1.b: a TradeCancel executes nothing; only CumQty, AvgPx and LeavesQty are restated.
-            self.last_qty, self.last_px = ZERO, ZERO
-            self._move(Transition.BUST)
-            self._by_quantity()
-            self._seen_exec_id(event.exec_id)
-        elif isinstance(event, ev.FillCorrected):
-            child = self.children[event.child_id]
-            delta = event.new_qty - event.old_qty
-            delta_notional = event.new_qty * event.new_px - event.old_qty * event.old_px
-            child.cum_qty += delta
-            child.notional += delta_notional
-            self.cum_qty += delta
-            self.notional += delta_notional
-            self.last_qty, self.last_px = event.new_qty, event.new_px
-            self._move(Transition.CORRECT)
-            self._by_quantity()
-            self._seen_exec_id(event.exec_id)
-        elif isinstance(event, ev.OrderTriggered):
-            self.held = False
-        elif isinstance(event, ev.ChildCancelRequested):
-            child = self.children[event.child_id]
-            child.move(ChildTransition.CANCEL_REQUEST)
-            child.cancel_id = event.cancel_id
-        elif isinstance(event, ev.ChildCancelRefused):
-            child = self.children[event.child_id]
-            child.move(ChildTransition.CANCEL_REFUSED)
-            child.cancel_id = ""
-        elif isinstance(event, ev.ChildInDoubt):
-            child = self.children[event.child_id]
-            child.move(ChildTransition.IN_DOUBT)
-            child.cancel_id = ""
-            child.text = event.text
-        elif isinstance(event, ev.ChildReplaceRequested):
-            child = self.children[event.child_id]
-            child.move(ChildTransition.REPLACE_REQUEST)
-            child.amend_id, child.amend_qty, child.amend_price = event.amend_id, event.qty, event.price
-        elif isinstance(event, ev.ChildReplaced):
-            child = self.children[event.child_id]
-            amend_id, qty, price = child.amend_id, child.amend_qty, child.amend_price
-            child.move(ChildTransition.REPLACED)  # raises unless an amend is outstanding
-            assert qty is not None
-            # Down to or below what already filled ends the child filled at CumQty (App D C.3.b/c).
-            child.qty, child.price, child.venue_cl_ord_id = max(qty, child.cum_qty), price, amend_id
-            child.settle_by_quantity()
-        elif isinstance(event, ev.ChildReplaceRefused):
-            self.children[event.child_id].move(ChildTransition.REPLACE_REFUSED)
-        elif isinstance(event, ev.ChildDone):
-            child = self.children[event.child_id]
-            child.move(ChildTransition.REJECTED if event.rejected
-                       else ChildTransition.DONE_FOR_DAY if event.done_for_day else ChildTransition.CANCELED)
-            child.text = event.text
-            child.restatement_reason = event.restatement_reason
-        elif isinstance(event, ev.CancelRequested):
-            self.pending = OrdStatus.PENDING_CANCEL
-            self.pending_cl_ord_id = event.cl_ord_id or None
-            if event.text:
-                self.text = event.text
-        elif isinstance(event, ev.ReplaceRequested):
-            self.pending = OrdStatus.PENDING_REPLACE
-            self.pending_cl_ord_id = event.cl_ord_id
-            self.pending_qty = event.order_qty
-            self.pending_price = event.price
-            self.pending_ord_type = event.ord_type
-            self.pending_tif = event.time_in_force
-        elif isinstance(event, ev.OrderReplaced):
-            assert self.pending_cl_ord_id and self.pending_qty is not None
-            self.orig_cl_ord_id, self.cl_ord_id = self.cl_ord_id, self.pending_cl_ord_id
-            # Replacing down to or below CumQty ends the order Filled at OrderQty = CumQty: never CumQty > OrderQty.
-            self.order_qty = max(self.pending_qty, self.cum_qty)
-            self.price = self.pending_price
-            self.ord_type = self.pending_ord_type or self.ord_type
-            self.time_in_force = self.pending_tif or self.time_in_force
-            self._clear_pending()
-            self._move(Transition.REPLACE)
-            self._by_quantity()
-        elif isinstance(event, ev.CancelRefused):
-            self._clear_pending()
-        elif isinstance(event, ev.OrderCanceled):
-            if self.pending is OrdStatus.PENDING_CANCEL and self.pending_cl_ord_id:
-                self.orig_cl_ord_id, self.cl_ord_id = self.cl_ord_id, self.pending_cl_ord_id
-            self.text = event.text
-            self._move(Transition.CANCEL)
-        elif isinstance(event, ev.ExpiryRequested):
-            self.expiring = True
-            self.text = event.text
-        elif isinstance(event, ev.OrderExpired):
-            self.text = event.text
-            self._move(Transition.EXPIRE)
-        elif isinstance(event, ev.OrderDoneForDay):
-            self.text = event.text
-            if not event.stays_open:
-                self._move(Transition.DONE_FOR_DAY)
-            elif self.done_for_day:
-                raise IllegalTransition(f"{self.order_id} is done for the day already")
-            else:
-                self._move(Transition.REST)
-                self.done_for_day = True
-        elif isinstance(event, ev.OrderRenewed):
-            if not self.done_for_day:
-                raise IllegalTransition(f"{self.order_id} is not done for the day: nothing to renew")
-            self._move(Transition.RENEW)
-            self.done_for_day = False
-            self.text = ""
+        """Every change of the order's state, fills included, is an event applied here (as NautilusTrader's
+        Order.apply); an illegal transition raises IllegalTransition. Dispatched by the event's type
+        (_APPLY); an event that changes nothing here (TcaRecorded, say) only clears LastQty/LastPx."""
+        step = _APPLY.get(type(event))
+        if step is not None:
+            step(self, event)
         self.last_event_clears_fill(event)
+
+    def _order_accepted(self, event: ev.OrderAccepted) -> None:
+        self._move(Transition.ACCEPT)
+
+    def _order_rejected(self, event: ev.OrderRejected) -> None:
+        self.rej_reason = event.reason
+        self.text = event.text
+        self._move(Transition.REJECT)
+
+    def _child_routed(self, event: ev.ChildRouted) -> None:
+        self.children[event.child_id] = Child(
+            event.child_id, self.order_id, event.venue, event.qty, event.price, event.ord_type,
+            event.time_in_force,
+        )
+        self.child_seq = max(self.child_seq, int(event.child_id.rsplit(".", 1)[1]))
+
+    def _child_acked(self, event: ev.ChildAcked) -> None:
+        child = self.children[event.child_id]
+        child.venue_order_id = event.venue_order_id
+        child.move(ChildTransition.ACK)
+
+    def _child_filled(self, event: ev.ChildFilled) -> None:
+        child = self.children[event.child_id]
+        child.cum_qty += event.last_qty
+        child.notional += event.last_qty * event.last_px
+        # (a late fill of an ended or in-doubt child does not revive it: see CHILD_TRANSITIONS)
+        child.move(ChildTransition.FILL_ALL if child.cum_qty >= child.qty else ChildTransition.FILL)
+        self.cum_qty += event.last_qty
+        self.notional += event.last_qty * event.last_px
+        self.last_qty, self.last_px = event.last_qty, event.last_px
+        self._move(Transition.FILL)
+        self._by_quantity()
+        self._seen_exec_id(event.exec_id)
+
+    def _fill_busted(self, event: ev.FillBusted) -> None:
+        child = self.children[event.child_id]
+        child.cum_qty -= event.qty
+        child.notional -= event.qty * event.px
+        self.cum_qty -= event.qty
+        self.notional -= event.qty * event.px
+        # App D J.1.b: a TradeCancel executes nothing; only CumQty, AvgPx and LeavesQty are restated.
+        self.last_qty, self.last_px = ZERO, ZERO
+        self._move(Transition.BUST)
+        self._by_quantity()
+        self._seen_exec_id(event.exec_id)
+
+    def _fill_corrected(self, event: ev.FillCorrected) -> None:
+        child = self.children[event.child_id]
+        delta = event.new_qty - event.old_qty
+        delta_notional = event.new_qty * event.new_px - event.old_qty * event.old_px
+        child.cum_qty += delta
+        child.notional += delta_notional
+        self.cum_qty += delta
+        self.notional += delta_notional
+        self.last_qty, self.last_px = event.new_qty, event.new_px
+        self._move(Transition.CORRECT)
+        self._by_quantity()
+        self._seen_exec_id(event.exec_id)
+
+    def _order_triggered(self, event: ev.OrderTriggered) -> None:
+        self.held = False
+
+    def _child_cancel_requested(self, event: ev.ChildCancelRequested) -> None:
+        child = self.children[event.child_id]
+        child.move(ChildTransition.CANCEL_REQUEST)
+        child.cancel_id = event.cancel_id
+
+    def _child_cancel_refused(self, event: ev.ChildCancelRefused) -> None:
+        child = self.children[event.child_id]
+        child.move(ChildTransition.CANCEL_REFUSED)
+        child.cancel_id = ""
+
+    def _child_in_doubt(self, event: ev.ChildInDoubt) -> None:
+        child = self.children[event.child_id]
+        child.move(ChildTransition.IN_DOUBT)
+        child.cancel_id = ""
+        child.text = event.text
+
+    def _child_replace_requested(self, event: ev.ChildReplaceRequested) -> None:
+        child = self.children[event.child_id]
+        child.move(ChildTransition.REPLACE_REQUEST)
+        child.amend_id, child.amend_qty, child.amend_price = event.amend_id, event.qty, event.price
+
+    def _child_replaced(self, event: ev.ChildReplaced) -> None:
+        child = self.children[event.child_id]
+        amend_id, qty, price = child.amend_id, child.amend_qty, child.amend_price
+        child.move(ChildTransition.REPLACED)  # raises unless an amend is outstanding
+        assert qty is not None
+        # Down to or below what already filled ends the child filled at CumQty (App D C.3.b/c).
+        child.qty, child.price, child.venue_cl_ord_id = max(qty, child.cum_qty), price, amend_id
+        child.settle_by_quantity()
+
+    def _child_replace_refused(self, event: ev.ChildReplaceRefused) -> None:
+        self.children[event.child_id].move(ChildTransition.REPLACE_REFUSED)
+
+    def _child_done(self, event: ev.ChildDone) -> None:
+        child = self.children[event.child_id]
+        child.move(ChildTransition.REJECTED if event.rejected
+                   else ChildTransition.DONE_FOR_DAY if event.done_for_day else ChildTransition.CANCELED)
+        child.text = event.text
+        child.restatement_reason = event.restatement_reason
+
+    def _cancel_requested(self, event: ev.CancelRequested) -> None:
+        self.pending = OrdStatus.PENDING_CANCEL
+        self.pending_cl_ord_id = event.cl_ord_id or None
+        if event.text:
+            self.text = event.text
+
+    def _replace_requested(self, event: ev.ReplaceRequested) -> None:
+        self.pending = OrdStatus.PENDING_REPLACE
+        self.pending_cl_ord_id = event.cl_ord_id
+        self.pending_qty = event.order_qty
+        self.pending_price = event.price
+        self.pending_ord_type = event.ord_type
+        self.pending_tif = event.time_in_force
+
+    def _order_replaced(self, event: ev.OrderReplaced) -> None:
+        assert self.pending_cl_ord_id and self.pending_qty is not None
+        self.orig_cl_ord_id, self.cl_ord_id = self.cl_ord_id, self.pending_cl_ord_id
+        # Replacing down to or below CumQty ends the order Filled at OrderQty = CumQty: never CumQty > OrderQty.
+        self.order_qty = max(self.pending_qty, self.cum_qty)
+        self.price = self.pending_price
+        self.ord_type = self.pending_ord_type or self.ord_type
+        self.time_in_force = self.pending_tif or self.time_in_force
+        self._clear_pending()
+        self._move(Transition.REPLACE)
+        self._by_quantity()
+
+    def _cancel_refused(self, event: ev.CancelRefused) -> None:
+        self._clear_pending()
+
+    def _order_canceled(self, event: ev.OrderCanceled) -> None:
+        if self.pending is OrdStatus.PENDING_CANCEL and self.pending_cl_ord_id:
+            self.orig_cl_ord_id, self.cl_ord_id = self.cl_ord_id, self.pending_cl_ord_id
+        self.text = event.text
+        self._move(Transition.CANCEL)
+
+    def _expiry_requested(self, event: ev.ExpiryRequested) -> None:
+        self.expiring = True
+        self.text = event.text
+
+    def _order_expired(self, event: ev.OrderExpired) -> None:
+        self.text = event.text
+        self._move(Transition.EXPIRE)
+
+    def _order_done_for_day(self, event: ev.OrderDoneForDay) -> None:
+        self.text = event.text
+        if not event.stays_open:
+            self._move(Transition.DONE_FOR_DAY)
+        elif self.done_for_day:
+            raise IllegalTransition(f"{self.order_id} is done for the day already")
+        else:
+            self._move(Transition.REST)
+            self.done_for_day = True
+
+    def _order_renewed(self, event: ev.OrderRenewed) -> None:
+        if not self.done_for_day:
+            raise IllegalTransition(f"{self.order_id} is not done for the day: nothing to renew")
+        self._move(Transition.RENEW)
+        self.done_for_day = False
+        self.text = ""
 
     def _seen_exec_id(self, exec_id: str) -> None:
         self.report_seq = max(self.report_seq, int(exec_id.rsplit("-", 1)[1]))
 
     def last_event_clears_fill(self, event: ev.Event) -> None:
         # LastQty/LastPx belong to the report of a fill (or its bust/correction) only.
-        if not isinstance(event, ev.ChildFilled | ev.FillBusted | ev.FillCorrected):
+        if type(event) not in _FILL_EVENTS:
             self.last_qty = ZERO
             self.last_px = ZERO
 
@@ -378,3 +410,34 @@ class Order:
         )
         order.apply(e)
         return order
+
+
+# Order.apply's dispatch: event type -> what it does to the order.
+_APPLY: dict[type, Callable[[Order, Any], None]] = {
+    ev.OrderAccepted: Order._order_accepted,
+    ev.OrderRejected: Order._order_rejected,
+    ev.ChildRouted: Order._child_routed,
+    ev.ChildAcked: Order._child_acked,
+    ev.ChildFilled: Order._child_filled,
+    ev.FillBusted: Order._fill_busted,
+    ev.FillCorrected: Order._fill_corrected,
+    ev.OrderTriggered: Order._order_triggered,
+    ev.ChildCancelRequested: Order._child_cancel_requested,
+    ev.ChildCancelRefused: Order._child_cancel_refused,
+    ev.ChildInDoubt: Order._child_in_doubt,
+    ev.ChildReplaceRequested: Order._child_replace_requested,
+    ev.ChildReplaced: Order._child_replaced,
+    ev.ChildReplaceRefused: Order._child_replace_refused,
+    ev.ChildDone: Order._child_done,
+    ev.CancelRequested: Order._cancel_requested,
+    ev.ReplaceRequested: Order._replace_requested,
+    ev.OrderReplaced: Order._order_replaced,
+    ev.CancelRefused: Order._cancel_refused,
+    ev.OrderCanceled: Order._order_canceled,
+    ev.ExpiryRequested: Order._expiry_requested,
+    ev.OrderExpired: Order._order_expired,
+    ev.OrderDoneForDay: Order._order_done_for_day,
+    ev.OrderRenewed: Order._order_renewed,
+}
+# The events whose report carries LastQty/LastPx (a fill, its bust or its correction).
+_FILL_EVENTS: frozenset[type] = frozenset({ev.ChildFilled, ev.FillBusted, ev.FillCorrected})
