@@ -377,8 +377,7 @@ class Engine(Decider):
                 merged.dirty.update(d.dirty)
             b = merged
         try:
-            client_messages = [o for o in b.outbound
-                               if isinstance(o, ExecutionReport | CancelReject | MassCancelReport)]
+            client_messages = [o for o in b.outbound if type(o) in _CLIENT_SENDS]
             # The batch's business messages in and out are audited in the same transaction.
             # The last batch's messages are sent before this one is journaled: a crash leaves at most
             # one batch unsent (the restart's resend).
@@ -460,16 +459,20 @@ class Engine(Decider):
     def _send(self, outbound: list[Outbound]) -> None:
         for out in outbound:
             try:
-                if isinstance(out, ExecutionReport):
-                    self.gateway.send_report(out)
-                elif isinstance(out, CancelReject):
-                    self.gateway.send_cancel_reject(out)
-                elif isinstance(out, MassCancelReport):
-                    self.gateway.send_mass_cancel_report(out)
+                to_client = _CLIENT_SENDS.get(type(out))
+                if to_client is not None:
+                    to_client(self.gateway, out)
                 else:
-                    send_to_venue(self.venues, out)
+                    send_to_venue(self.venues, out)  # type: ignore[arg-type]  # the rest are venue messages
             except Exception:
                 log.exception("send failed for %r", out)
         for edge in self.edges:
             edge.flush()
 
+
+# What goes to a client, by type, and how (everything else the decider sends goes to a venue).
+_CLIENT_SENDS: dict[type, Callable[[ClientGateway, Any], None]] = {
+    ExecutionReport: lambda gateway, m: gateway.send_report(m),
+    CancelReject: lambda gateway, m: gateway.send_cancel_reject(m),
+    MassCancelReport: lambda gateway, m: gateway.send_mass_cancel_report(m),
+}
