@@ -556,6 +556,8 @@ class Journal:
                 state.cl_ord_ids[(r.session, r.cl_ord_id)] = r.order_id
             for r in conn.execute(select(executions_t)):
                 _add_execution(state.venue_exec_ids, state.fills, r)
+            for keys in unallocated_fills(conn, self.instance).values():
+                state.venue_exec_ids |= keys
             state.risk_changes = risk_changes(conn, self.instance)
             state.max_seq = max_seq(conn, self.instance)
             self._load_unsent(conn, state)
@@ -581,6 +583,9 @@ class Journal:
             state.orders, executions = working_rows(conn, self.instance)
             for r in executions:
                 _add_execution(state.venue_exec_ids, state.fills, r)
+            for order_id, keys in unallocated_fills(conn, self.instance).items():
+                if order_id in state.orders:  # a finished order's: with it, when it is read back
+                    state.venue_exec_ids |= keys
             state.cl_ord_ids = cl_ord_ids(conn)
             state.finished_fills = sum_fills(finished_fill_rows(conn, self.instance))
             state.in_doubt_orders = sorted({order_id for order_id, _child in in_doubt_children(conn, self.instance)})
@@ -638,6 +643,7 @@ class Journal:
             fills: dict[tuple[str, str], tuple[str, str, str, Decimal, Decimal]] = {}
             for r in conn.execute(select(executions_t).where(executions_t.c.order_id == order_id)):
                 _add_execution(seen, fills, r)
+            seen.update(*unallocated_fills(conn, self.instance, order_id).values())
         return LoadedOrder(order, frozenset(seen), fills)
 
     def order_id_of_child(self, venue_cl_ord_id: str) -> str | None:
@@ -772,6 +778,23 @@ def in_doubt_children(conn: Any, instance: str) -> list[tuple[str, str]]:
         .where(children_t.c.status == IN_DOUBT.value)
         .where(orders_t.c.instance == instance)
         .where(orders_t.c.status.in_(_TERMINAL_VALUES)))]
+
+
+def unallocated_fills(conn: Any, instance: str, order_id: str | None = None) -> dict[str, set[tuple[str, str]]]:
+    """(venue, venue ExecID) of each venue fill no client order could take (FillUnallocated: a late fill of a
+    child in doubt, an overfill), by order (one order's with `order_id`). The executions table has no row
+    for them; a venue that repeats one must still find it seen after a restart, as the engine that
+    journaled it did, or it would be applied then."""
+    query = (select(events_t.c.order_id, events_t.c.payload).where(events_t.c.instance == instance)
+             .where(events_t.c.kind == "FillUnallocated"))
+    if order_id is not None:
+        query = query.where(events_t.c.order_id == order_id)
+    out: dict[str, set[tuple[str, str]]] = {}
+    for r in conn.execute(query):
+        e = ev.from_payload("FillUnallocated", r.payload)
+        assert isinstance(e, ev.FillUnallocated)
+        out.setdefault(r.order_id, set()).add((e.venue, e.venue_exec_id))
+    return out
 
 
 RISK_CHANGES = ("TradingStateChanged", "RiskLimitChanged")

@@ -40,6 +40,7 @@ from oms.journal import (
     max_seq,
     risk_changes,
     sum_fills,
+    unallocated_fills,
     working_rows,
 )
 from oms.model import Order
@@ -60,6 +61,7 @@ class WarmState:
         self.seen = 0  # the last batch applied
         self.orders: dict[str, Order] = {}  # working orders
         self.executions: dict[str, Executions] = {}  # by working order
+        self.unallocated: dict[str, set[tuple[str, str]]] = {}  # by working order: FillUnallocated's ids
         self.stale: set[str] = set()  # working orders to read from the tables at the takeover
         self.cl_ord_ids: dict[tuple[str, str], str] = {}
         self.max_seq = 0
@@ -84,6 +86,8 @@ class WarmState:
                 for r in rows:
                     warm._execution(r.order_id, r.child_id, r.venue, r.venue_exec_id, r.exec_id, r.last_qty,
                                     r.last_px, r.status)
+                warm.unallocated = {order_id: keys for order_id, keys in unallocated_fills(conn, instance).items()
+                                    if order_id in warm.orders}
                 warm.cl_ord_ids = cl_ord_ids(conn)
                 warm.max_seq = max_seq(conn, instance)
                 warm.risk_changes = risk_changes(conn, instance)
@@ -109,6 +113,8 @@ class WarmState:
                     self._execution(e.order_id, e.child_id, venue, venue_exec_id, e.exec_id, qty, px, status)
                 elif isinstance(e, ev.FillBusted | ev.FillCorrected):
                     self._amend(e.order_id, venue, venue_exec_id, status, qty, px)
+            elif isinstance(e, ev.FillUnallocated):
+                self.unallocated.setdefault(e.order_id, set()).add((e.venue, e.venue_exec_id))
             elif isinstance(e, ev.OrderAccepted):
                 accepted.add(e.order_id)
             elif type(e).__name__ in RISK_CHANGES:
@@ -124,6 +130,8 @@ class WarmState:
                 self._doubt(child.order_id, child.child_id, child.in_doubt)
         for order_id in [o for o in self.executions if o not in self.orders]:
             del self.executions[order_id]  # a finished order's: read back from the tables when named
+        for order_id in [o for o in self.unallocated if o not in self.orders]:
+            del self.unallocated[order_id]
         self.seen = batch
 
     def _order(self, order: Order, accepted: set[str]) -> None:
@@ -136,7 +144,9 @@ class WarmState:
                 order.children = before.children
             elif order_id not in accepted:
                 self.stale.add(order_id)  # finished before and reopened: see the module's docstring
-            self.in_doubt.pop(order_id, None)
+            # A reopened order's children in doubt stay noted: the standby knows only the children the log
+            # names from now on, and the others are still in doubt if it finishes again (a working order's
+            # note is not read: `loaded` lists finished orders only).
             self.orders[order_id] = order
             return
         self.stale.discard(order_id)
@@ -185,6 +195,9 @@ class WarmState:
                 state.venue_exec_ids.add(key)
                 if status != "busted":
                     state.fills[key] = (oid, child_id, exec_id, qty, px)
+        for order_id, keys in self.unallocated.items():
+            if order_id not in self.stale:
+                state.venue_exec_ids |= keys
         return state
 
     def counts(self) -> dict[str, int]:

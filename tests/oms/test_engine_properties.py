@@ -602,3 +602,49 @@ EngineMachine.TestCase.settings = _SETTINGS
 SmartEngineMachine.TestCase.settings = _SETTINGS
 test_engine_invariants_static_router = EngineMachine.TestCase
 test_engine_invariants_smart_router = SmartEngineMachine.TestCase
+
+
+# --- cases the machine found, replayed step by step (so they run without hypothesis's example database) ---
+# Three one-share buys on two venues; VENUE-B drops for good (its children go in doubt and the orders are
+# routed again to VENUE-A); VENUE-B's late fill of T-1.1 finds T-1 covered at VENUE-A (FillUnallocated);
+# fills and busts at VENUE-A reopen T-1 after it had finished; then a crash and a restart.
+_LATE_FILLS: list[tuple[str, dict[str, Any]]] = [
+    ("opening_orders", {"orders": [(1, Side.BUY, REF), (1, Side.BUY, REF), (1, Side.BUY, REF)]}),
+    ("books", {"sizes": [[1, 1], [1]]}),
+    ("venue_drops_for_good", {"venue": "VENUE-B"}),
+    ("venue_fill", {"frac": 1.0, "i": 0}),
+    ("venue_fill", {"frac": 1.0, "i": 0}),
+    ("market_data", {"bid": 0, "sizes": [], "spread": 1, "venue": "VENUE-A"}),
+    ("bust", {"i": 1}),
+    ("venue_fill", {"frac": 1.0, "i": 1}),
+    ("bust", {"i": 1}),
+    ("restart", {"clean": False}),
+]
+
+
+def _replay(steps: list[tuple[str, dict[str, Any]]], monkeypatch: Any) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "event", lambda *args, **kwargs: None)  # hypothesis's, in a test
+    machine = SmartEngineMachine()
+    try:
+        for name, kwargs in steps:
+            getattr(machine, name)(**kwargs)
+            machine.no_command_failed()
+            machine.routing_keeps_its_contract()
+            machine.client_view_is_consistent()
+            machine.orders_hold_their_invariants()
+    finally:
+        machine.teardown()
+
+
+def test_a_venue_fill_no_order_took_is_still_known_after_a_restart(monkeypatch: Any) -> None:
+    """The venue repeats the unallocated fill: the restarted engine must ignore it, as the one that journaled
+    it did (it was applied to T-1, reopened meanwhile, and reported to the client a second time)."""
+    _replay([*_LATE_FILLS, ("duplicate_fill", {"i": 0})], monkeypatch)
+
+
+def test_a_standby_keeps_the_children_in_doubt_of_an_order_reopened_and_finished_again(monkeypatch: Any) -> None:
+    """T-1 finishes again (canceled) with T-1.1 still in doubt: a standby that followed the log takes over with
+    T-1 among the orders whose venue still has to tell a child's fate, as the tables have it."""
+    _replay([*_LATE_FILLS, ("cancel", {"i": 0}), ("venue_refuses_cancel", {"i": 42}),
+             ("venue_refuses_cancel", {"i": 23}), ("venue_returns", {"venue": "VENUE-B"}),
+             ("venue_stays_silent", {}), ("restart", {"clean": False})], monkeypatch)
