@@ -255,7 +255,7 @@ class EngineApp:
         # wiring, not after reading the journal. Jobs and operators start once it is done. If recovery
         # fails, nothing was answered yet: start() stops the sessions that logged on meanwhile.
         cpus = frozenset(self.config.engine_cpus)
-        others = frozenset(os.sched_getaffinity(0)) - cpus
+        others = frozenset(os.sched_getaffinity(0)) - cpus if cpus else frozenset()
         if cpus:
             self.engine.cpus = cpus
             self.journal.child_cpus = others

@@ -226,7 +226,9 @@ def _hh_mm(text: str) -> bool:
 
 
 def engine_cpus(value: Any) -> tuple[int, ...]:
-    """`[engine] cpus`: CPU numbers this process may run on (os.sched_getaffinity), none repeated."""
+    """`[engine] cpus`: CPU numbers this process may run on (os.sched_getaffinity, Linux), none repeated."""
+    if value == []:
+        return ()  # the default: nothing to check, and no call that only Linux has
     usable = sorted(os.sched_getaffinity(0))
     if (not isinstance(value, list) or any(isinstance(c, bool) or not isinstance(c, int) for c in value)
             or len(set(value)) != len(value) or not set(value) <= set(usable)):

@@ -193,20 +193,23 @@ class Engine(Decider):
         if wait:
             self.recover()
             self._recovered.set()
-        self._thread = threading.Thread(target=self._run if wait else self._recover_then_run, name="oms-engine",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._thread_main, args=(not wait,), name="oms-engine", daemon=True)
         self._thread.start()
         if self.config.tick_s > 0:
             self._ticker_stop.clear()
             threading.Thread(target=self._tick_loop, name="oms-ticker", daemon=True).start()
 
-    def _pin(self) -> None:
-        """On the engine thread: run it on `cpus` only. Between two orders other work runs on a core and
+    def _thread_main(self, recover: bool) -> None:
+        """The engine thread: on `cpus` only, if set (between two orders other work runs on a core and
         replaces what the engine thread had in its caches: routing one order took 19 us with its data in
-        cache and 153 us after 8 MB of other data had been read (docs/performance.md, thirteenth session).
-        A core of its own keeps them."""
+        cache and 153 us after 8 MB of other data had been read - docs/performance.md, thirteenth session;
+        a core of its own keeps them), then recovery if start() left it to this thread, then the loop."""
         if self.cpus:
             os.sched_setaffinity(0, self.cpus)  # 0: the calling thread (Linux affinity is per thread)
+        if recover:
+            self._recover_then_run()
+        else:
+            self._run()
 
     @property
     def native_id(self) -> int | None:
@@ -215,7 +218,6 @@ class Engine(Decider):
         return thread.native_id if thread is not None else None
 
     def _recover_then_run(self) -> None:
-        self._pin()
         try:
             self.recover()
         except BaseException as exc:
@@ -319,7 +321,6 @@ class Engine(Decider):
         return max(0.0, self._deferred_at + DEFER_S - time.monotonic())
 
     def _run(self) -> None:
-        self._pin()
         self._owner = threading.get_ident()
         if self._resend:
             log.info("resending %d client messages of the last batch before the restart", len(self._resend))
