@@ -24,6 +24,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -42,13 +43,13 @@ from oms.lease import (
     LeaseLost,
     LeaseRow,
     forget_member,
+    lease_engine,
     log_head,
     members,
     new_holder_id,
     report_member,
     require_postgresql,
 )
-from oms.queries import make_engine
 from oms.warm import WarmState
 
 if TYPE_CHECKING:
@@ -62,6 +63,10 @@ FOLLOW_BATCH = 500
 STANDBY_FRESH_POLLS = 10
 # A standby that could not read or keep its order state (oms.warm) reads it again after this.
 WARM_RETRY_S = 30.0
+# A standby's look (lease, log, report) that lasts this many leases (at least STUCK_MIN_S) is logged as
+# stuck, with every thread's stack: a standby that silently never takes over is the worst HA fault.
+STUCK_LEASES = 5
+STUCK_MIN_S = 5.0
 
 
 def check_supported(config: Config) -> None:
@@ -133,7 +138,7 @@ class HANode:
         # QuickFIX's store connections (libpq) carry it as application_name: the store's fence (migration
         # 0005) lets only the lease holder's connections write.
         os.environ["PGAPPNAME"] = self.holder
-        self.db = make_engine(config.database_url)
+        self.db = lease_engine(config.database_url, config.ha_lease_s)
         try:
             require_postgresql(self.db)
         except HAUnsupported as exc:
@@ -157,6 +162,7 @@ class HANode:
         self.stop_event = threading.Event()
         self.step_down_requested = threading.Event()
         self._hold_done = threading.Event()
+        self._look_started: float | None = None  # monotonic start of the standby's look under way
 
     # --- standby -----------------------------------------------------------------------------------
     def follow(self) -> int:
@@ -230,10 +236,17 @@ class HANode:
             except OSError as exc:
                 log.error("standby metrics on 127.0.0.1:%s not started: %s", self.config.metrics_port, exc)
         self._hold_ports()
+        threading.Thread(target=self._watch_looks, name="ha-standby-watch", daemon=True).start()
+        try:
+            return self._stand_by()
+        finally:
+            self._look_started = None
+
+    def _stand_by(self) -> bool:
         announced = False
         while not self.stop_event.is_set():
             try:
-                acquiring = time.monotonic()
+                acquiring = self._look_started = time.monotonic()
                 if self.lease.try_acquire():
                     self.renewed_at = acquiring
                     log.warning("HA: %s took the lease of %s, epoch %d: taking over", self.holder,
@@ -251,8 +264,25 @@ class HANode:
                     continue  # still behind: look again at once
             except Exception as exc:  # the database away: keep trying, a standby has nothing to lose
                 log.error("HA standby: %s", exc)
+            self._look_started = None
             self.stop_event.wait(self.config.ha_poll_s)
         return False
+
+    def _watch_looks(self) -> None:
+        """Log a look that does not end (a query waiting for a lock, a connection that hangs), once per
+        look, with the stacks of every thread: what a standby waits for is then in its log."""
+        limit = max(STUCK_MIN_S, STUCK_LEASES * self.lease.lease_s)
+        told: float | None = None
+        while not self.stop_event.wait(min(1.0, limit / 5)) and self.role == "standby":
+            started = self._look_started
+            if started is None or started == told or time.monotonic() - started < limit:
+                continue
+            told = started
+            frames = sys._current_frames()
+            stacks = "".join(f"\n--- thread {t.name}\n" + "".join(traceback.format_stack(frames[t.ident]))
+                             for t in threading.enumerate() if t.ident in frames)
+            log.error("HA standby: one look at the lease and the journal has lasted %.0fs (a query waiting for "
+                      "the database?); the threads' stacks:%s", time.monotonic() - started, stacks)
 
     def _hold_ports(self) -> None:
         """Listen on the client ports now, if this QuickFIX can take the sockets over (fixoms.held_ports)."""

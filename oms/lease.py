@@ -12,6 +12,17 @@ and then sees it. Nothing of a batch is sent before its append commits (oms.engi
 that was paused past its lease and wakes up cannot commit, and therefore cannot send. The FIX sessions'
 store is fenced the same way by a trigger (migration 0005).
 
+A process can be paused anywhere (SIGSTOP, a VM frozen, swapping), also inside a transaction that holds
+the lease row: a renewal between its UPDATE and its COMMIT, an append between its INSERT and its COMMIT.
+Its row lock would keep every takeover waiting for as long as the pause lasts (a standby that logged
+nothing and never took over: tests/fault/test_failover.py's split brain, once in several runs). So the
+connections that touch the lease row have the server end a transaction left idle for a lease
+(idle_in_transaction_session_timeout: `lease_engine`'s, and the journal's append connection), and the
+lease's own wait at most a lease for a lock (lock_timeout): a candidate that waited that long fails its
+attempt, says so, and tries again at its next look, by when the paused holder's transaction is gone. The
+fence is unchanged: an append whose transaction the server ended committed nothing, and its process
+learns it at its COMMIT.
+
 SQLite has no second process to fail over to: `Lease` refuses it (`HAUnsupported`).
 """
 
@@ -27,7 +38,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Engine as SAEngine
 
-from oms.schema import ha_lease_t, ha_members_t, journal_log_t
+from oms.schema import ha_lease_t, ha_members_t, journal_log_t, make_engine
 
 # A Lease's default duration, as fixoms.config's [ha] lease_s (what an engine is given; its renewal and
 # the standby's poll are set there too).
@@ -59,6 +70,18 @@ class LeaseRow:
     @property
     def remaining_s(self) -> float:
         return (self.expires - self.now).total_seconds()
+
+
+def lease_engine(url: str, lease_s: float) -> SAEngine:
+    """An engine for the lease's transactions: none of its connections holds a lock, or waits for one,
+    longer than a lease (see the module's docstring)."""
+    return make_engine(url, pg_settings=lease_timeouts(lease_s))
+
+
+def lease_timeouts(lease_s: float) -> dict[str, str]:
+    """The server settings of a connection that takes the lease row's lock (see the module's docstring)."""
+    ms = str(max(1, int(lease_s * 1000)))
+    return {"idle_in_transaction_session_timeout": ms, "lock_timeout": ms}
 
 
 def new_holder_id() -> str:

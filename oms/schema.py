@@ -297,10 +297,11 @@ def attached_log_file(engine: SAEngine) -> str | None:
     return log_file(engine.url.database) if engine.dialect.name == "sqlite" else None
 
 
-def make_engine(url: str, pre_ping: bool = True) -> SAEngine:
+def make_engine(url: str, pre_ping: bool = True, pg_settings: dict[str, str] | None = None) -> SAEngine:
     """The journal's SQLAlchemy engine. `pre_ping` (PostgreSQL): test each pooled connection before use, a
     round trip per checkout; a caller that retries a failed attempt anyway (the projector process) may
-    spare it: a connection the server dropped fails once, SQLAlchemy empties the pool, the retry connects."""
+    spare it: a connection the server dropped fails once, SQLAlchemy empties the pool, the retry connects.
+    `pg_settings` (PostgreSQL): server settings of every connection of the engine (oms.lease's timeouts)."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):
@@ -323,7 +324,8 @@ def make_engine(url: str, pre_ping: bool = True) -> SAEngine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=pre_ping)
+    options = " ".join(f"-c {name}={value}" for name, value in (pg_settings or {}).items())
+    return create_engine(url, pool_pre_ping=pre_ping, connect_args={"options": options} if options else {})
 
 
 def create_schema(engine: SAEngine) -> None:

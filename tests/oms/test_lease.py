@@ -10,12 +10,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from oms import events as ev
 from oms.journal import Journal
-from oms.lease import HAUnsupported, Lease, LeaseLost
-from oms.schema import journal_log_t, make_engine
+from oms.lease import HAUnsupported, Lease, LeaseLost, lease_engine
+from oms.schema import ha_lease_t, journal_log_t, make_engine
 from tests.conftest import _PG_SKIP, PG_URL, reset_pg
 
 pytestmark = pytest.mark.postgres
@@ -110,6 +111,76 @@ def test_a_takeover_waits_for_an_append_in_flight_and_then_sees_it(pg: str) -> N
     assert _log_rows(engine) == 1
     conn.close()
     engine.dispose()
+
+
+def _paused_in_a_renewal(engine: object, holder: Lease) -> object:
+    """A connection of the holder's engine left inside a renewal's transaction, its UPDATE done and its
+    COMMIT never sent: what a holder paused (SIGSTOP) between the two leaves behind."""
+    conn = engine.connect()  # type: ignore[attr-defined]
+    conn.begin()
+    conn.execute(text(f"UPDATE {ha_lease_t.name} SET renewed = clock_timestamp() WHERE name = :name AND "
+                      "holder = :holder"), {"name": holder.name, "holder": holder.holder})
+    return conn
+
+
+def test_a_holder_paused_inside_a_renewal_does_not_block_the_takeover(pg: str) -> None:
+    """The split brain of tests/fault/test_failover.py, once in several runs: the primary was stopped
+    between a renewal's UPDATE and its COMMIT, its row lock kept the standby's takeover waiting, and the
+    standby never took over. On the lease's connections the server ends a transaction idle for a lease,
+    and a takeover waits at most a lease for the lock; the next attempt takes the lease."""
+    old_engine, new_engine = lease_engine(pg, 0.3), lease_engine(pg, 0.3)
+    old = Lease(old_engine, "OMS1", "host-a:1:aa", lease_s=0.3)
+    new = Lease(new_engine, "OMS1", "host-b:2:bb", lease_s=0.3)
+    assert old.try_acquire()
+    paused = _paused_in_a_renewal(old_engine, old)
+    time.sleep(0.4)  # expired, the renewal's transaction still open
+    taken: list[bool] = []
+
+    def take() -> None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                if new.try_acquire():
+                    taken.append(True)
+                    return
+            except DBAPIError as exc:  # waited a lease for the lock: the standby logs it and looks again
+                assert "lock timeout" in str(exc)
+            time.sleep(0.1)
+
+    taker = threading.Thread(target=take)
+    taker.start()
+    taker.join(10)
+    assert not taker.is_alive(), "the takeover still waits for the paused holder's lock"
+    assert taken == [True] and new.epoch == 2
+    # the paused holder wakes up: its renewal's transaction is gone, nothing of it was committed
+    with pytest.raises(DBAPIError, match="idle-in-transaction"):
+        paused.commit()  # type: ignore[attr-defined]
+    assert not old.renew(), "the old holder renewed a lease taken over"
+    row = new.read()
+    assert row is not None and row.holder == new.holder
+    old_engine.dispose()
+    new_engine.dispose()
+
+
+def test_without_the_timeouts_a_paused_renewal_blocks_the_takeover(pg: str) -> None:
+    """The same pause on an engine without the lease's settings (what HANode had): the takeover waits for as
+    long as the pause lasts. What the test above relies on is the settings, not the timing."""
+    old_engine, new_engine = make_engine(pg), make_engine(pg)
+    old = Lease(old_engine, "OMS1", "host-a:1:aa", lease_s=0.3)
+    new = Lease(new_engine, "OMS1", "host-b:2:bb", lease_s=0.3)
+    assert old.try_acquire()
+    paused = _paused_in_a_renewal(old_engine, old)
+    time.sleep(0.4)
+    taker = threading.Thread(target=new.try_acquire, daemon=True)
+    taker.start()
+    taker.join(2)
+    assert taker.is_alive(), "the takeover did not wait for the renewal's lock"
+    paused.rollback()  # type: ignore[attr-defined]
+    taker.join(5)
+    assert not taker.is_alive()
+    paused.close()  # type: ignore[attr-defined]
+    old_engine.dispose()
+    new_engine.dispose()
 
 
 def test_the_fix_store_refuses_a_process_without_the_lease(pg: str) -> None:
