@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sqlite3
 import subprocess
@@ -136,7 +137,7 @@ class Journal:
         self.projection_error: BaseException | None = None
         self._checkpointed = 0.0
         self._trimmed = 0  # the log's rows up to this batch are deleted (_trim_log)
-        self._trim_at = 0.0  # when _trim_log last looked
+        self._trim_at = -math.inf  # when _trim_log last looked (never: monotonic() may be small, just after boot)
 
     @classmethod
     def open(cls, url: str, instance: str) -> Journal:
