@@ -36,7 +36,7 @@ from oms.schema import (
     journal_marks_t,
     orders_t,
 )
-from oms.sqlprep import Prepared, payload
+from oms.sqlprep import Prepared, payload_json
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class Projector:
         name = dialect.name
         self._statements: dict[str, Prepared] = {
             "events": Prepared(insert(events_t), ["instance", "ts", "kind", "order_id", "payload"], dialect,
-                               copy=True),
+                               copy=True, raw=["payload"]),
             "orders": Prepared(_upsert(orders_t, "order_id", name), None, dialect),
             "children": Prepared(_upsert(children_t, "child_id", name), None, dialect),
             "executions": Prepared(insert(executions_t), None, dialect, copy=True),
@@ -145,7 +145,7 @@ class Projector:
             ts = rec.ts
             for e in rec.events:
                 event_rows.append({"instance": instance, "ts": ts, "kind": type(e).__name__,
-                                   "order_id": getattr(e, "order_id", None), "payload": payload(e)})
+                                   "order_id": getattr(e, "order_id", None), "payload": payload_json(e)})
                 change = execution_change(e)
                 if change is not None:
                     venue, venue_exec_id, status, qty, px = change
