@@ -172,8 +172,19 @@ def summarize_json(obj: Any) -> tuple[dict[str, Any], str]:
     return fn(obj)
 
 
-# Per dataclass: its summarize_json, straight-line code over its fields (see _summarizer).
+def summary_text(obj: Any) -> str:
+    """`summarize_json(obj)`'s text alone (what the projector chains and stores), without the dict."""
+    t = type(obj)
+    fn = _TEXTS.get(t)
+    if fn is None:
+        fn = _TEXTS[t] = _summarizer(t, with_summary=False)
+    return fn(obj)
+
+
+# Per dataclass: its summarize_json, straight-line code over its fields (see _summarizer); and its
+# summary_text.
 _SUMMARIZERS: dict[type, Callable[[Any], tuple[dict[str, Any], str]]] = {}
+_TEXTS: dict[type, Callable[[Any], str]] = {}
 _GENERAL = object()
 
 
@@ -224,21 +235,32 @@ def _slow_summary(obj: Any) -> tuple[dict[str, Any], str]:
     return summary, canonical_json(summary)
 
 
-def _summarizer(t: type) -> Callable[[Any], tuple[dict[str, Any], str]]:
+def _slow_text(obj: Any) -> str:
+    return canonical_json(summarize(obj))
+
+
+def _summarizer(t: type, with_summary: bool = True) -> Callable[[Any], Any]:
     """summarize_json for one dataclass as generated code: per field (sorted by name) the same steps as
     `summarize` - a non-empty string, an int or True as is, None and False and "" left out, anything else
     converted - writing the JSON text as it goes, with `"type"` at its sorted place; a class with a field
     named "type" (summarize's own key would clash) and values only the general encoder can write (lists,
-    objects) take `summarize` + `canonical_json`."""
+    objects) take `summarize` + `canonical_json`. Without `with_summary`, summary_text: the text alone,
+    no dict built."""
     names, _values = _fields_of(t)
     if "type" in names:
-        return _slow_summary
+        return _slow_summary if with_summary else _slow_text
     env: dict[str, Any] = {"_dumps": _dumps_str, "_general": _general, "_GENERAL": _GENERAL,
-                           "_slow": _slow_summary, "_repr": int.__repr__, "_str": str, "_int": int, "_bool": bool,
+                           "_slow": _slow_summary if with_summary else _slow_text, "_repr": int.__repr__,
+                           "_str": str, "_int": int, "_bool": bool,
                            "_Decimal": Decimal, "_dstr": Decimal.__str__, "_enums": _ENUM_JSON,
                            "_type_text": f'"type":{_dumps_str(t.__name__)}', "_type_name": t.__name__}
+
+    def keep(name: str, value: str) -> list[str]:  # the summary's entry, when there is a summary
+        return [f"        out[{name!r}] = {value}"] if with_summary else []
+
     at = sum(1 for n in names if n < "type")
-    lines = ["def summarize_json(obj):", "    out = {'type': _type_name}", "    parts = []"]
+    lines = ["def summarize_json(obj):", "    out = {'type': _type_name}" if with_summary else "    out = {}",
+             "    parts = []"]
     for i, name in enumerate(names):
         if i == at:
             lines.append("    parts.append(_type_text)")
@@ -248,31 +270,34 @@ def _summarizer(t: type) -> Callable[[Any], tuple[dict[str, Any], str]]:
             "    tv = type(v)",
             "    if tv is _str:",
             "        if v:",
-            f"            out[{name!r}] = v",
+            *["    " + line for line in keep(name, "v")],
             f"            parts.append(_p{i} + _dumps(v))",
             "    elif v is None or v is False:",
             "        pass",
             "    elif tv is _int:",
-            f"        out[{name!r}] = v",
+            *keep(name, "v"),
             f"        parts.append(_p{i} + _repr(v))",
             "    elif tv is _Decimal:",  # its text never needs escaping: digits, '.', '-', '+', 'E', NaN, Infinity
-            f"        out[{name!r}] = x = _dstr(v)",
+            "        x = _dstr(v)",
+            *keep(name, "x"),
             f"        parts.append(_p{i} + '\"' + x + '\"')",
             "    elif tv is _bool:",
-            f"        out[{name!r}] = v",
+            *keep(name, "v"),
             f"        parts.append(_p{i} + 'true')",
             "    elif tv in _enums:",  # an enum whose FIX values are all strings or ints: their JSON made once
-            f"        out[{name!r}], text = _enums[tv][v]",
+            "        x, text = _enums[tv][v]",
+            *keep(name, "x"),
             f"        parts.append(_p{i} + text)",
+            # without a summary, `out` only takes what _general converts, and is dropped
             f"    elif _general(out, parts, {name!r}, _p{i}, v) is _GENERAL:",
             "        return _slow(obj)",
         ]
     if at >= len(names):
         lines.append("    parts.append(_type_text)")
-    lines.append("    return out, '{' + ','.join(parts) + '}'")
+    lines.append("    return out, '{' + ','.join(parts) + '}'" if with_summary else "    return '{' + ','.join(parts) + '}'")
     scope: dict[str, Any] = {}
     exec("\n".join(lines), env, scope)  # noqa: S102 - code built here from the dataclass's field names
-    fn: Callable[[Any], tuple[dict[str, Any], str]] = scope["summarize_json"]
+    fn: Callable[[Any], Any] = scope["summarize_json"]
     return fn
 
 
@@ -292,18 +317,22 @@ def business(inbound: Iterable[Any], outbound: Iterable[Any]) -> list[Any]:
     return out
 
 
-def entries_of(items: Iterable[Any]) -> list[Entry]:
+def entries_of(items: Iterable[Any], summaries: bool = True) -> list[Entry]:
     """The rows of a record's business messages (`business`); a record written before the projector made
-    them holds each row as (who, kind, summary text) already."""
+    them holds each row as (who, kind, summary text) already. Without `summaries` (the projector, which
+    chains and stores the text) an entry's summary dict is left empty and only its text is made."""
     entries = []
     for item in items:
         if type(item) is tuple:
             who, kind, text = item
             entries.append(Entry(who, kind, {}, text))
         elif isinstance(item, INBOUND_TYPES):
-            entries.append(Entry(_inbound_who(item), "inbound", *summarize_json(item)))
+            who, kind = _inbound_who(item), "inbound"
         else:
-            entries.append(Entry(_outbound_who(item), "outbound", *summarize_json(item)))
+            who, kind = _outbound_who(item), "outbound"
+        if type(item) is not tuple:
+            entries.append(Entry(who, kind, *summarize_json(item)) if summaries
+                           else Entry(who, kind, {}, summary_text(item)))
     return entries
 
 

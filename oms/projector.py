@@ -165,7 +165,7 @@ class Projector:
             for snap in rec.children:
                 children[snap[0]] = snap
             if rec.audit:
-                entries.append((ts, audit.entries_of(rec.audit)))
+                entries.append((ts, audit.entries_of(rec.audit, summaries=False)))
         st = self._statements
         bound: list[tuple[Prepared, list[Any]]] = []
         if event_rows:

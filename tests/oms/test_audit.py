@@ -138,6 +138,9 @@ def test_a_record_keeps_the_messages_and_the_projector_rows_them_as_before() -> 
     kept = audit.business(inbound, outbound)
     assert [type(m).__name__ for m in kept] == ["NewOrder", "VenueReport", "ExecutionReport", "VenueNewOrder"]
     assert audit.entries_of(kept) == audit.batch_entries(inbound, outbound)
+    # the projector's entries: the same rows, their texts made without the summaries
+    assert [(e.who, e.kind, e.text) for e in audit.entries_of(kept, summaries=False)] == [
+        (e.who, e.kind, e.text) for e in audit.entries_of(kept)]
     old = [(e.who, e.kind, e.text) for e in audit.batch_entries(inbound, outbound)]
     assert [(e.who, e.kind, e.text) for e in audit.entries_of(old)] == old
 
@@ -151,7 +154,9 @@ def test_a_record_keeps_the_messages_and_the_projector_rows_them_as_before() -> 
 ], ids=lambda m: type(m).__name__)
 def test_summarize_json_is_summarize_and_its_canonical_json(message: object) -> None:
     for _ in range(2):  # the first meeting of a value type (an enum) and the fast path after it
+        text_only = audit.summary_text(message)  # the projector's: the text, no dict
         summary, text = audit.summarize_json(message)
+        assert text_only == text
         assert summary == audit.summarize(message)
         assert text == audit.canonical_json(summary)
 
