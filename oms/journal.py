@@ -135,7 +135,7 @@ class Journal:
         self._thread: threading.Thread | None = None
         self._closing = False
         self.projection_error: BaseException | None = None
-        self._checkpointed = 0.0
+        self._checkpointed = -math.inf
         self._trimmed = 0  # the log's rows up to this batch are deleted (_trim_log)
         self._trim_at = -math.inf  # when _trim_log last looked (never: monotonic() may be small, just after boot)
 
