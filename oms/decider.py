@@ -787,12 +787,22 @@ class Decider:
             return
         order, child = found
         self.suspect.discard(r.venue)
-        self._watch.pop(child.child_id, None)
         if child.done:
+            self._watch.pop(child.child_id, None)
             return
         if child.amend_id and r.cl_ord_id == child.amend_id:
+            self._watch.pop(child.child_id, None)
             self._amend_refused(order, child, f"{r.venue} refused replace: {r.text}", b)
             return
+        if not child.cancel_id:
+            # It answers no request of ours that is pending (a repeat, or a request we never sent): it settles
+            # nothing. Taken for the refusal of the child's pending amend, it refused the client's replace
+            # while the amend still stood at the venue, whose acceptance then left the child larger than
+            # its order, or priced through its limit (tests/oms/test_engine_properties.py found both).
+            log.warning("venue %s: cancel reject %s for %s answers no pending request of ours: ignored (%s)",
+                        r.venue, r.cl_ord_id, child.child_id, r.text)
+            return
+        self._watch.pop(child.child_id, None)
         b.emit(order, ev.ChildCancelRefused(order.order_id, child.child_id, r.text))
         if order.pending is not None and not any(ch.cancel_id and not ch.done for ch in order.children.values()):
             self._refuse_pending(order, CxlRejReason.BROKER_OPTION, f"{r.venue} refused cancel: {r.text}", b)
