@@ -231,14 +231,25 @@ class Journal:
                 # waits for; projection passes do it instead (_checkpoint_log).
                 cur.execute("PRAGMA wal_autocheckpoint=0")
                 cur.close()
+            else:
+                # PostgreSQL (psycopg), autocommit as well: the INSERT is its own transaction, one round trip,
+                # where the driver's implicit transaction made three (BEGIN, INSERT, COMMIT). Durable when it
+                # returns, as a COMMIT (synchronous_commit). The fenced insert (HA) reads the lease row FOR
+                # SHARE for that statement's transaction, so a takeover still waits for an append in flight.
+                # Out of the pool: it never goes back to anyone else in autocommit.
+                driver = raw.driver_connection
+                assert driver is not None
+                raw.detach()
+                driver.autocommit = True
             self._raw = raw
             mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
             self._append_sql = (f"INSERT INTO {journal_log_t.name} (instance, batch, payload) "
                                 f"VALUES ({mark}, {mark}, {mark})")
             if lease is not None:
                 self._append_sql = lease.fenced_insert(self.engine.dialect.paramstyle)[0]
-                # The fenced insert holds the lease row FOR SHARE until its commit: a primary paused
-                # between the two would block every takeover, so the server ends such a transaction.
+                # The fenced insert holds the lease row FOR SHARE until its transaction ends; autocommitted,
+                # that is the statement's end. Should a transaction ever be left open on this connection
+                # (a primary paused inside it would block every takeover), the server ends it.
                 cur = raw.cursor()
                 cur.execute(f"SET idle_in_transaction_session_timeout = {max(1, int(lease.lease_s * 1000))}")
                 cur.close()

@@ -13,7 +13,8 @@ that was paused past its lease and wakes up cannot commit, and therefore cannot 
 store is fenced the same way by a trigger (migration 0005).
 
 A process can be paused anywhere (SIGSTOP, a VM frozen, swapping), also inside a transaction that holds
-the lease row: a renewal between its UPDATE and its COMMIT, an append between its INSERT and its COMMIT.
+the lease row: a renewal between its UPDATE and its COMMIT (the journal's append is a single autocommitted
+statement, but its connection is guarded the same way).
 Its row lock would keep every takeover waiting for as long as the pause lasts (a standby that logged
 nothing and never took over: tests/fault/test_failover.py's split brain, once in several runs). So the
 connections that touch the lease row have the server end a transaction left idle for a lease
