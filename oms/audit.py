@@ -326,13 +326,13 @@ def entries_of(items: Iterable[Any], summaries: bool = True) -> list[Entry]:
         if type(item) is tuple:
             who, kind, text = item
             entries.append(Entry(who, kind, {}, text))
-        elif isinstance(item, INBOUND_TYPES):
+            continue
+        if isinstance(item, INBOUND_TYPES):
             who, kind = _inbound_who(item), "inbound"
         else:
             who, kind = _outbound_who(item), "outbound"
-        if type(item) is not tuple:
-            entries.append(Entry(who, kind, *summarize_json(item)) if summaries
-                           else Entry(who, kind, {}, summary_text(item)))
+        entries.append(Entry(who, kind, *summarize_json(item)) if summaries
+                       else Entry(who, kind, {}, summary_text(item)))
     return entries
 
 

@@ -787,14 +787,8 @@ class Decider:
             return
         order, child = found
         self.suspect.discard(r.venue)
-        if child.done:
-            self._watch.pop(child.child_id, None)
-            return
-        if child.amend_id and r.cl_ord_id == child.amend_id:
-            self._watch.pop(child.child_id, None)
-            self._amend_refused(order, child, f"{r.venue} refused replace: {r.text}", b)
-            return
-        if not child.cancel_id:
+        answers_amend = bool(child.amend_id) and r.cl_ord_id == child.amend_id
+        if not (child.done or answers_amend or child.cancel_id):
             # It answers no request of ours that is pending (a repeat, or a request we never sent): it settles
             # nothing. Taken for the refusal of the child's pending amend, it refused the client's replace
             # while the amend still stood at the venue, whose acceptance then left the child larger than
@@ -803,6 +797,11 @@ class Decider:
                         r.venue, r.cl_ord_id, child.child_id, r.text)
             return
         self._watch.pop(child.child_id, None)
+        if child.done:
+            return
+        if answers_amend:
+            self._amend_refused(order, child, f"{r.venue} refused replace: {r.text}", b)
+            return
         b.emit(order, ev.ChildCancelRefused(order.order_id, child.child_id, r.text))
         if order.pending is not None and not any(ch.cancel_id and not ch.done for ch in order.children.values()):
             self._refuse_pending(order, CxlRejReason.BROKER_OPTION, f"{r.venue} refused cancel: {r.text}", b)

@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from oms import audit, record_codec
 from oms import events as ev
 from oms.enums import Side
-from oms.lease import Lease, LeaseLost
+from oms.lease import Lease, LeaseLost, lease_timeouts
 from oms.model import IN_DOUBT, Order
 from oms.ports import LoadedOrder, LoadedState
 from oms.projector import BatchRecord, Projector, read_marks
@@ -215,15 +215,16 @@ class Journal:
         lease = self.lease
         if self._raw is None:
             raw = self.engine.raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None  # a connection just checked out of the pool
+            # Out of the pool: its settings below (autocommit; on SQLite its busy timeout) must never reach
+            # anyone else's use of the connection.
+            raw.detach()
             if self.engine.dialect.name == "sqlite":
-                # Out of the pool (its busy timeout must not reach anyone else's connection): this one
-                # waits for the write lock itself (_insert_sqlite).
                 # Autocommit: the INSERT is its own transaction, without the BEGIN and COMMIT statements the
-                # driver would otherwise prepare and run around it for every append.
-                driver = raw.driver_connection
-                assert driver is not None  # a connection just checked out of the pool
+                # driver would otherwise prepare and run around it for every append. This connection waits
+                # for the write lock itself (_insert_sqlite).
                 driver.isolation_level = None
-                raw.detach()
                 cur = raw.cursor()
                 cur.execute("PRAGMA busy_timeout=0")
                 # No checkpoints on this connection: SQLite runs one inside the commit that pushes the
@@ -236,10 +237,6 @@ class Journal:
                 # where the driver's implicit transaction made three (BEGIN, INSERT, COMMIT). Durable when it
                 # returns, as a COMMIT (synchronous_commit). The fenced insert (HA) reads the lease row FOR
                 # SHARE for that statement's transaction, so a takeover still waits for an append in flight.
-                # Out of the pool: it never goes back to anyone else in autocommit.
-                driver = raw.driver_connection
-                assert driver is not None
-                raw.detach()
                 driver.autocommit = True
             self._raw = raw
             mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
@@ -251,7 +248,8 @@ class Journal:
                 # that is the statement's end. Should a transaction ever be left open on this connection
                 # (a primary paused inside it would block every takeover), the server ends it.
                 cur = raw.cursor()
-                cur.execute(f"SET idle_in_transaction_session_timeout = {max(1, int(lease.lease_s * 1000))}")
+                idle = lease_timeouts(lease.lease_s)["idle_in_transaction_session_timeout"]
+                cur.execute(f"SET idle_in_transaction_session_timeout = {idle}")
                 cur.close()
                 raw.commit()
         raw = self._raw
